@@ -40,6 +40,9 @@ SCENARIOS: list[Scenario] = [
              ca="custom", lineage=False, hook=None, timer="disabled",
              inventory_vars={"certaudit_renewal": "custom-ca"}),
     Scenario("down", _address(250), "in the inventory, but the host is down", booted=False),
+    Scenario("scratch", _address(30), "a compliant host the fleet's own tests change (reloads, new certificates)",
+             audited=False),
 ]
+AUDITED = [s for s in SCENARIOS if s.audited]
 
 BY_NAME = {s.name: s for s in SCENARIOS}

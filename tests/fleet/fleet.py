@@ -61,12 +61,17 @@ class Host:
 class Fleet:
     scenarios: list[Scenario]
     root: Path = field(default_factory=lambda: image.cache_root() / "run")
+    pebble: bool = True
     timings: dict[str, float] = field(default_factory=dict)
     hosts: dict[str, Host] = field(default_factory=dict)
     _lock: IO[str] | None = field(default=None, repr=False)
     _pebble: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # --- paths -------------------------------------------------------------------------------
+    @property
+    def cgroup_group(self) -> str:
+        return f"certaudit-{self.root.name}"
+
     @property
     def key_path(self) -> Path:
         return image.cache_root() / "keys" / "id_ed25519"
@@ -102,13 +107,14 @@ class Fleet:
     # --- lifecycle ---------------------------------------------------------------------------
     def up(self) -> None:
         self._take_lock()
-        sweep(self.root)
+        sweep(self.root, self.cgroup_group)
         self._prepare_machine()
         with self._timed("base image"):
             base, built = image.ensure_base_image()
         self.timings["base image built"] = 1.0 if built else 0.0
-        with self._timed("pebble"):
-            self._start_pebble()
+        if self.pebble:
+            with self._timed("pebble"):
+                self._start_pebble()
         with self._timed("layout"):
             self._layout_all(base)
         booted = [h for h in self.hosts.values() if h.machine is not None]
@@ -129,7 +135,7 @@ class Fleet:
             with ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
                 list(pool.map(lambda m: m.stop(), running))
             self._stop_pebble()
-            sweep(self.root)
+            sweep(self.root, self.cgroup_group)
         self._release_lock()
 
     @contextlib.contextmanager
@@ -142,12 +148,13 @@ class Fleet:
 
     def _take_lock(self) -> None:
         self.root.parent.mkdir(parents=True, exist_ok=True)
-        lock = (self.root.parent / "fleet.lock").open("w")
+        lock_path = self.root.with_name(self.root.name + ".lock")
+        lock = lock_path.open("w")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            raise FleetError(f"another test run holds {self.root.parent / 'fleet.lock'}; wait for it to finish") from None
+            raise FleetError(f"another test run holds {lock_path}; wait for it to finish") from None
         lock.write(f"{os.getpid()}\n")
         lock.flush()
         self._lock = lock
@@ -221,7 +228,7 @@ class Fleet:
 
     def _layout_all(self, base: Path) -> None:
         authorized_key = self.key_path.with_suffix(".pub").read_text()
-        pebble_ca = self.pebble_ca_path.read_bytes()
+        pebble_ca = self.pebble_ca_path.read_bytes() if self.pebble else None
         for scenario in self.scenarios:
             if scenario.name in self.hosts:
                 raise FleetError(f"two scenarios are named {scenario.name!r}")
@@ -229,7 +236,9 @@ class Fleet:
                 self.hosts[scenario.name] = Host(scenario, None)
                 continue
             directory = self.root / "hosts" / scenario.name
-            self.hosts[scenario.name] = Host(scenario, machine.Machine(scenario.name, scenario.address, base, directory))
+            self.hosts[scenario.name] = Host(
+                scenario, machine.Machine(scenario.name, scenario.address, base, directory, self.cgroup_group)
+            )
 
         def lay(host: Host) -> None:
             assert host.machine is not None
@@ -285,18 +294,18 @@ class Fleet:
         return path
 
 
-def sweep(root: Path) -> None:
+def sweep(root: Path, cgroup_group: str) -> None:
     """Remove what any run left under `root`: containers, cgroups, mounts, pebble, host directories."""
     with contextlib.suppress(OSError, ValueError):
         pid = int((root / "pebble" / "pid").read_text())
         # Only the pebble this harness started: its command line names our config file.
         if str(root / "pebble" / "config.json").encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
             os.kill(pid, signal.SIGKILL)
-    for name in machine.leftover_cgroups():
-        machine.kill_cgroup(name)
-        for d in machine.cgroup_dirs(name):
+    for name in machine.leftover_cgroups(cgroup_group):
+        machine.kill_cgroup(cgroup_group, name)
+        for d in machine.cgroup_dirs(cgroup_group, name):
             machine.remove_cgroup_tree(d)
-    machine.remove_group_root()
+    machine.remove_group_root(cgroup_group)
     with contextlib.suppress(OSError):
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
         for mount in sorted((m for m in mounts if m.startswith(str(root) + "/")), key=len, reverse=True):

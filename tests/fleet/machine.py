@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CGROUP_GROUP = "certaudit-fleet"
 CGROUP_HIERARCHIES = ("systemd", "unified")
 
 
@@ -24,12 +23,13 @@ class BootError(RuntimeError):
     pass
 
 
-def cgroup_dirs(name: str) -> list[Path]:
+def cgroup_dirs(group: str, name: str) -> list[Path]:
+    """The host's cgroup in each mounted hierarchy, under its fleet's own group."""
     dirs = []
     for hierarchy in CGROUP_HIERARCHIES:
         root = Path("/sys/fs/cgroup") / hierarchy
         if root.is_dir():
-            dirs.append(root / CGROUP_GROUP / name)
+            dirs.append(root / group / name)
     return dirs
 
 
@@ -66,6 +66,7 @@ class Machine:
     address: str
     base: Path
     directory: Path
+    group: str
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -77,9 +78,9 @@ class Machine:
         return self.directory / "console.log"
 
     def start(self) -> None:
-        for d in cgroup_dirs(self.name):
+        for d in cgroup_dirs(self.group, self.name):
             d.mkdir(parents=True, exist_ok=True)
-        procs = " ".join(str(d / "cgroup.procs") for d in cgroup_dirs(self.name))
+        procs = " ".join(str(d / "cgroup.procs") for d in cgroup_dirs(self.group, self.name))
         # The shell moves itself into the host's cgroups, then becomes systemd-nspawn.
         script = f'for f in {procs}; do echo $$ > "$f"; done; exec "$@"'
         argv = [
@@ -108,8 +109,8 @@ class Machine:
                 except subprocess.TimeoutExpired:
                     continue
         self.process = None
-        kill_cgroup(self.name)
-        for d in cgroup_dirs(self.name):
+        kill_cgroup(self.group, self.name)
+        for d in cgroup_dirs(self.group, self.name):
             remove_cgroup_tree(d)
         with contextlib.suppress(OSError):
             os.rmdir(f"/run/systemd/nspawn/propagate/{self.name}")
@@ -121,9 +122,9 @@ class Machine:
             return "(no console log)"
 
 
-def kill_cgroup(name: str) -> None:
+def kill_cgroup(group: str, name: str) -> None:
     """SIGKILL whatever is still in a host's cgroup: nothing of a test host may outlive the run."""
-    for d in cgroup_dirs(name):
+    for d in cgroup_dirs(group, name):
         for procs in d.rglob("cgroup.procs") if d.is_dir() else ():
             try:
                 pids = [int(p) for p in procs.read_text().split()]
@@ -134,21 +135,21 @@ def kill_cgroup(name: str) -> None:
                     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(
-        procs.read_text().strip() for d in cgroup_dirs(name) if d.is_dir() for procs in d.rglob("cgroup.procs")
+        procs.read_text().strip() for d in cgroup_dirs(group, name) if d.is_dir() for procs in d.rglob("cgroup.procs")
     ):
         time.sleep(0.05)
 
 
-def leftover_cgroups() -> list[str]:
+def leftover_cgroups(group: str) -> list[str]:
     names: set[str] = set()
     for hierarchy in CGROUP_HIERARCHIES:
-        root = Path("/sys/fs/cgroup") / hierarchy / CGROUP_GROUP
+        root = Path("/sys/fs/cgroup") / hierarchy / group
         if root.is_dir():
             names.update(p.name for p in root.iterdir() if p.is_dir())
     return sorted(names)
 
 
-def remove_group_root() -> None:
+def remove_group_root(group: str) -> None:
     for hierarchy in CGROUP_HIERARCHIES:
         with contextlib.suppress(OSError):
-            (Path("/sys/fs/cgroup") / hierarchy / CGROUP_GROUP).rmdir()
+            (Path("/sys/fs/cgroup") / hierarchy / group).rmdir()

@@ -1,0 +1,49 @@
+# certaudit: two commands on a fresh Debian machine.
+#   make audit   every control against the default inventory, evidence under reports/
+#   make test    the suite's own tests, against a fleet of real test hosts (root)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INVENTORY ?= inventories/local.yml
+JOB ?= audit
+REPORTS ?= reports
+PYTEST_ARGS ?=
+DEBIAN_TEST_PACKAGES := systemd-container debootstrap pebble openssh-client
+
+.PHONY: audit test lint venv test-venv debian-test-packages clean
+
+$(BIN)/.certaudit-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(BIN)/.certaudit-test-installed: $(BIN)/.certaudit-installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.certaudit-installed
+
+test-venv: $(BIN)/.certaudit-test-installed
+
+## Audit every host of $(INVENTORY); exit status of pytest: 0 compliant, 1 findings (make itself then exits 2).
+audit: venv
+	$(BIN)/pytest checks --inventory $(INVENTORY) --report-dir $(REPORTS) --job $(JOB) $(PYTEST_ARGS)
+
+debian-test-packages:
+	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: test-venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## The suite's own tests: unit tests, then the fleet of real hosts (builds and caches their base image).
+test: test-venv debian-test-packages lint
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""The certificate the service uses, read from a host's snapshot, shared by the CRT and LIVE controls."""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from certaudit.evidence import Evidence
+from certaudit.facts import HostFacts
+from certaudit.policy import Policy
+from certaudit.x509 import CertificateError, load_pem_certificates
+
+
+def leaf_on_disk(facts: HostFacts, policy: Policy, evidence: Evidence) -> x509.Certificate | None:
+    """The first certificate of `certaudit_tls_dir/cert.pem`, or None with the finding recorded.
+
+    A missing, unreadable-as-PEM or malformed file is an observation about the host (a failure);
+    a permission problem is not (it raises Undeterminable).
+    """
+    cert_file = facts.file(policy.tls_cert)
+    evidence.observe(file=cert_file.where())
+    problem = cert_file.problem()
+    if problem is not None:
+        evidence.require(False, f"the service's certificate: {problem}")
+        return None
+    if cert_file.content is None and cert_file.read_errno == 0 and cert_file.read_reason:
+        evidence.require(False, f"the service's certificate {cert_file.where()}: {cert_file.read_reason}")
+        return None
+    try:
+        chain = load_pem_certificates(cert_file.read(), cert_file.where())
+    except CertificateError as exc:
+        evidence.require(False, f"the service's certificate is unusable: {exc}")
+        return None
+    return chain[0]

@@ -1,0 +1,248 @@
+"""One host's facts at one instant: the typed snapshot the probe returns and every check judges.
+
+The snapshot is plain data: the checks need no connection. Facts that could not be determined
+carry the reason, and asking for them raises `Undeterminable`, which the plugin reports as an error
+outcome (never a pass, never a plain failure).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from certaudit.errors import Undeterminable
+
+
+@dataclass(frozen=True)
+class FileFact:
+    """lstat and stat of one path on the host, and its bytes when they were read (never a private key's)."""
+
+    path: str
+    host: str
+    present: bool  # lstat succeeded: something is at this path, maybe a dangling symlink
+    lstat_errno: int = 0
+    lstat_reason: str = ""
+    is_link: bool = False
+    link_target: str | None = None
+    realpath: str | None = None
+    stat_errno: int = 0
+    stat_reason: str = ""
+    kind: str | None = None  # after following symlinks: file, directory, fifo, ...
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    owner: str | None = None
+    group: str | None = None
+    size: int | None = None
+    mtime: float | None = None
+    ctime: float | None = None
+    content: bytes | None = field(default=None, repr=False)
+    read_errno: int = 0
+    read_reason: str = ""
+
+    @property
+    def mode_text(self) -> str:
+        return "unknown" if self.mode is None else f"{self.mode:04o}"
+
+    @property
+    def owner_text(self) -> str:
+        return f"{self.owner or self.uid}:{self.group or self.gid}"
+
+    def where(self) -> str:
+        """The path, and where it really points when it is a symlink."""
+        if self.is_link and self.realpath and self.realpath != self.path:
+            return f"{self.path} -> {self.realpath}"
+        return self.path
+
+    def problem(self) -> str | None:
+        """Why this path is not a usable regular file, as observed; None when it is one.
+
+        Permission problems are not observations about the host's compliance: they raise.
+        """
+        if not self.present:
+            if self.lstat_errno in (0, errno.ENOENT, errno.ENOTDIR):
+                return f"{self.path} does not exist"
+            self._undeterminable("lstat", self.lstat_reason)
+        if self.stat_errno == errno.ELOOP:
+            return f"{self.path} is a symlink loop"
+        if self.stat_errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"{self.path} is a dangling symlink to {self.link_target}"
+        if self.stat_errno:
+            self._undeterminable("stat", self.stat_reason)
+        if self.kind != "file":
+            return f"{self.where()} is a {self.kind}, not a regular file"
+        return None
+
+    def read(self) -> bytes:
+        """The file's bytes; raises Undeterminable when they could not be read (e.g. permission denied)."""
+        __tracebackhide__ = True
+        if self.content is not None:
+            return self.content
+        self._undeterminable("read", self.read_reason or "content was not gathered")
+
+    def text(self) -> str:
+        return self.read().decode("utf-8", "replace")
+
+    def _undeterminable(self, what: str, reason: str) -> Any:
+        __tracebackhide__ = True
+        raise Undeterminable(f"host {self.host}: cannot {what} {self.path}: {reason}")
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "present": self.present,
+            "symlink_to": self.realpath if self.is_link else None,
+            "kind": self.kind,
+            "mode": self.mode_text if self.mode is not None else None,
+            "owner": self.owner_text if self.uid is not None else None,
+            "error": self.lstat_reason or self.stat_reason or self.read_reason or None,
+        }
+
+
+@dataclass(frozen=True)
+class Listing:
+    path: str
+    names: tuple[str, ...] = ()
+    errno_: int = 0
+    reason: str = ""
+
+    @property
+    def exists(self) -> bool:
+        return self.errno_ == 0
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """The public half of a private key file, derived on the host."""
+
+    path: str
+    pem: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the host's TLS endpoint served to the auditing machine."""
+
+    address: str
+    port: int
+    server_name: str
+    leaf_der: bytes | None = field(default=None, repr=False)
+    error: str = ""
+    determinable: bool = True  # False: a timeout or similar, not an observation about the host
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    host: str
+    taken_at: float  # the host's clock, epoch seconds
+    audited_at: float  # the auditing machine's clock when the probe returned
+    systemd: bool
+    files: dict[str, FileFact]
+    listings: dict[str, Listing]
+    public_keys: dict[str, PublicKey]
+    units: dict[str, dict[str, str]]
+    units_error: str
+    processes: tuple[str, ...] | None
+    service_uid: int | None
+    service_gid: int | None
+    endpoint: Endpoint | None
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def file(self, path: str) -> FileFact:
+        try:
+            return self.files[path]
+        except KeyError:
+            raise Undeterminable(f"host {self.host}: {path} was not probed") from None
+
+    def listing(self, path: str) -> Listing:
+        try:
+            return self.listings[path]
+        except KeyError:
+            raise Undeterminable(f"host {self.host}: {path} was not listed") from None
+
+    def files_in(self, directory: str) -> list[FileFact]:
+        listing = self.listings.get(directory)
+        if listing is None or not listing.exists:
+            return []
+        return [self.files[p] for p in (posixpath.join(directory, n) for n in listing.names) if p in self.files]
+
+    def unit(self, name: str) -> dict[str, str]:
+        if self.units_error:
+            raise Undeterminable(f"host {self.host}: {self.units_error}")
+        return self.units.get(name, {})
+
+    def public_key(self, path: str) -> PublicKey:
+        try:
+            return self.public_keys[path]
+        except KeyError:
+            raise Undeterminable(f"host {self.host}: the public key of {path} was not derived") from None
+
+
+def _file_fact(host: str, raw: dict[str, Any], users: dict[str, str | None], groups: dict[str, str | None]) -> FileFact:
+    lstat_error = raw.get("lstat_error") or {}
+    stat_error = raw.get("stat_error") or {}
+    read_error = raw.get("read_error") or {}
+    content = raw.get("content_b64")
+    uid, gid = raw.get("uid"), raw.get("gid")
+    return FileFact(
+        path=raw["path"],
+        host=host,
+        present="lstat_error" not in raw,
+        lstat_errno=int(lstat_error.get("errno", 0)),
+        lstat_reason=str(lstat_error.get("reason", "")),
+        is_link=bool(raw.get("link", False)),
+        link_target=raw.get("link_target"),
+        realpath=raw.get("realpath"),
+        stat_errno=int(stat_error.get("errno", 0)),
+        stat_reason=str(stat_error.get("reason", "")),
+        kind=raw.get("kind"),
+        mode=raw.get("mode"),
+        uid=uid,
+        gid=gid,
+        owner=users.get(str(uid)) if uid is not None else None,
+        group=groups.get(str(gid)) if gid is not None else None,
+        size=raw.get("size"),
+        mtime=raw.get("mtime"),
+        ctime=raw.get("ctime"),
+        content=base64.b64decode(content) if content is not None else None,
+        read_errno=int(read_error.get("errno", 0)),
+        read_reason=str(read_error.get("reason", "")),
+    )
+
+
+def facts_from_probe(host: str, raw: dict[str, Any], audited_at: float, endpoint: Endpoint | None) -> HostFacts:
+    """Type the probe's JSON document. Raises KeyError/TypeError/ValueError on a malformed document."""
+    accounts = raw.get("accounts") or {}
+    users = accounts.get("users") or {}
+    groups = accounts.get("groups") or {}
+    units = raw.get("units") or {}
+    units_error = (units.pop("_error", None) or {}).get("reason", "")
+    listings = {}
+    for path, item in (raw.get("listings") or {}).items():
+        error = item.get("error") or {}
+        listings[path] = Listing(path, tuple(item.get("names", ())), int(error.get("errno", 0)), str(error.get("reason", "")))
+    service_user = accounts.get("service_user") or {}
+    service_group = accounts.get("service_group") or {}
+    return HostFacts(
+        host=host,
+        taken_at=float(raw["time"]),
+        audited_at=audited_at,
+        systemd=bool(raw["systemd"]),
+        files={path: _file_fact(host, item, users, groups) for path, item in raw["files"].items()},
+        listings=listings,
+        public_keys={
+            path: PublicKey(path, item.get("public_pem"), (item.get("error") or {}).get("reason", ""))
+            for path, item in (raw.get("public_keys") or {}).items()
+        },
+        units=units,
+        units_error=units_error,
+        processes=tuple(raw["processes"]) if raw.get("processes") is not None else None,
+        service_uid=service_user.get("uid"),
+        service_gid=service_group.get("gid"),
+        endpoint=endpoint,
+        raw=raw,
+    )

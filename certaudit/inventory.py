@@ -1,0 +1,236 @@
+"""Ansible-format inventories: which hosts to audit, how to reach them, and each one's policy.
+
+The inventory is read with `ansible-inventory --list` (as testinfra does), so group_vars, host_vars
+and every inventory format Ansible knows work. Connection values are validated and quoted here:
+testinfra's own Ansible bridge passes `ansible_ssh_common_args` to a shell unquoted, so certaudit
+builds the testinfra host itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from certaudit.errors import InventoryError
+from certaudit.policy import Policy, PolicyError, policy_for
+
+CONNECTIONS = {"ssh": "ssh", "smart": "ssh", "paramiko": "paramiko", "paramiko_ssh": "paramiko", "local": "local"}
+HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# Whatever the inventory says, a stalled connection must not hold the audit: keepalives end it.
+SSH_BOUNDS = ("-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2", "-o", "BatchMode=yes")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One host to audit: its inventory name, how to reach it, its policy and groups."""
+
+    name: str
+    address: str
+    connection: str  # ssh, paramiko or local
+    policy: Policy
+    groups: tuple[str, ...] = ()
+    spec: str = ""
+    connect_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def testinfra_host(self, connect_timeout: float) -> Any:
+        import testinfra
+
+        kwargs = dict(self.connect_kwargs)
+        if self.connection != "local":
+            kwargs["timeout"] = max(1, int(round(connect_timeout)))
+        return testinfra.get_host(self.spec, **kwargs)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    targets: tuple[Target, ...]
+
+    def __iter__(self) -> Iterator[Target]:
+        return iter(self.targets)
+
+
+def _bad(host: str, variable: str, value: Any, why: str) -> InventoryError:
+    shown = repr(value)
+    if len(shown) > 120:
+        shown = shown[:117] + "..."
+    return InventoryError(f"host {host}: {variable} = {shown} cannot be used: {why}")
+
+
+def _address(host: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _bad(host, "ansible_host", value, "expected a host name or IP address")
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    # A leading "-" would be read by ssh as an option (-oProxyCommand=...): never a host name.
+    if not HOSTNAME_RE.fullmatch(value):
+        raise _bad(host, "ansible_host", value, "expected a host name (letters, digits, '.', '-', '_') or an IP address")
+    return value
+
+
+def _ssh_args(host: str, variables: Mapping[str, Any]) -> str:
+    tokens: list[str] = []
+    for name in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        value = variables.get(name)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str) or CONTROL_CHARS.search(value):
+            raise _bad(host, name, value, "expected ssh options on one line")
+        try:
+            tokens += shlex.split(value)
+        except ValueError as exc:
+            raise _bad(host, name, value, f"not valid shell-style words ({exc})") from None
+    # Quoted word by word: the values reach ssh as arguments, never as shell syntax.
+    return shlex.join([*tokens, *SSH_BOUNDS])
+
+
+def target_for(name: str, variables: Mapping[str, Any], groups: tuple[str, ...] = ()) -> Target:
+    """Validate one inventory host and turn it into a Target; raises InventoryError naming the value."""
+    if not HOSTNAME_RE.fullmatch(name) and not _is_ip(name):
+        raise _bad(name, "inventory host name", name, "expected letters, digits, '.', '-', '_'")
+    try:
+        policy = policy_for(name, variables)
+    except PolicyError as exc:
+        raise InventoryError(str(exc)) from None
+    connection_name = variables.get("ansible_connection", "ssh")
+    if connection_name not in CONNECTIONS:
+        raise _bad(name, "ansible_connection", connection_name, f"certaudit connects with {', '.join(sorted(CONNECTIONS))}")
+    connection = CONNECTIONS[str(connection_name)]
+    address = _address(name, variables.get("ansible_host", name))
+    if connection == "local":
+        return Target(name, address, "local", policy, groups, "local://", {}, dict(variables))
+    user = variables.get("ansible_user")
+    if user is not None and (not isinstance(user, str) or not USER_RE.fullmatch(user)):
+        raise _bad(name, "ansible_user", user, "expected a user name")
+    port = variables.get("ansible_port")
+    if port is not None and (isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536):
+        raise _bad(name, "ansible_port", port, "expected a TCP port from 1 to 65535")
+    if any(k in variables for k in ("ansible_password", "ansible_ssh_pass")):
+        raise _bad(name, "ansible_password", "<redacted>", "password logins are not supported; use an ssh key")
+    kwargs: dict[str, Any] = {"controlpersist": 0}
+    key = variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file")
+    if key is not None:
+        if not isinstance(key, str) or CONTROL_CHARS.search(key):
+            raise _bad(name, "ansible_ssh_private_key_file", key, "expected a path")
+        kwargs["ssh_identity_file"] = os.path.expanduser(key)
+    if variables.get("ansible_become") in (True, "true", "True", "yes", 1):
+        kwargs["sudo"] = True
+        become_user = variables.get("ansible_become_user")
+        if become_user is not None:
+            if not isinstance(become_user, str) or not USER_RE.fullmatch(become_user):
+                raise _bad(name, "ansible_become_user", become_user, "expected a user name")
+            kwargs["sudo_user"] = become_user
+    if connection == "ssh":
+        kwargs["ssh_extra_args"] = _ssh_args(name, variables)
+    host_part = f"[{address}]" if _is_ip(address) and ":" in address else address
+    spec = f"{connection}://{user + '@' if user else ''}{host_part}{':' + str(port) if port else ''}"
+    return Target(name, address, connection, policy, groups, spec, kwargs, dict(variables))
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _groups_of(data: Mapping[str, Any]) -> dict[str, set[str]]:
+    membership: dict[str, set[str]] = {}
+
+    def walk(group: str, seen: tuple[str, ...]) -> None:
+        if group in seen:
+            return
+        node = data.get(group) or {}
+        for host in node.get("hosts", []):
+            membership.setdefault(host, set()).add(group)
+        for child in node.get("children", []):
+            walk(child, (*seen, group))
+            for host, groups in membership.items():
+                if child in groups:
+                    groups.add(group)
+
+    walk("all", ())
+    return membership
+
+
+def _ansible_inventory() -> str:
+    """ansible-inventory from the same environment as certaudit, so an unactivated venv works."""
+    beside = Path(sys.executable).parent / "ansible-inventory"
+    return str(beside) if beside.exists() else "ansible-inventory"
+
+
+def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
+    """Read an inventory with ansible-inventory and validate every host before any is touched."""
+    if not os.path.exists(path):
+        raise InventoryError(f"inventory {path} does not exist")
+    try:
+        done = subprocess.run(
+            [_ansible_inventory(), "-i", path, "--list"],
+            capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, ANSIBLE_VERBOSITY="0", ANSIBLE_NOCOLOR="1", ANSIBLE_INVENTORY_UNPARSED_FAILED="1"),
+        )
+    except FileNotFoundError:
+        raise InventoryError("ansible-inventory is not installed (pip install ansible-core)") from None
+    except subprocess.TimeoutExpired:
+        raise InventoryError(f"ansible-inventory did not read {path} within 120 s") from None
+    if done.returncode != 0:
+        message = " ".join(done.stderr.split())[:500]
+        raise InventoryError(f"ansible-inventory could not read {path}: {message}")
+    try:
+        data = json.loads(done.stdout)
+    except json.JSONDecodeError as exc:
+        raise InventoryError(f"ansible-inventory gave unreadable output for {path}: {exc}") from None
+    hostvars = (data.get("_meta") or {}).get("hostvars") or {}
+    membership = _groups_of(data)
+    names = sorted(membership)
+    if limit is not None:
+        wanted = set(limit)
+        unknown = wanted - set(names)
+        if unknown:
+            raise InventoryError(f"inventory {path} has no host named {', '.join(sorted(unknown))}")
+        names = [n for n in names if n in wanted]
+    if not names:
+        raise InventoryError(f"inventory {path} lists no hosts")
+    targets = tuple(
+        target_for(name, hostvars.get(name) or {}, tuple(sorted(membership[name] - {"all"}))) for name in names
+    )
+    return Inventory(path, targets)
+
+
+def targets_from_specs(specs: list[str]) -> Inventory:
+    """testinfra's --hosts (ssh://user@host, local://...), each with the default policy."""
+    targets = []
+    for spec in specs:
+        scheme, sep, rest = spec.partition("://")
+        if not sep:
+            scheme, rest = "ssh", spec
+        variables: dict[str, Any] = {"ansible_connection": scheme}
+        if scheme != "local":
+            user, at, hostport = rest.rpartition("@")
+            host, colon, port = hostport.partition(":")
+            variables["ansible_host"] = host
+            if at:
+                variables["ansible_user"] = user
+            if colon:
+                variables["ansible_port"] = port
+            name = host
+        else:
+            name = "localhost"
+        targets.append(target_for(name, variables))
+    return Inventory("--hosts", tuple(targets))

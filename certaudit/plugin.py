@@ -1,0 +1,276 @@
+"""certaudit's pytest plugin: hosts from an Ansible inventory, one snapshot per host, outcomes as evidence.
+
+Loaded by the repository's conftest.py. It only acts on test functions declared with
+`@control(...)`: everything else (the suite's own tests) runs untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import socket
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from certaudit import __version__
+from certaudit.controls import Control, control_of
+from certaudit.errors import CertauditError, InventoryError, ProbeError, Undeterminable
+from certaudit.evidence import USER_PROPERTY, Evidence, Outcome, Record
+from certaudit.facts import HostFacts
+from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
+from certaudit.policy import Policy
+from certaudit.probe import Prober
+
+DEFAULT_INVENTORY = "inventories/local.yml"
+EVIDENCE_KEY = pytest.StashKey[Evidence]()
+RECORD_KEY = pytest.StashKey[Record]()
+AUDIT_KEY = pytest.StashKey["Audit"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("certaudit", "certaudit: TLS renewal compliance")
+    group.addoption("--inventory", default=None, metavar="PATH",
+                    help=f"Ansible-format inventory of the hosts to audit (default: {DEFAULT_INVENTORY})")
+    group.addoption("--limit", default=None, metavar="HOSTS", help="comma-separated inventory hosts to audit")
+    group.addoption("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="bound on connecting to a host or its TLS endpoint (default: 10)")
+    group.addoption("--host-budget", type=float, default=120.0, metavar="SECONDS",
+                    help="time one host may take to yield its facts (default: 120)")
+    group.addoption("--evidence", default=None, metavar="PATH", help="write every result and snapshot as JSON here")
+    group.addoption("--report-dir", default=None, metavar="DIR",
+                    help="write report.html, junit.xml and evidence.json into DIR/<UTC timestamp>-<job>/")
+    group.addoption("--job", default="audit", metavar="NAME", help="the job name used in report directories and titles")
+
+
+class Audit:
+    """Session state: the inventory, the prober, and every record written."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._inventory: Inventory | None = None
+        self.prober = Prober(
+            connect_timeout=config.getoption("connect_timeout"),
+            host_budget=config.getoption("host_budget"),
+        )
+        self.records: list[Record] = []
+        self.started = dt.datetime.now(dt.timezone.utc)
+        self.facts: dict[str, HostFacts] = {}
+        self.probe_errors: dict[str, str] = {}
+
+    def inventory(self) -> Inventory:
+        if self._inventory is None:
+            specs = self.config.getoption("hosts", None)
+            path = self.config.getoption("inventory")
+            limit = self.config.getoption("limit")
+            if specs and not path:
+                self._inventory = targets_from_specs([s for s in specs.split(",") if s])
+            else:
+                path = path or str(Path(self.config.rootpath) / DEFAULT_INVENTORY)
+                names = [n.strip() for n in limit.split(",") if n.strip()] if limit else None
+                self._inventory = load_inventory(path, iter(names) if names else None)
+        return self._inventory
+
+    def facts_of(self, target: Target) -> HostFacts:
+        if target.name in self.probe_errors:
+            raise ProbeError(self.probe_errors[target.name])
+        try:
+            facts = self.prober.facts(target)
+        except ProbeError as exc:
+            self.probe_errors[target.name] = str(exc)
+            raise
+        self.facts[target.name] = facts
+        return facts
+
+
+def _audit(config: pytest.Config) -> Audit:
+    return config.stash[AUDIT_KEY]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "control(id): a certaudit control (set by @control)")
+    config.stash[AUDIT_KEY] = Audit(config)
+    report_dir = config.getoption("report_dir")
+    if report_dir:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        run_dir = Path(report_dir) / f"{stamp}-{config.getoption('job')}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # Set before pytest-html's and junitxml's own pytest_configure read them (tryfirst).
+        config.option.htmlpath = config.option.htmlpath or str(run_dir / "report.html")
+        config.option.self_contained_html = True
+        config.option.xmlpath = config.option.xmlpath or str(run_dir / "junit.xml")
+        config.option.evidence = config.option.evidence or str(run_dir / "evidence.json")
+        config.stash[AUDIT_KEY].run_dir = run_dir  # type: ignore[attr-defined]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    meta = control_of(metafunc.function)
+    if meta is None:
+        return
+    try:
+        inventory = _audit(metafunc.config).inventory()
+    except CertauditError as exc:
+        # Stop before any host is touched, with the message and no traceback.
+        pytest.exit(f"certaudit: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    metafunc.parametrize("target", list(inventory), ids=[t.name for t in inventory])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        meta = _control_of_item(item)
+        if meta is None:
+            continue
+        target: Target = item.callspec.params["target"]  # type: ignore[attr-defined]
+        # Test ids read like KEY-01[web-1]: the control id, not the function name.
+        item.name = f"{meta.id}[{target.name}]"
+        item._nodeid = f"{item.parent.nodeid}::{item.name}" if item.parent else item.name  # noqa: SLF001
+        item.keywords[meta.id] = True
+        item.add_marker(pytest.mark.control(meta.id))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    targets: dict[str, Target] = {}
+    for item in session.items:
+        if _control_of_item(item) is not None:
+            target = item.callspec.params["target"]  # type: ignore[attr-defined]
+            targets.setdefault(target.name, target)
+    if targets:
+        _audit(session.config).prober.start(targets.values())
+
+
+def _control_of_item(item: pytest.Item) -> Control | None:
+    return control_of(getattr(item, "function", None)) if isinstance(item, pytest.Function) else None
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture
+def policy(target: Target) -> Policy:
+    """The host's policy: runbook defaults and its certaudit_* inventory variables."""
+    return target.policy
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest, target: Target) -> Evidence:
+    meta = control_of(request.function)
+    if meta is None:
+        raise CertauditError(f"{request.node.nodeid}: the evidence fixture serves @control functions only")
+    record = Evidence(meta, target.name)
+    request.node.stash[EVIDENCE_KEY] = record
+    # Applicability is decided before any fact is asked for, with its reason.
+    reason = meta.reason_not_applicable(target.policy)
+    if reason:
+        pytest.skip(reason)
+    return record
+
+
+@pytest.fixture
+def facts(request: pytest.FixtureRequest, target: Target, evidence: Evidence) -> HostFacts:
+    """The host's snapshot, shared by every control on that host (gathered once, concurrently)."""
+    return _audit(request.config).facts_of(target)
+
+
+# --- running and reporting ------------------------------------------------------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    result = yield
+    record = pyfuncitem.stash.get(EVIDENCE_KEY, None)
+    if record is not None and record.findings:
+        pytest.fail(record.failure_message(), pytrace=False)
+    return result
+
+
+def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Outcome, str]:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        return "not applicable", reason.removeprefix("Skipped: ")
+    if report.passed:
+        return "pass", ""
+    excinfo = call.excinfo
+    if excinfo is not None and excinfo.errisinstance((Undeterminable, ProbeError, CertauditError)):
+        return "error", str(excinfo.value)
+    if report.when != "call":
+        return "error", excinfo.exconly() if excinfo else str(report.longrepr)
+    text = str(excinfo.value) if excinfo is not None else str(report.longrepr)
+    return "fail", text
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    meta = _control_of_item(item)
+    if meta is None or (report.when == "teardown" and report.passed) or (report.when == "setup" and report.passed):
+        return report
+    target: Target = item.callspec.params["target"]  # type: ignore[attr-defined]
+    outcome, message = _outcome(report, call)
+    if outcome == "error" and report.when == "call":
+        # A fact that could not be determined is an error, not a failure: pytest calls a failure
+        # outside the call phase an error, in its summary, JUnit and HTML alike.
+        report.when = "setup"  # type: ignore[assignment]
+        report.longrepr = message
+    elif outcome == "error":
+        report.longrepr = message
+    ev = item.stash.get(EVIDENCE_KEY, None)
+    record = Record(
+        control=meta.id, title=meta.title, host=target.name, outcome=outcome, message=message,
+        observed=ev.observed if ev else {}, expected=ev.expected if ev else {},
+        findings=ev.findings if ev else [], notes=ev.notes if ev else [], fix=meta.fix, gate=meta.gate,
+        nodeid=item.nodeid, started=dt.datetime.fromtimestamp(call.start, dt.timezone.utc).isoformat(),
+        duration_s=round(call.duration, 4),
+    )
+    item.stash[RECORD_KEY] = record
+    report.user_properties.append((USER_PROPERTY, record.to_json()))
+    _audit(item.config).records.append(record)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    audit = session.config.stash.get(AUDIT_KEY, None)
+    if audit is None:
+        return
+    audit.prober.shutdown()
+    path = session.config.getoption("evidence")
+    if path and audit.records:
+        write_evidence(Path(path), audit, exitstatus)
+
+
+def run_metadata(audit: Audit) -> dict[str, Any]:
+    inventory = audit._inventory  # noqa: SLF001
+    return {
+        "certaudit_version": __version__,
+        "started": audit.started.isoformat(),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "operator": f"{getpass.getuser()}@{socket.gethostname()}",
+        "job": audit.config.getoption("job"),
+        "ci_job": os.environ.get("CI_JOB_URL") or os.environ.get("GITHUB_RUN_ID") or None,
+        "inventory": inventory.path if inventory else None,
+        "hosts_expected": [t.name for t in inventory] if inventory else [],
+        "hosts_reached": sorted(audit.facts),
+        "policies": {t.name: t.policy.as_dict() for t in inventory} if inventory else {},
+    }
+
+
+def write_evidence(path: Path, audit: Audit, exitstatus: int) -> None:
+    document = {
+        "run": {**run_metadata(audit), "exit_status": int(exitstatus)},
+        "results": [json.loads(r.to_json()) for r in audit.records],
+        "unreachable": audit.probe_errors,
+        "snapshots": {name: facts.raw for name, facts in sorted(audit.facts.items())},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(document, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    audit = config.stash.get(AUDIT_KEY, None)
+    if audit is None or audit._inventory is None:  # noqa: SLF001
+        return None
+    return [f"certaudit {__version__}: inventory {audit._inventory.path}, {len(audit._inventory.targets)} hosts"]  # noqa: SLF001
+

@@ -1,0 +1,142 @@
+"""Each host's policy: the runbook's values, overridden by the inventory's `certaudit_*` variables.
+
+A value that cannot be used stops the run before any host is touched, with a message that names
+the variable, the host and the value (`PolicyError`).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Renewal = Literal["certbot", "custom-ca"]
+
+# A domain name as certbot accepts it (a leading wildcard label allowed), and a systemd unit or
+# account name: conservative sets, so a value can never smuggle shell syntax into a path or a unit.
+DOMAIN_RE = re.compile(r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+UNIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,199}$")
+ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
+PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
+
+
+class PolicyError(ValueError):
+    """An inventory value certaudit cannot use; the message names variable, host and value."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    domain: str = "stemedb.example.com"
+    service: str = "stemedb-api"
+    service_user: str = "stemedb"
+    service_group: str = "stemedb"
+    tls_dir: str = "/etc/stemedb/tls"
+    endpoint_port: int = 18180
+    renewal: Renewal = "certbot"
+    letsencrypt_dir: str = "/etc/letsencrypt"
+    deploy_hook: str = "/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh"
+    warn_days: int = 30
+    crit_days: int = 7
+    min_renew_before_days: int = 30
+
+    # --- derived paths -----------------------------------------------------------------------
+    @property
+    def tls_cert(self) -> str:
+        return posixpath.join(self.tls_dir, "cert.pem")
+
+    @property
+    def tls_key(self) -> str:
+        return posixpath.join(self.tls_dir, "key.pem")
+
+    @property
+    def live_dir(self) -> str:
+        return posixpath.join(self.letsencrypt_dir, "live", self.domain)
+
+    @property
+    def archive_dir(self) -> str:
+        return posixpath.join(self.letsencrypt_dir, "archive", self.domain)
+
+    @property
+    def renewal_conf(self) -> str:
+        return posixpath.join(self.letsencrypt_dir, "renewal", f"{self.domain}.conf")
+
+    @property
+    def deploy_hooks_dir(self) -> str:
+        return posixpath.join(self.letsencrypt_dir, "renewal-hooks", "deploy")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PREFIX = "certaudit_"
+FIELDS = {f.name for f in fields(Policy)}
+
+
+def _fail(host: str, variable: str, value: Any, why: str) -> PolicyError:
+    shown = repr(value)
+    if len(shown) > 120:
+        shown = shown[:117] + "..."
+    return PolicyError(f"host {host}: {PREFIX}{variable} = {shown} cannot be used: {why}")
+
+
+def _days(host: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _fail(host, name, value, "expected a whole number of days")
+    try:
+        days = int(value)
+    except ValueError:
+        raise _fail(host, name, value, "expected a whole number of days") from None
+    if not 0 < days <= 3650:
+        raise _fail(host, name, value, "expected a number of days from 1 to 3650")
+    return days
+
+
+def _text(host: str, name: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise _fail(host, name, value, f"expected {what}")
+    return value
+
+
+def _path(host: str, name: str, value: Any) -> str:
+    text = _text(host, name, value, PATH_RE, "an absolute path without control characters")
+    if len(text) > 1024:
+        raise _fail(host, name, value, "path longer than 1024 characters")
+    return posixpath.normpath(text)
+
+
+def policy_for(host: str, variables: Mapping[str, Any]) -> Policy:
+    """The policy of one host from its inventory variables; unknown certaudit_* names are errors too."""
+    given = {k[len(PREFIX):]: v for k, v in variables.items() if k.startswith(PREFIX)}
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        if name in ("domain",):
+            values[name] = _text(host, name, value, DOMAIN_RE, "a DNS name such as stemedb.example.com").lower()
+        elif name == "service":
+            values[name] = _text(host, name, value, UNIT_RE, "a systemd unit name such as stemedb-api").removesuffix(".service")
+        elif name in ("service_user", "service_group"):
+            values[name] = _text(host, name, value, ACCOUNT_RE, "a user or group name such as stemedb")
+        elif name in ("tls_dir", "letsencrypt_dir", "deploy_hook"):
+            values[name] = _path(host, name, value)
+        elif name == "endpoint_port":
+            if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit() or not 0 < int(value) < 65536:
+                raise _fail(host, name, value, "expected a TCP port from 1 to 65535")
+            values[name] = int(value)
+        elif name == "renewal":
+            if value not in ("certbot", "custom-ca"):
+                raise _fail(host, name, value, "expected certbot or custom-ca")
+            values[name] = value
+        elif name in ("warn_days", "crit_days", "min_renew_before_days"):
+            values[name] = _days(host, name, value)
+        elif name not in EXTENSION_VARIABLES:
+            known = ", ".join(sorted(PREFIX + f for f in FIELDS | EXTENSION_VARIABLES))
+            raise _fail(host, name, value, f"unknown variable (known: {known})")
+    policy = Policy(**values)
+    if policy.crit_days >= policy.warn_days:
+        raise _fail(host, "crit_days", policy.crit_days, f"must be below certaudit_warn_days ({policy.warn_days})")
+    return policy
+
+
+# certaudit_* variables read by other parts of certaudit than the policy, accepted here.
+EXTENSION_VARIABLES: set[str] = set()

@@ -1,0 +1,118 @@
+"""What really schedules `certbot renew` on a host: its systemd timer, or cron entries cron reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from certaudit.cron import CronEntry, cron_d_file_is_read, parse_crontab, runs_certbot_renew, skipped_under_systemd
+from certaudit.facts import HostFacts, Listing
+
+TIMER = "certbot.timer"
+NEXT_RUN_WITHIN = dt.timedelta(hours=24)
+CRON_DAEMONS = ("cron", "crond")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    effective: bool
+    reason: str  # why it is (or is not) effective, in one clause
+    observed: dict[str, Any]
+    ignored: list[str] = field(default_factory=list)
+
+
+def parse_systemd_time(value: str) -> dt.datetime | None:
+    """systemctl show's timestamps: `@1700000000` or `Sat 2026-11-28 21:52:40 UTC` (the probe sets TZ=UTC)."""
+    value = value.strip()
+    if not value or value in ("n/a", "0"):
+        return None
+    if value.startswith("@"):
+        try:
+            return dt.datetime.fromtimestamp(float(value[1:]), dt.timezone.utc)
+        except ValueError:
+            return None
+    parts = value.split()
+    if len(parts) >= 3:
+        try:
+            return dt.datetime.strptime(f"{parts[1]} {parts[2]}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            return None
+    return None
+
+
+def timer_schedule(facts: HostFacts) -> Schedule:
+    if not facts.systemd:
+        return Schedule(False, "systemd is not running here, so certbot.timer cannot fire", {"systemd": False})
+    unit = facts.unit(TIMER)
+    load, active = unit.get("LoadState", ""), unit.get("ActiveState", "")
+    enabled = unit.get("UnitFileState", "")
+    next_run = parse_systemd_time(unit.get("NextElapseUSecRealtime", ""))
+    now = dt.datetime.fromtimestamp(facts.taken_at, dt.timezone.utc)
+    observed = {
+        "LoadState": load, "UnitFileState": enabled, "ActiveState": active,
+        "next_run": next_run.isoformat() if next_run else None,
+    }
+    if load == "masked" or enabled == "masked":
+        return Schedule(False, "certbot.timer is masked", observed)
+    if load != "loaded":
+        return Schedule(False, f"certbot.timer is not installed (LoadState={load or 'unknown'})", observed)
+    if active != "active":
+        state = f"enabled but {active}" if enabled.startswith("enabled") else f"{enabled or 'not enabled'} and {active}"
+        return Schedule(False, f"certbot.timer is {state}, so it schedules nothing", observed)
+    if not enabled.startswith("enabled") and enabled not in ("static", "linked", "alias"):
+        return Schedule(False, f"certbot.timer is active but {enabled}: it stops at the next reboot", observed)
+    if next_run is None:
+        return Schedule(False, "certbot.timer is active but has no next run", observed)
+    if next_run - now > NEXT_RUN_WITHIN:
+        return Schedule(False, f"certbot.timer's next run is {next_run.isoformat()}, over 24 h away", observed)
+    return Schedule(True, f"certbot.timer is active, next run {next_run.isoformat()}", observed)
+
+
+def _cron_sources(facts: HostFacts) -> list[tuple[str, bool]]:
+    sources = [("/etc/crontab", True)]
+    for directory, system in (("/etc/cron.d", True), ("/var/spool/cron/crontabs", False)):
+        listing = facts.listings.get(directory, Listing(directory))
+        sources += [(posixpath.join(directory, name), system) for name in listing.names]
+    return sources
+
+
+def cron_daemon_runs(facts: HostFacts) -> tuple[bool, str]:
+    if facts.systemd:
+        state = facts.unit("cron.service").get("ActiveState", "")
+        return state == "active", f"cron.service is {state or 'not installed'}"
+    names = facts.processes or ()
+    running = any(d in names for d in CRON_DAEMONS)
+    return running, "a cron daemon runs" if running else "no cron daemon runs"
+
+
+def cron_schedule(facts: HostFacts) -> Schedule:
+    entries: list[CronEntry] = []
+    ignored: list[str] = []
+    for path, system in _cron_sources(facts):
+        fact = facts.files.get(path)
+        if fact is None or fact.problem() is not None:
+            continue
+        name = posixpath.basename(path)
+        found = parse_crontab(fact.text(), path, system=system)
+        renewing = [e for e in found if runs_certbot_renew(e)]
+        if path.startswith("/etc/cron.d/") and not cron_d_file_is_read(name):
+            ignored += [f"{path}:{e.line_number} is ignored: cron skips /etc/cron.d files named like {name!r}" for e in renewing]
+            continue
+        for entry in renewing:
+            if facts.systemd and skipped_under_systemd(entry):
+                ignored.append(f"{path}:{entry.line_number} does nothing on a host that runs systemd (it tests /run/systemd/system)")
+            else:
+                entries.append(entry)
+    daemon, daemon_text = cron_daemon_runs(facts)
+    observed = {
+        "daemon": daemon_text,
+        "entries": [f"{e.source}:{e.line_number}: {e.schedule} {e.command}" for e in entries],
+        "ignored": ignored,
+    }
+    if not entries:
+        return Schedule(False, "no cron entry that cron runs here runs certbot renew", observed, ignored)
+    if not daemon:
+        return Schedule(False, f"cron entries run certbot renew but {daemon_text}", observed, ignored)
+    return Schedule(True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored)

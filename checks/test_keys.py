@@ -1,0 +1,86 @@
+"""KEY-*: the private key stays private, and the files the service reads belong to it."""
+
+from __future__ import annotations
+
+from certaudit.controls import control
+from certaudit.errors import Undeterminable
+from certaudit.evidence import Evidence
+from certaudit.facts import FileFact, HostFacts
+from certaudit.policy import Policy
+
+
+def _require_regular_file(evidence: Evidence, fact: FileFact, what: str) -> bool:
+    problem = fact.problem()
+    return evidence.require(problem is None, f"{what}: {problem}")
+
+
+@control(
+    "KEY-01",
+    title="Keep the private key private: mode 0600 or stricter, owned by the service; archived keys closed to others",
+    source="Resolution › Custom CA 3",
+    gate=True,
+)
+def test_private_key_is_private(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: anyone who can read the private key can impersonate the service until the
+    certificate expires, renewal or not. certbot keeps every generation of the key in
+    `archive/`, and an old key is as good as the current one to an attacker while its
+    certificate is valid.
+
+    Check: the key the service reads (`certaudit_tls_dir/key.pem`, or the file its symlinks
+    resolve to) is a regular file with no permission beyond 0600, owned by the service user and
+    group; every `archive/<domain>/privkey*.pem` grants nothing to group or others.
+
+    Fix: `chmod 600 /etc/stemedb/tls/key.pem && chown stemedb:stemedb /etc/stemedb/tls/key.pem`;
+    `chmod 600 /etc/letsencrypt/archive/<domain>/privkey*.pem`.
+    """
+    key = facts.file(policy.tls_key)
+    evidence.expect(mode="0600 or stricter", owner=f"{policy.service_user}:{policy.service_group}",
+                    archived_keys="no access for group or others")
+    evidence.observe(key=key.as_evidence())
+    if _require_regular_file(evidence, key, "the service's key"):
+        assert key.mode is not None
+        evidence.require(key.mode & ~0o600 == 0,
+                         f"{key.where()} is mode {key.mode_text}: it grants more than 0600")
+        evidence.require(facts.service_uid is not None, f"user {policy.service_user} does not exist on the host")
+        evidence.require(facts.service_gid is not None, f"group {policy.service_group} does not exist on the host")
+        if facts.service_uid is not None and facts.service_gid is not None:
+            evidence.require((key.uid, key.gid) == (facts.service_uid, facts.service_gid),
+                             f"{key.where()} is owned by {key.owner_text}, not {policy.service_user}:{policy.service_group}")
+    archive = facts.listings.get(policy.archive_dir)
+    archived = [f for f in facts.files_in(policy.archive_dir) if f.path.rsplit("/", 1)[-1].startswith("privkey")]
+    evidence.observe(archived_keys=[{"path": f.path, "mode": f.mode_text, "owner": f.owner_text} for f in archived])
+    if archive is not None and not archive.exists and archive.errno_ not in (2, 20):
+        raise Undeterminable(f"host {facts.host}: cannot list {policy.archive_dir}: {archive.reason}")
+    for archived_key in archived:
+        if _require_regular_file(evidence, archived_key, "an archived key"):
+            assert archived_key.mode is not None
+            evidence.require(archived_key.mode & 0o077 == 0,
+                             f"{archived_key.path} is mode {archived_key.mode_text}: group or others can read an archived key")
+
+
+@control(
+    "KEY-02",
+    title="Let the service own its certificate: mode 0644, owned by the service user",
+    source="Resolution › Custom CA 3",
+)
+def test_certificate_file_is_owned_by_service(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: a certificate file others can write lets them swap what the service presents
+    (and break the next reload); one the service cannot read stops it at its next restart.
+
+    Check: the certificate the service reads (`certaudit_tls_dir/cert.pem`, or the file its
+    symlinks resolve to) is a regular file with no permission beyond 0644 and readable by its
+    owner, and its owner is the service user.
+
+    Fix: `chmod 644 /etc/stemedb/tls/cert.pem && chown stemedb:stemedb /etc/stemedb/tls/cert.pem`.
+    """
+    cert = facts.file(policy.tls_cert)
+    evidence.expect(mode="0644", owner=policy.service_user)
+    evidence.observe(certificate=cert.as_evidence())
+    if not _require_regular_file(evidence, cert, "the service's certificate"):
+        return
+    assert cert.mode is not None
+    evidence.require(cert.mode & ~0o644 == 0, f"{cert.where()} is mode {cert.mode_text}: it grants more than 0644")
+    evidence.require(cert.mode & 0o400 != 0, f"{cert.where()} is mode {cert.mode_text}: its owner cannot read it")
+    evidence.require(facts.service_uid is not None, f"user {policy.service_user} does not exist on the host")
+    if facts.service_uid is not None:
+        evidence.require(cert.uid == facts.service_uid, f"{cert.where()} is owned by {cert.owner_text}, not {policy.service_user}")

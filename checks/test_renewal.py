@@ -1,0 +1,179 @@
+"""REN-*: renewal is automated, reloads the service, and starts early enough (runbook: Prevention)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+
+from certaudit.certbot import (
+    CertbotConfError,
+    HookFile,
+    parse_interval,
+    parse_renewal_conf,
+    reason_certbot_skips,
+    reloads_service,
+)
+from certaudit.controls import control, renewal_by_certbot
+from certaudit.evidence import Evidence
+from certaudit.facts import HostFacts
+from certaudit.policy import Policy
+from certaudit.schedule import cron_schedule, timer_schedule
+
+
+@control(
+    "REN-01",
+    title="Schedule renewal: certbot.timer active with a run within 24 h, or an effective cron entry runs certbot renew",
+    source="Prevention › Automated Renewal 1; Investigation 4",
+    not_applicable=renewal_by_certbot,
+)
+def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: a certificate nobody renews expires, and an expired certificate is a full outage.
+    certbot renews only when something runs it: on a systemd host its timer, elsewhere cron.
+
+    Check: certbot.timer is loaded, enabled and active, with its next run at most 24 h away; or
+    the cron daemon runs and an entry it really reads runs `certbot renew`. Debian's
+    /etc/cron.d/certbot does nothing on a host that runs systemd, and a timer that is enabled
+    but not active schedules nothing, so neither counts.
+
+    Fix: `systemctl enable --now certbot.timer` and check `systemctl list-timers certbot.timer`;
+    on a host without systemd, a root cron entry such as `0 */12 * * * certbot -q renew`.
+    """
+    timer = timer_schedule(facts)
+    cron = cron_schedule(facts)
+    evidence.observe(systemd_running=facts.systemd, timer=timer.observed, cron=cron.observed)
+    evidence.expect(schedule="certbot.timer active with a run within 24 h, or an effective cron entry running certbot renew")
+    for note in cron.ignored:
+        evidence.note(note)
+    evidence.require(timer.effective or cron.effective, f"renewal is not scheduled: {timer.reason}; {cron.reason}")
+
+
+def _hook_file(facts: HostFacts, path: str) -> HookFile:
+    fact = facts.file(path)
+    content: str | None = None
+    if fact.kind == "file":
+        content = fact.text()
+    return HookFile(
+        path=path, name=posixpath.basename(path), is_file=fact.kind == "file",
+        mode=fact.mode, uid=fact.uid, content=content,
+    )
+
+
+@control(
+    "REN-02",
+    title="Reload the service on renewal: a safe deploy hook reloads the configured service",
+    source="Prevention › Automated Renewal 2",
+    not_applicable=renewal_by_certbot,
+)
+def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: certbot writes the new certificate to disk; the service keeps serving the old one
+    until it reloads. Without a deploy hook, every renewal still ends in an expired certificate
+    on the wire. A hook runs as root, so one that others can write is a root shell for them.
+
+    Check: `renewal-hooks/deploy/` holds a hook certbot really runs (a regular, executable file
+    whose name does not end in `~`), owned by root and not writable by group or others, whose
+    commands reload or restart the configured service; or the renewal conf stores a
+    `renew_hook` (what `--deploy-hook` saves) that does. Every hook certbot runs must be safe.
+
+    Fix: install the runbook's hook as `/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh`
+    with `systemctl reload stemedb-api`, then `chown root:root` and `chmod 755` it.
+    """
+    hooks_dir = policy.deploy_hooks_dir
+    listing = facts.listing(hooks_dir)
+    hooks = [_hook_file(facts, f.path) for f in facts.files_in(hooks_dir)]
+    renew_hook = _renew_hook(facts, policy)
+    observed_hooks = []
+    reloading: list[str] = []
+    problems: list[str] = []
+    for hook in hooks:
+        skip = reason_certbot_skips(hook)
+        line = reloads_service(hook.content, policy.service) if hook.content is not None else None
+        mode = "unknown" if hook.mode is None else f"{hook.mode:04o}"
+        observed_hooks.append({"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": skip is None,
+                               "reload_line": line})
+        if skip is not None:
+            problems.append(f"{hook.path}: {skip}")
+            continue
+        unsafe = []
+        if hook.uid != 0:
+            unsafe.append(f"owned by uid {hook.uid}, not root")
+        if hook.mode is not None and hook.mode & 0o022:
+            unsafe.append(f"writable by group or others (mode {mode})")
+        if unsafe:
+            evidence.require(False, f"{hook.path} runs as root on every renewal but is " + " and ".join(unsafe))
+        if line is None:
+            problems.append(f"{hook.path}: reloads no {policy.service} (no systemctl reload/restart of it)")
+        elif not unsafe:
+            reloading.append(hook.path)
+    if renew_hook is not None:
+        line = reloads_service(renew_hook, policy.service)
+        if line is not None:
+            reloading.append("renew_hook in " + policy.renewal_conf)
+        else:
+            problems.append(f"renew_hook `{renew_hook}` reloads no {policy.service}")
+    evidence.observe(hooks_dir=hooks_dir, hooks_dir_exists=listing.exists, hooks=observed_hooks, renew_hook=renew_hook,
+                     reloading_hooks=reloading)
+    evidence.expect(hook=f"a root-owned, executable, not group/world-writable hook reloading {policy.service}",
+                    example=policy.deploy_hook)
+    if not hooks and renew_hook is None:
+        where = hooks_dir if listing.exists else f"{hooks_dir} (missing)"
+        evidence.require(False, f"no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf}")
+    else:
+        evidence.require(bool(reloading), "no deploy hook reloads " + policy.service + ": " + "; ".join(problems))
+
+
+def _renew_hook(facts: HostFacts, policy: Policy) -> str | None:
+    conf = facts.file(policy.renewal_conf)
+    if conf.problem() is not None:
+        return None
+    try:
+        return parse_renewal_conf(conf.text(), conf.path).renew_hook
+    except CertbotConfError:
+        return None  # REN-03 reports an unreadable renewal conf
+
+
+@control(
+    "REN-03",
+    title="Pin the renewal window: renew_before_expiry is at least 30 days",
+    source="Operational Best Practices 1",
+    not_applicable=renewal_by_certbot,
+)
+def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: renewing 30 days before expiry leaves a month to notice and fix a failing renewal
+    before the outage. certbot's own default has changed between releases; pinning the setting
+    keeps the window where the runbook's alerts expect it.
+
+    Check: `renew_before_expiry` is set (not only as certbot's commented default) at the top of
+    `renewal/<domain>.conf`, is in certbot's interval syntax ("30 days", "4 weeks", "720 hours";
+    a bare number means days), and is at least `certaudit_min_renew_before_days` (30).
+
+    Fix: set `renew_before_expiry = 30 days` in `/etc/letsencrypt/renewal/<domain>.conf`, then
+    `certbot renew --dry-run --cert-name <domain>`.
+    """
+    conf = facts.file(policy.renewal_conf)
+    minimum = dt.timedelta(days=policy.min_renew_before_days)
+    evidence.expect(renew_before_expiry=f"at least {policy.min_renew_before_days} days", file=policy.renewal_conf)
+    problem = conf.problem()
+    if problem is not None:
+        evidence.observe(file=conf.as_evidence())
+        evidence.require(False, f"{problem}: certbot manages no lineage for {policy.domain} here")
+        return
+    try:
+        renewal = parse_renewal_conf(conf.text(), conf.path)
+    except CertbotConfError as exc:
+        evidence.observe(file=conf.path)
+        evidence.require(False, f"certbot cannot read its renewal conf: {exc}")
+        return
+    value = renewal.renew_before_expiry
+    evidence.observe(file=conf.path, renew_before_expiry=value)
+    if value is None:
+        evidence.require(False, f"renew_before_expiry is not set in {conf.path} (only certbot's commented default)")
+        return
+    now = dt.datetime.fromtimestamp(facts.audited_at, dt.timezone.utc)
+    interval = parse_interval(value, now)
+    if interval is None:
+        evidence.require(False, f"certbot cannot parse renew_before_expiry = {value!r}: it would renew only at expiry")
+        return
+    days = interval.total_seconds() / 86400
+    evidence.observe(renew_before_expiry_days=round(days, 2))
+    evidence.require(interval >= minimum,
+                     f"renew_before_expiry = {value} is {days:g} days, under {policy.min_renew_before_days} days")

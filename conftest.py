@@ -1,0 +1,3 @@
+"""Loads certaudit's pytest plugin; nothing else belongs here."""
+
+pytest_plugins = ["certaudit.plugin"]

@@ -1,0 +1,193 @@
+"""Every control, judged on every scenario host of the fleet: the exact outcome and the evidence.
+
+One real audit runs over the whole fleet (pytest over checks/, as `make audit` runs it); each
+(host, control) pair below then asserts what that audit concluded and what it recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.fleet.fleet import Fleet
+from tests.integration.audit_run import AuditRun, run_audit
+from tests.scenarios import AUDITED
+
+CONTROLS = ("REN-01", "REN-02", "REN-03", "KEY-01", "KEY-02", "CRT-01", "LIVE-01")
+Check = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Expect:
+    outcome: str
+    says: tuple[str, ...] = ()  # fragments the message must contain
+    evidence: Check | None = None  # further assertions on the record
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def observed(**expected: Any) -> Check:
+    def check(record: dict[str, Any]) -> None:
+        for key, value in expected.items():
+            assert record["observed"].get(key) == value, f"observed[{key!r}] = {record['observed'].get(key)!r}, expected {value!r}"
+    return check
+
+
+def _timer_active(record: dict[str, Any]) -> None:
+    timer = record["observed"]["timer"]
+    assert (timer["LoadState"], timer["UnitFileState"], timer["ActiveState"]) == ("loaded", "enabled", "active")
+    assert timer["next_run"], timer
+
+
+def _cron_runs_renew(record: dict[str, Any]) -> None:
+    entries = record["observed"]["cron"]["entries"]
+    assert any(e.startswith("/etc/cron.d/certbot-renew:2:") for e in entries), entries
+    assert record["observed"]["timer"]["LoadState"] == "masked"
+
+
+def _debian_cron_ignored(record: dict[str, Any]) -> None:
+    assert any(n.startswith("/etc/cron.d/certbot:") and "systemd" in n for n in record["notes"]), record["notes"]
+    assert record["observed"]["cron"]["entries"] == []
+
+
+def _hook_reloads(record: dict[str, Any]) -> None:
+    assert record["observed"]["reloading_hooks"] == ["/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh"]
+    (hook,) = record["observed"]["hooks"]
+    assert hook["mode"] == "0755" and hook["uid"] == 0 and hook["certbot_runs_it"] is True
+    assert hook["reload_line"] == "systemctl reload stemedb-api"
+
+
+def _key_private(record: dict[str, Any]) -> None:
+    key = record["observed"]["key"]
+    assert (key["path"], key["mode"], key["owner"]) == ("/etc/stemedb/tls/key.pem", "0600", "stemedb:stemedb")
+    assert record["observed"]["archived_keys"] == [
+        {"path": "/etc/letsencrypt/archive/stemedb.example.com/privkey1.pem", "mode": "0600", "owner": "root:root"}
+    ]
+
+
+def _fingerprints_equal(record: dict[str, Any]) -> None:
+    assert record["observed"]["served_sha256"] == record["observed"]["disk_sha256"]
+    assert len(record["observed"]["disk_sha256"]) == 64
+
+
+def _fingerprints_differ(record: dict[str, Any]) -> None:
+    assert record["observed"]["served_sha256"] != record["observed"]["disk_sha256"]
+    assert record["observed"]["disk_sha256"] and record["observed"]["served_sha256"]
+
+
+def _days_left(low: float, high: float, tier: str) -> Check:
+    def check(record: dict[str, Any]) -> None:
+        assert low < record["observed"]["days_left"] < high, record["observed"]
+        assert record["observed"]["tier"] == tier
+    return check
+
+
+def _pebble_issued(record: dict[str, Any]) -> None:
+    assert "Pebble" in record["observed"]["certificate"]["issuer"], record["observed"]["certificate"]
+    assert record["observed"]["tier"] == "ok"
+
+
+PASS = Expect("pass")
+RENEWAL_NA = Expect("not applicable", ("custom-ca",))
+UNREACHABLE = Expect("error", ("host down", "127.77.0.250", "Connection refused"))
+
+EXPECTED: dict[str, dict[str, Expect]] = {
+    "compliant": {
+        "REN-01": Expect("pass", evidence=_timer_active),
+        "REN-02": Expect("pass", evidence=_hook_reloads),
+        "REN-03": Expect("pass", evidence=observed(renew_before_expiry="30 days", renew_before_expiry_days=30.0)),
+        "KEY-01": Expect("pass", evidence=_key_private),
+        "KEY-02": Expect("pass"),
+        "CRT-01": Expect("pass", evidence=_pebble_issued),
+        "LIVE-01": Expect("pass", evidence=_fingerprints_equal),
+    },
+    "timer-disabled": {
+        "REN-01": Expect("fail", ("certbot.timer is disabled and inactive, so it schedules nothing",
+                                  "no cron entry that cron runs here runs certbot renew"), _debian_cron_ignored),
+    },
+    "timer-masked-cron": {"REN-01": Expect("pass", evidence=_cron_runs_renew)},
+    "hook-missing": {"REN-02": Expect("fail", ("no deploy hook: nothing in /etc/letsencrypt/renewal-hooks/deploy",))},
+    "hook-not-executable": {"REN-02": Expect("fail", ("reload-stemedb.sh: not executable (mode 0644)", "certbot skips it"))},
+    "hook-world-writable": {"REN-02": Expect("fail", ("writable by group or others (mode 0777)", "runs as root"))},
+    "hook-other-service": {"REN-02": Expect("fail", ("reloads no stemedb-api",))},
+    "rbe-missing": {"REN-03": Expect("fail", ("renew_before_expiry is not set", "commented default"),
+                                    observed(renew_before_expiry=None))},
+    "rbe-10-days": {"REN-03": Expect("fail", ("renew_before_expiry = 10 days is 10 days, under 30 days",),
+                                    observed(renew_before_expiry="10 days", renew_before_expiry_days=10.0))},
+    "key-0644": {"KEY-01": Expect("fail", ("/etc/stemedb/tls/key.pem is mode 0644: it grants more than 0600",))},
+    "key-root": {"KEY-01": Expect("fail", ("/etc/stemedb/tls/key.pem is owned by root:root, not stemedb:stemedb",))},
+    "archive-key-0644": {"KEY-01": Expect("fail", ("archive/stemedb.example.com/privkey1.pem is mode 0644",
+                                                   "group or others can read an archived key"))},
+    "days-20": {"CRT-01": Expect("fail", ("warning tier:", "days left", "under 30"), _days_left(19.9, 20.1, "warning"))},
+    "days-5": {"CRT-01": Expect("fail", ("critical tier:", "days left", "under 7"), _days_left(4.9, 5.1, "critical"))},
+    "not-reloaded": {"LIVE-01": Expect("fail", ("was not reloaded after the certificate changed",), _fingerprints_differ)},
+    "custom-ca": {"REN-01": RENEWAL_NA, "REN-02": RENEWAL_NA, "REN-03": RENEWAL_NA},
+    "down": dict.fromkeys(CONTROLS, UNREACHABLE),
+}
+
+
+def expected(host: str, control: str) -> Expect:
+    return EXPECTED.get(host, {}).get(control, PASS)
+
+
+@pytest.fixture(scope="module")
+def fleet_audit(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> AuditRun:
+    out = tmp_path_factory.mktemp("fleet-audit")
+    inventory = fleet.write_inventory(out / "inventory.yml", hosts=[s.name for s in AUDITED])
+    # The connect timeout is the bound an unreachable host costs; the fleet's down host refuses at once.
+    return run_audit(inventory, out, "--connect-timeout", "10")
+
+
+CASES = [(s.name, c) for s in AUDITED for c in CONTROLS]
+
+
+@pytest.mark.fleet
+@pytest.mark.parametrize(("host", "control"), CASES, ids=[f"{c}[{h}]" for h, c in CASES])
+def test_control_verdict(fleet_audit: AuditRun, host: str, control: str) -> None:
+    want = expected(host, control)
+    record = fleet_audit.result(control, host)
+    assert record["outcome"] == want.outcome, f"{control}[{host}]: {record['outcome']}, expected {want.outcome}\n{record['message']}"
+    for fragment in want.says:
+        assert fragment in record["message"], f"{control}[{host}]: {fragment!r} not in message:\n{record['message']}"
+    if want.outcome in ("pass", "fail"):
+        # Evidence is recorded whatever the verdict: a pass must show what it saw.
+        assert record["observed"], f"{control}[{host}] recorded no observation"
+        assert record["expected"], f"{control}[{host}] recorded no expectation"
+    if want.outcome == "fail":
+        assert record["message"].startswith(f"{control} on {host}: "), record["message"]
+        assert "rule: " in record["message"] and "fix: " in record["message"]
+    if want.evidence is not None:
+        want.evidence(record)
+
+
+@pytest.mark.fleet
+def test_audit_exit_status_and_ids(fleet_audit: AuditRun) -> None:
+    assert fleet_audit.returncode == 1, fleet_audit.stdout[-2000:]
+    assert "KEY-01[key-0644] FAILED" in fleet_audit.stdout or "FAILED checks/test_keys.py::KEY-01[key-0644]" in fleet_audit.stdout
+    assert "Traceback" not in fleet_audit.stdout + fleet_audit.stderr
+    assert len(fleet_audit.evidence["results"]) == len(CASES)
+    run = fleet_audit.evidence["run"]
+    assert set(run["hosts_expected"]) == {s.name for s in AUDITED}
+    assert "down" not in run["hosts_reached"] and "compliant" in run["hosts_reached"]
+
+
+@pytest.mark.fleet
+def test_private_keys_never_leave_hosts(fleet_audit: AuditRun, fleet: Fleet) -> None:
+    """The evidence holds public material only: no private key block, not the key's bytes, not even encoded."""
+    dumped = json.dumps(fleet_audit.evidence)
+    decoded = [
+        base64.b64decode(item["content_b64"]).decode("latin-1")
+        for snapshot in fleet_audit.evidence["snapshots"].values()
+        for item in snapshot["files"].values()
+        if "content_b64" in item
+    ]
+    key = fleet.ssh("key-0644", "cat /etc/stemedb/tls/key.pem").stdout
+    body = "".join(line for line in key.splitlines() if not line.startswith("-----"))
+    assert len(body) > 40
+    for text in (dumped, *decoded):
+        assert "PRIVATE KEY" not in text
+        assert body[:40] not in text
