@@ -38,8 +38,13 @@ class Control:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "title": self.title, "source": self.source, "rationale": self.rationale,
-            "check": self.check, "fix": self.fix, "gate": self.gate,
+            "id": self.id,
+            "title": self.title,
+            "source": self.source,
+            "rationale": self.rationale,
+            "check": self.check,
+            "fix": self.fix,
+            "gate": self.gate,
         }
 
 
@@ -57,7 +62,7 @@ def parse_docstring(doc: str | None, control_id: str) -> dict[str, str]:
     matches = list(pattern.finditer(text))
     for match, following in zip(matches, [*matches[1:], None], strict=True):
         end = following.start() if following else len(text)
-        found[match.group(1).lower()] = text[match.end():end].strip()
+        found[match.group(1).lower()] = text[match.end() : end].strip()
     missing = [s for s in SECTIONS if not found.get(s.lower())]
     if missing:
         raise CatalogError(f"{control_id}: the docstring lacks {', '.join(missing)}")
@@ -79,8 +84,14 @@ def control(
     def register(function: F) -> F:
         sections = parse_docstring(function.__doc__, control_id)
         meta = Control(
-            id=control_id, title=title, source=source, gate=gate, not_applicable=not_applicable,
-            rationale=sections["rationale"], check=sections["check"], fix=sections["fix"],
+            id=control_id,
+            title=title,
+            source=source,
+            gate=gate,
+            not_applicable=not_applicable,
+            rationale=sections["rationale"],
+            check=sections["check"],
+            fix=sections["fix"],
             function=f"{function.__module__}.{function.__qualname__}",
         )
         previous = REGISTRY.get(control_id)

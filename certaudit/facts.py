@@ -11,7 +11,7 @@ import base64
 import errno
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from certaudit.errors import Undeterminable
 
@@ -86,7 +86,7 @@ class FileFact:
     def text(self) -> str:
         return self.read().decode("utf-8", "replace")
 
-    def _undeterminable(self, what: str, reason: str) -> Any:
+    def _undeterminable(self, what: str, reason: str) -> NoReturn:
         __tracebackhide__ = True
         raise Undeterminable(f"host {self.host}: cannot {what} {self.path}: {reason}")
 

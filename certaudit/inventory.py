@@ -49,7 +49,7 @@ class Target:
 
         kwargs = dict(self.connect_kwargs)
         if self.connection != "local":
-            kwargs["timeout"] = max(1, int(round(connect_timeout)))
+            kwargs["timeout"] = max(1, round(connect_timeout))
         return testinfra.get_host(self.spec, **kwargs)
 
 
@@ -161,7 +161,7 @@ def _groups_of(data: Mapping[str, Any]) -> dict[str, set[str]]:
             membership.setdefault(host, set()).add(group)
         for child in node.get("children", []):
             walk(child, (*seen, group))
-            for host, groups in membership.items():
+            for groups in membership.values():
                 if child in groups:
                     groups.add(group)
 
@@ -182,7 +182,11 @@ def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
     try:
         done = subprocess.run(
             [_ansible_inventory(), "-i", path, "--list"],
-            capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
             env=dict(os.environ, ANSIBLE_VERBOSITY="0", ANSIBLE_NOCOLOR="1", ANSIBLE_INVENTORY_UNPARSED_FAILED="1"),
         )
     except FileNotFoundError:
@@ -207,9 +211,7 @@ def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
         names = [n for n in names if n in wanted]
     if not names:
         raise InventoryError(f"inventory {path} lists no hosts")
-    targets = tuple(
-        target_for(name, hostvars.get(name) or {}, tuple(sorted(membership[name] - {"all"}))) for name in names
-    )
+    targets = tuple(target_for(name, hostvars.get(name) or {}, tuple(sorted(membership[name] - {"all"}))) for name in names)
     return Inventory(path, targets)
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from certaudit import __version__
 from certaudit.controls import Control, control_of
-from certaudit.errors import CertauditError, InventoryError, ProbeError, Undeterminable
+from certaudit.errors import CertauditError, ProbeError, Undeterminable
 from certaudit.evidence import USER_PROPERTY, Evidence, Outcome, Record
 from certaudit.facts import HostFacts
 from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
@@ -34,16 +34,34 @@ AUDIT_KEY = pytest.StashKey["Audit"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("certaudit", "certaudit: TLS renewal compliance")
-    group.addoption("--inventory", default=None, metavar="PATH",
-                    help=f"Ansible-format inventory of the hosts to audit (default: {DEFAULT_INVENTORY})")
+    group.addoption(
+        "--inventory",
+        default=None,
+        metavar="PATH",
+        help=f"Ansible-format inventory of the hosts to audit (default: {DEFAULT_INVENTORY})",
+    )
     group.addoption("--limit", default=None, metavar="HOSTS", help="comma-separated inventory hosts to audit")
-    group.addoption("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
-                    help="bound on connecting to a host or its TLS endpoint (default: 10)")
-    group.addoption("--host-budget", type=float, default=120.0, metavar="SECONDS",
-                    help="time one host may take to yield its facts (default: 120)")
+    group.addoption(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="bound on connecting to a host or its TLS endpoint (default: 10)",
+    )
+    group.addoption(
+        "--host-budget",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="time one host may take to yield its facts (default: 120)",
+    )
     group.addoption("--evidence", default=None, metavar="PATH", help="write every result and snapshot as JSON here")
-    group.addoption("--report-dir", default=None, metavar="DIR",
-                    help="write report.html, junit.xml and evidence.json into DIR/<UTC timestamp>-<job>/")
+    group.addoption(
+        "--report-dir",
+        default=None,
+        metavar="DIR",
+        help="write report.html, junit.xml and evidence.json into DIR/<UTC timestamp>-<job>/",
+    )
     group.addoption("--job", default="audit", metavar="NAME", help="the job name used in report directories and titles")
 
 
@@ -58,7 +76,7 @@ class Audit:
             host_budget=config.getoption("host_budget"),
         )
         self.records: list[Record] = []
-        self.started = dt.datetime.now(dt.timezone.utc)
+        self.started = dt.datetime.now(dt.UTC)
         self.facts: dict[str, HostFacts] = {}
         self.probe_errors: dict[str, str] = {}
 
@@ -97,7 +115,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[AUDIT_KEY] = Audit(config)
     report_dir = config.getoption("report_dir")
     if report_dir:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         run_dir = Path(report_dir) / f"{stamp}-{config.getoption('job')}"
         run_dir.mkdir(parents=True, exist_ok=True)
         # Set before pytest-html's and junitxml's own pytest_configure read them (tryfirst).
@@ -128,10 +146,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         target: Target = item.callspec.params["target"]  # type: ignore[attr-defined]
         # Test ids read like KEY-01[web-1]: the control id, not the function name.
-        item.name = f"{meta.id}[{target.name}]"
-        item._nodeid = f"{item.parent.nodeid}::{item.name}" if item.parent else item.name  # noqa: SLF001
+        _rename(item, f"{meta.id}[{target.name}]")
         item.keywords[meta.id] = True
         item.add_marker(pytest.mark.control(meta.id))
+
+
+def _rename(item: pytest.Item, name: str) -> None:
+    """Give an item a new name and the node id that follows from it (pytest 9 keeps it in _id, 8 in _nodeid)."""
+    item.name = name
+    parent = item.parent
+    if parent is None:
+        return
+    # Private attributes either way: set by name, so the type checker does not pin one pytest version.
+    if hasattr(parent, "id") and hasattr(item, "_id"):
+        setattr(item, "_id", parent.id.child(name))  # noqa: B010
+    else:
+        setattr(item, "_nodeid", f"{parent.nodeid}::{name}")  # noqa: B010
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -201,7 +231,9 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Ou
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     meta = _control_of_item(item)
     if meta is None or (report.when == "teardown" and report.passed) or (report.when == "setup" and report.passed):
@@ -211,16 +243,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if outcome == "error" and report.when == "call":
         # A fact that could not be determined is an error, not a failure: pytest calls a failure
         # outside the call phase an error, in its summary, JUnit and HTML alike.
-        report.when = "setup"  # type: ignore[assignment]
+        report.when = "setup"
         report.longrepr = message
     elif outcome == "error":
         report.longrepr = message
     ev = item.stash.get(EVIDENCE_KEY, None)
     record = Record(
-        control=meta.id, title=meta.title, host=target.name, outcome=outcome, message=message,
-        observed=ev.observed if ev else {}, expected=ev.expected if ev else {},
-        findings=ev.findings if ev else [], notes=ev.notes if ev else [], fix=meta.fix, gate=meta.gate,
-        nodeid=item.nodeid, started=dt.datetime.fromtimestamp(call.start, dt.timezone.utc).isoformat(),
+        control=meta.id,
+        title=meta.title,
+        host=target.name,
+        outcome=outcome,
+        message=message,
+        observed=ev.observed if ev else {},
+        expected=ev.expected if ev else {},
+        findings=ev.findings if ev else [],
+        notes=ev.notes if ev else [],
+        fix=meta.fix,
+        gate=meta.gate,
+        nodeid=item.nodeid,
+        started=dt.datetime.fromtimestamp(call.start, dt.UTC).isoformat(),
         duration_s=round(call.duration, 4),
     )
     item.stash[RECORD_KEY] = record
@@ -240,11 +281,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def run_metadata(audit: Audit) -> dict[str, Any]:
-    inventory = audit._inventory  # noqa: SLF001
+    inventory = audit._inventory
     return {
         "certaudit_version": __version__,
         "started": audit.started.isoformat(),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
         "operator": f"{getpass.getuser()}@{socket.gethostname()}",
         "job": audit.config.getoption("job"),
         "ci_job": os.environ.get("CI_JOB_URL") or os.environ.get("GITHUB_RUN_ID") or None,
@@ -270,7 +311,6 @@ def write_evidence(path: Path, audit: Audit, exitstatus: int) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     audit = config.stash.get(AUDIT_KEY, None)
-    if audit is None or audit._inventory is None:  # noqa: SLF001
+    if audit is None or audit._inventory is None:
         return None
-    return [f"certaudit {__version__}: inventory {audit._inventory.path}, {len(audit._inventory.targets)} hosts"]  # noqa: SLF001
-
+    return [f"certaudit {__version__}: inventory {audit._inventory.path}, {len(audit._inventory.targets)} hosts"]

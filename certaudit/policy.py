@@ -108,7 +108,7 @@ def _path(host: str, name: str, value: Any) -> str:
 
 def policy_for(host: str, variables: Mapping[str, Any]) -> Policy:
     """The policy of one host from its inventory variables; unknown certaudit_* names are errors too."""
-    given = {k[len(PREFIX):]: v for k, v in variables.items() if k.startswith(PREFIX)}
+    given = {k[len(PREFIX) :]: v for k, v in variables.items() if k.startswith(PREFIX)}
     values: dict[str, Any] = {}
     for name, value in given.items():
         if name in ("domain",):
@@ -120,7 +120,12 @@ def policy_for(host: str, variables: Mapping[str, Any]) -> Policy:
         elif name in ("tls_dir", "letsencrypt_dir", "deploy_hook"):
             values[name] = _path(host, name, value)
         elif name == "endpoint_port":
-            if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit() or not 0 < int(value) < 65536:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | str)
+                or not str(value).isdigit()
+                or not 0 < int(value) < 65536
+            ):
                 raise _fail(host, name, value, "expected a TCP port from 1 to 65535")
             values[name] = int(value)
         elif name == "renewal":

@@ -77,7 +77,9 @@ def probe_host(target: Target, connect_timeout: float) -> dict[str, Any]:
     try:
         document = json.loads(result.stdout_bytes)
     except ValueError as exc:
-        raise ProbeError(f"host {target.name}: the probe's answer is not JSON ({exc}); first bytes: {result.stdout[:120]!r}") from None
+        raise ProbeError(
+            f"host {target.name}: the probe's answer is not JSON ({exc}); first bytes: {result.stdout[:120]!r}"
+        ) from None
     if not isinstance(document, dict) or "files" not in document:
         raise ProbeError(f"host {target.name}: the probe's answer is not a facts document")
     return document

@@ -79,7 +79,10 @@ def describe(path, read_limit=0):
     )
     if read_limit and fact["kind"] == "file":
         if st.st_size > read_limit:
-            fact["read_error"] = {"errno": 0, "reason": "file is %d bytes, over the %d-byte read limit" % (st.st_size, read_limit)}
+            fact["read_error"] = {
+                "errno": 0,
+                "reason": "file is %d bytes, over the %d-byte read limit" % (st.st_size, read_limit),
+            }
         else:
             try:
                 # O_NONBLOCK: should the file be swapped for a FIFO after the stat, the open does not hang.
@@ -119,7 +122,10 @@ def public_key(path):
     try:
         done = subprocess.run(
             ["openssl", "pkey", "-in", path, "-pubout", "-passin", "pass:"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=15,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=15,
         )
     except FileNotFoundError:
         result["error"] = {"errno": 0, "reason": "openssl is not installed on the host"}
@@ -136,8 +142,18 @@ def public_key(path):
 
 
 UNIT_PROPERTIES = (
-    "Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "NextElapseUSecRealtime",
-    "LastTriggerUSec", "ExecMainStartTimestamp", "ActiveEnterTimestamp", "Result", "User", "FragmentPath",
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "UnitFileState",
+    "NextElapseUSecRealtime",
+    "LastTriggerUSec",
+    "ExecMainStartTimestamp",
+    "ActiveEnterTimestamp",
+    "Result",
+    "User",
+    "FragmentPath",
 )
 
 
@@ -152,7 +168,13 @@ def units(names):
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"_error": {"errno": 0, "reason": "systemctl show failed: " + error_text(exc)}}
     if done.returncode != 0:
-        return {"_error": {"errno": 0, "reason": "systemctl show exited %d: %s" % (done.returncode, done.stderr.decode("utf-8", "replace").strip()[:300])}}
+        return {
+            "_error": {
+                "errno": 0,
+                "reason": "systemctl show exited %d: %s"
+                % (done.returncode, done.stderr.decode("utf-8", "replace").strip()[:300]),
+            }
+        }
     result = {}
     blocks = done.stdout.decode("utf-8", "replace").strip().split("\n\n")
     for name, block in zip(names, blocks):

@@ -30,13 +30,13 @@ def parse_systemd_time(value: str) -> dt.datetime | None:
         return None
     if value.startswith("@"):
         try:
-            return dt.datetime.fromtimestamp(float(value[1:]), dt.timezone.utc)
+            return dt.datetime.fromtimestamp(float(value[1:]), dt.UTC)
         except ValueError:
             return None
     parts = value.split()
     if len(parts) >= 3:
         try:
-            return dt.datetime.strptime(f"{parts[1]} {parts[2]}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+            return dt.datetime.strptime(f"{parts[1]} {parts[2]}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
         except ValueError:
             return None
     return None
@@ -49,9 +49,11 @@ def timer_schedule(facts: HostFacts) -> Schedule:
     load, active = unit.get("LoadState", ""), unit.get("ActiveState", "")
     enabled = unit.get("UnitFileState", "")
     next_run = parse_systemd_time(unit.get("NextElapseUSecRealtime", ""))
-    now = dt.datetime.fromtimestamp(facts.taken_at, dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(facts.taken_at, dt.UTC)
     observed = {
-        "LoadState": load, "UnitFileState": enabled, "ActiveState": active,
+        "LoadState": load,
+        "UnitFileState": enabled,
+        "ActiveState": active,
         "next_run": next_run.isoformat() if next_run else None,
     }
     if load == "masked" or enabled == "masked":
@@ -102,7 +104,9 @@ def cron_schedule(facts: HostFacts) -> Schedule:
             continue
         for entry in renewing:
             if facts.systemd and skipped_under_systemd(entry):
-                ignored.append(f"{path}:{entry.line_number} does nothing on a host that runs systemd (it tests /run/systemd/system)")
+                ignored.append(
+                    f"{path}:{entry.line_number} does nothing on a host that runs systemd (it tests /run/systemd/system)"
+                )
             else:
                 entries.append(entry)
     daemon, daemon_text = cron_daemon_runs(facts)

@@ -26,14 +26,16 @@ def fetch_leaf(address: str, port: int, server_name: str, timeout: float) -> End
                 der = tls.getpeercert(binary_form=True)
     except ConnectionRefusedError:
         return Endpoint(address, port, server_name, error=f"connection refused: nothing listens on {address}:{port}")
-    except (TimeoutError, socket.timeout):
-        return Endpoint(address, port, server_name, error=f"no TLS handshake from {address}:{port} within {timeout:g} s",
-                        determinable=False)
+    except TimeoutError:
+        return Endpoint(
+            address, port, server_name, error=f"no TLS handshake from {address}:{port} within {timeout:g} s", determinable=False
+        )
     except ssl.SSLError as exc:
         return Endpoint(address, port, server_name, error=f"TLS handshake with {address}:{port} failed: {exc.reason or exc}")
     except OSError as exc:
-        return Endpoint(address, port, server_name, error=f"cannot connect to {address}:{port}: {exc.strerror or exc}",
-                        determinable=False)
+        return Endpoint(
+            address, port, server_name, error=f"cannot connect to {address}:{port}: {exc.strerror or exc}", determinable=False
+        )
     if not der:
         return Endpoint(address, port, server_name, error=f"{address}:{port} presented no certificate")
     return Endpoint(address, port, server_name, leaf_der=der)

@@ -34,7 +34,7 @@ def test_certificate_does_not_expire_soon(facts: HostFacts, policy: Policy, evid
     leaf = leaf_on_disk(facts, policy, evidence)
     if leaf is None:
         return
-    now = dt.datetime.fromtimestamp(facts.audited_at, dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
     left = days_left(leaf, now)
     tier = "ok" if left > policy.warn_days else "warning" if left > policy.crit_days else "critical"
     evidence.observe(certificate=summary(leaf), days_left=round(left, 2), tier=tier, judged_at=now.isoformat())

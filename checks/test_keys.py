@@ -34,18 +34,22 @@ def test_private_key_is_private(facts: HostFacts, policy: Policy, evidence: Evid
     `chmod 600 /etc/letsencrypt/archive/<domain>/privkey*.pem`.
     """
     key = facts.file(policy.tls_key)
-    evidence.expect(mode="0600 or stricter", owner=f"{policy.service_user}:{policy.service_group}",
-                    archived_keys="no access for group or others")
+    evidence.expect(
+        mode="0600 or stricter",
+        owner=f"{policy.service_user}:{policy.service_group}",
+        archived_keys="no access for group or others",
+    )
     evidence.observe(key=key.as_evidence())
     if _require_regular_file(evidence, key, "the service's key"):
         assert key.mode is not None
-        evidence.require(key.mode & ~0o600 == 0,
-                         f"{key.where()} is mode {key.mode_text}: it grants more than 0600")
+        evidence.require(key.mode & ~0o600 == 0, f"{key.where()} is mode {key.mode_text}: it grants more than 0600")
         evidence.require(facts.service_uid is not None, f"user {policy.service_user} does not exist on the host")
         evidence.require(facts.service_gid is not None, f"group {policy.service_group} does not exist on the host")
         if facts.service_uid is not None and facts.service_gid is not None:
-            evidence.require((key.uid, key.gid) == (facts.service_uid, facts.service_gid),
-                             f"{key.where()} is owned by {key.owner_text}, not {policy.service_user}:{policy.service_group}")
+            evidence.require(
+                (key.uid, key.gid) == (facts.service_uid, facts.service_gid),
+                f"{key.where()} is owned by {key.owner_text}, not {policy.service_user}:{policy.service_group}",
+            )
     archive = facts.listings.get(policy.archive_dir)
     archived = [f for f in facts.files_in(policy.archive_dir) if f.path.rsplit("/", 1)[-1].startswith("privkey")]
     evidence.observe(archived_keys=[{"path": f.path, "mode": f.mode_text, "owner": f.owner_text} for f in archived])
@@ -54,8 +58,10 @@ def test_private_key_is_private(facts: HostFacts, policy: Policy, evidence: Evid
     for archived_key in archived:
         if _require_regular_file(evidence, archived_key, "an archived key"):
             assert archived_key.mode is not None
-            evidence.require(archived_key.mode & 0o077 == 0,
-                             f"{archived_key.path} is mode {archived_key.mode_text}: group or others can read an archived key")
+            evidence.require(
+                archived_key.mode & 0o077 == 0,
+                f"{archived_key.path} is mode {archived_key.mode_text}: group or others can read an archived key",
+            )
 
 
 @control(
@@ -83,4 +89,6 @@ def test_certificate_file_is_owned_by_service(facts: HostFacts, policy: Policy, 
     evidence.require(cert.mode & 0o400 != 0, f"{cert.where()} is mode {cert.mode_text}: its owner cannot read it")
     evidence.require(facts.service_uid is not None, f"user {policy.service_user} does not exist on the host")
     if facts.service_uid is not None:
-        evidence.require(cert.uid == facts.service_uid, f"{cert.where()} is owned by {cert.owner_text}, not {policy.service_user}")
+        evidence.require(
+            cert.uid == facts.service_uid, f"{cert.where()} is owned by {cert.owner_text}, not {policy.service_user}"
+        )

@@ -33,8 +33,10 @@ def test_endpoint_serves_certificate_on_disk(facts: HostFacts, policy: Policy, e
     endpoint = facts.endpoint
     if endpoint is None:
         raise Undeterminable(f"host {facts.host}: the endpoint was not contacted")
-    evidence.expect(served_sha256="the SHA-256 fingerprint of the leaf on disk",
-                    endpoint=f"{endpoint.address}:{endpoint.port} (SNI {endpoint.server_name})")
+    evidence.expect(
+        served_sha256="the SHA-256 fingerprint of the leaf on disk",
+        endpoint=f"{endpoint.address}:{endpoint.port} (SNI {endpoint.server_name})",
+    )
     if not endpoint.determinable:
         raise Undeterminable(f"host {facts.host}: {endpoint.error}")
     leaf = leaf_on_disk(facts, policy, evidence)

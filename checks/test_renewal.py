@@ -53,8 +53,12 @@ def _hook_file(facts: HostFacts, path: str) -> HookFile:
     if fact.kind == "file":
         content = fact.text()
     return HookFile(
-        path=path, name=posixpath.basename(path), is_file=fact.kind == "file",
-        mode=fact.mode, uid=fact.uid, content=content,
+        path=path,
+        name=posixpath.basename(path),
+        is_file=fact.kind == "file",
+        mode=fact.mode,
+        uid=fact.uid,
+        content=content,
     )
 
 
@@ -88,8 +92,9 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
         skip = reason_certbot_skips(hook)
         line = reloads_service(hook.content, policy.service) if hook.content is not None else None
         mode = "unknown" if hook.mode is None else f"{hook.mode:04o}"
-        observed_hooks.append({"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": skip is None,
-                               "reload_line": line})
+        observed_hooks.append(
+            {"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": skip is None, "reload_line": line}
+        )
         if skip is not None:
             problems.append(f"{hook.path}: {skip}")
             continue
@@ -110,10 +115,16 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
             reloading.append("renew_hook in " + policy.renewal_conf)
         else:
             problems.append(f"renew_hook `{renew_hook}` reloads no {policy.service}")
-    evidence.observe(hooks_dir=hooks_dir, hooks_dir_exists=listing.exists, hooks=observed_hooks, renew_hook=renew_hook,
-                     reloading_hooks=reloading)
-    evidence.expect(hook=f"a root-owned, executable, not group/world-writable hook reloading {policy.service}",
-                    example=policy.deploy_hook)
+    evidence.observe(
+        hooks_dir=hooks_dir,
+        hooks_dir_exists=listing.exists,
+        hooks=observed_hooks,
+        renew_hook=renew_hook,
+        reloading_hooks=reloading,
+    )
+    evidence.expect(
+        hook=f"a root-owned, executable, not group/world-writable hook reloading {policy.service}", example=policy.deploy_hook
+    )
     if not hooks and renew_hook is None:
         where = hooks_dir if listing.exists else f"{hooks_dir} (missing)"
         evidence.require(False, f"no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf}")
@@ -168,12 +179,13 @@ def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Ev
     if value is None:
         evidence.require(False, f"renew_before_expiry is not set in {conf.path} (only certbot's commented default)")
         return
-    now = dt.datetime.fromtimestamp(facts.audited_at, dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
     interval = parse_interval(value, now)
     if interval is None:
         evidence.require(False, f"certbot cannot parse renew_before_expiry = {value!r}: it would renew only at expiry")
         return
     days = interval.total_seconds() / 86400
     evidence.observe(renew_before_expiry_days=round(days, 2))
-    evidence.require(interval >= minimum,
-                     f"renew_before_expiry = {value} is {days:g} days, under {policy.min_renew_before_days} days")
+    evidence.require(
+        interval >= minimum, f"renew_before_expiry = {value} is {days:g} days, under {policy.min_renew_before_days} days"
+    )

@@ -17,12 +17,19 @@ WORKING_CRON = "SHELL=/bin/sh\n0 */12 * * * root certbot -q renew --no-random-sl
 OTHER_SERVICE_HOOK = RELOAD_HOOK.replace("systemctl reload stemedb-api", "systemctl reload nginx")
 
 SCENARIOS: list[Scenario] = [
-    Scenario("compliant", _address(10), "Let's Encrypt host, certificate issued by pebble with real certbot",
-             cert_source="pebble"),
-    Scenario("timer-disabled", _address(11), "certbot.timer disabled; Debian's cron entry is inert under systemd",
-             timer="disabled"),
-    Scenario("timer-masked-cron", _address(12), "certbot.timer masked, but a working cron entry runs certbot renew",
-             timer="masked", cron_files=(("certbot-renew", WORKING_CRON),)),
+    Scenario(
+        "compliant", _address(10), "Let's Encrypt host, certificate issued by pebble with real certbot", cert_source="pebble"
+    ),
+    Scenario(
+        "timer-disabled", _address(11), "certbot.timer disabled; Debian's cron entry is inert under systemd", timer="disabled"
+    ),
+    Scenario(
+        "timer-masked-cron",
+        _address(12),
+        "certbot.timer masked, but a working cron entry runs certbot renew",
+        timer="masked",
+        cron_files=(("certbot-renew", WORKING_CRON),),
+    ),
     Scenario("hook-missing", _address(13), "no deploy hook at all", hook=None),
     Scenario("hook-not-executable", _address(14), "deploy hook mode 0644: certbot skips it", hook_mode=0o644),
     Scenario("hook-world-writable", _address(15), "deploy hook mode 0777", hook_mode=0o777),
@@ -30,18 +37,24 @@ SCENARIOS: list[Scenario] = [
     Scenario("rbe-missing", _address(17), "renew_before_expiry only as certbot's comment", renew_before_expiry=None),
     Scenario("rbe-10-days", _address(18), "renew_before_expiry = 10 days", renew_before_expiry="10 days"),
     Scenario("key-0644", _address(19), "the service's key is mode 0644", key_mode=0o644),
-    Scenario("key-root", _address(20), "the service's key is owned by root", key_owner="root"),
-    Scenario("archive-key-0644", _address(21), "an archived key is 0644 behind the live/ symlink",
-             archive_key_mode=0o644),
+    # stemedb-api runs as stemedb: a root-owned 0600 key is one it cannot read, so it cannot serve.
+    Scenario("key-root", _address(20), "the service's key is owned by root", key_owner="root", service_starts=False),
+    Scenario("archive-key-0644", _address(21), "an archived key is 0644 behind the live/ symlink", archive_key_mode=0o644),
     Scenario("days-20", _address(22), "20 days left", days_left=20),
     Scenario("days-5", _address(23), "5 days left", days_left=5),
     Scenario("not-reloaded", _address(24), "renewed on disk, but the service never reloaded", serve_stale=True),
-    Scenario("custom-ca", _address(25), "certificate from a custom CA; no certbot lineage",
-             ca="custom", lineage=False, hook=None, timer="disabled",
-             inventory_vars={"certaudit_renewal": "custom-ca"}),
+    Scenario(
+        "custom-ca",
+        _address(25),
+        "certificate from a custom CA; no certbot lineage",
+        ca="custom",
+        lineage=False,
+        hook=None,
+        timer="disabled",
+        inventory_vars={"certaudit_renewal": "custom-ca"},
+    ),
     Scenario("down", _address(250), "in the inventory, but the host is down", booted=False),
-    Scenario("scratch", _address(30), "a compliant host the fleet's own tests change (reloads, new certificates)",
-             audited=False),
+    Scenario("scratch", _address(30), "a compliant host the fleet's own tests change (reloads, new certificates)", audited=False),
 ]
 AUDITED = [s for s in SCENARIOS if s.audited]
 

@@ -34,8 +34,18 @@ ACME_DIRECTORY = f"https://{PEBBLE_ADDRESS}:{PEBBLE_PORT}/dir"
 READY_TIMEOUT_S = 90.0
 INOTIFY_INSTANCES = 8192
 SSH_OPTIONS = (
-    "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+    "-F",
+    "/dev/null",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "IdentitiesOnly=yes",
 )
 
 
@@ -77,6 +87,11 @@ class Fleet:
         return image.cache_root() / "keys" / "id_ed25519"
 
     @property
+    def ssh_config_path(self) -> Path:
+        """For clients that read an ssh_config rather than options (paramiko): the test hosts' keys are new each run."""
+        return self.key_path.parent / "ssh_config"
+
+    @property
     def inventory_path(self) -> Path:
         return self.root / "inventory.yml"
 
@@ -90,15 +105,25 @@ class Fleet:
 
     def ssh_argv(self, address: str, command: str, connect_timeout: int = 5) -> list[str]:
         return [
-            "ssh", *SSH_OPTIONS, "-i", str(self.key_path), "-o", f"ConnectTimeout={connect_timeout}",
-            f"root@{address}", command,
+            "ssh",
+            *SSH_OPTIONS,
+            "-i",
+            str(self.key_path),
+            "-o",
+            f"ConnectTimeout={connect_timeout}",
+            f"root@{address}",
+            command,
         ]
 
     def ssh(self, name: str, command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command on a fleet host as root (test harness only)."""
         done = subprocess.run(
-            self.ssh_argv(self.hosts[name].address, command), capture_output=True, text=True,
-            timeout=timeout, stdin=subprocess.DEVNULL, check=False,
+            self.ssh_argv(self.hosts[name].address, command),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
         if check and done.returncode != 0:
             raise FleetError(f"{name}: `{command}` exited {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}")
@@ -124,9 +149,8 @@ class Fleet:
                 host.machine.start()
             with ThreadPoolExecutor(max_workers=16) as pool:
                 list(pool.map(self._wait_ready, booted))
-        with self._timed("after-boot steps"):
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(self._after_boot, booted))
+        with self._timed("after-boot steps"), ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(self._after_boot, booted))
         self.write_inventory(self.inventory_path)
 
     def down(self) -> None:
@@ -175,8 +199,13 @@ class Fleet:
         if not self.key_path.exists():
             subprocess.run(
                 ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "certaudit-fleet", "-f", str(self.key_path)],
-                check=True, capture_output=True,
+                check=True,
+                capture_output=True,
             )
+        self.ssh_config_path.write_text(
+            f"Host 127.*\n  User root\n  IdentityFile {self.key_path}\n  StrictHostKeyChecking no\n"
+            "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+        )
 
     def _start_pebble(self) -> None:
         directory = self.root / "pebble"
@@ -202,16 +231,19 @@ class Fleet:
         with (directory / "pebble.log").open("wb") as log:
             self._pebble = subprocess.Popen(
                 ["pebble", "-config", str(directory / "config.json")],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         (directory / "pid").write_text(f"{self._pebble.pid}\n")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self._pebble.poll() is not None:
                 raise FleetError(f"pebble exited {self._pebble.returncode}: {(directory / 'pebble.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                with socket.create_connection((PEBBLE_ADDRESS, PEBBLE_PORT), timeout=0.5):
-                    break
+            with contextlib.suppress(OSError), socket.create_connection((PEBBLE_ADDRESS, PEBBLE_PORT), timeout=0.5):
+                break
             time.sleep(0.1)
         else:
             raise FleetError("pebble did not listen within 20 s")
@@ -260,7 +292,7 @@ class Fleet:
             done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, timeout=60)
             if done.returncode != 255:
                 state, _, service = done.stdout.strip().partition("\n")
-                if state in ("running", "degraded") and service.strip() == "active":
+                if state in ("running", "degraded") and (service.strip() == "active" or not host.scenario.service_starts):
                     return
                 failed = self.ssh(host.name, "systemctl --failed --no-legend; journalctl -u stemedb-api -n 20", check=False)
                 raise FleetError(f"{host.name}: system {state!r}, stemedb-api {service!r}\n{failed.stdout}")
@@ -284,8 +316,7 @@ class Fleet:
                     **(extra_vars or {}),
                 },
                 "hosts": {
-                    name: {"ansible_host": self.hosts[name].address, **self.hosts[name].scenario.inventory_vars}
-                    for name in names
+                    name: {"ansible_host": self.hosts[name].address, **self.hosts[name].scenario.inventory_vars} for name in names
                 },
             }
         }

@@ -114,8 +114,13 @@ def ensure_base_image() -> tuple[Path, bool]:
     debs.mkdir(exist_ok=True)
     _run(
         [
-            "debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-            "--include=" + ",".join(BOOTSTRAP_PACKAGES), SUITE, str(building), debian_mirror(),
+            "debootstrap",
+            "--variant=minbase",
+            f"--cache-dir={debs}",
+            "--include=" + ",".join(BOOTSTRAP_PACKAGES),
+            SUITE,
+            str(building),
+            debian_mirror(),
         ],
         log,
     )

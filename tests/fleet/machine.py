@@ -84,9 +84,20 @@ class Machine:
         # The shell moves itself into the host's cgroups, then becomes systemd-nspawn.
         script = f'for f in {procs}; do echo $$ > "$f"; done; exec "$@"'
         argv = [
-            "/bin/sh", "-c", script, "nspawn",
-            "systemd-nspawn", "-D", str(self.base), f"--overlay={self.base}:{self.upper}:/",
-            "-M", self.name, "--register=no", "--keep-unit", "-b", "--console=passive",
+            "/bin/sh",
+            "-c",
+            script,
+            "nspawn",
+            "systemd-nspawn",
+            "-D",
+            str(self.base),
+            f"--overlay={self.base}:{self.upper}:/",
+            "-M",
+            self.name,
+            "--register=no",
+            "--keep-unit",
+            "-b",
+            "--console=passive",
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

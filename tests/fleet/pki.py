@@ -10,7 +10,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,5 @@ def server_identity(address: str) -> tuple[bytes, bytes, bytes]:
     ca = authority("fleet-services")
     leaf = ca.issue_cert(address)
     key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return leaf.cert_chain_pems[0].bytes(), key_pem, ca.cert_pem.bytes()

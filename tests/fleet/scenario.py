@@ -81,6 +81,7 @@ class Scenario:
     renew_hook: str | None = None
     # the service
     serve_stale: bool = False  # the service keeps an older certificate than the one on disk
+    service_starts: bool = True  # False: stemedb-api cannot start (e.g. cannot read its key)
     booted: bool = True  # False: in the inventory, but nothing answers
     audited: bool = True  # False: a host the fleet's own tests change, kept out of the control audit
     inventory_vars: dict[str, Any] = field(default_factory=dict)
@@ -164,7 +165,9 @@ def layout(scenario: Scenario, root: Path, authorized_key: str, pebble_ca: bytes
         _mkdir(root, f"{LE}/live", 0o700)
         for part in ("cert", "chain", "fullchain", "privkey"):
             _symlink(root, f"{live}/{part}.pem", f"../../archive/{domain}/{part}1.pem")
-        _write(root, f"{LE}/renewal/{domain}.conf", renewal_conf(domain, scenario.renew_before_expiry, scenario.renew_hook), 0o644)
+        _write(
+            root, f"{LE}/renewal/{domain}.conf", renewal_conf(domain, scenario.renew_before_expiry, scenario.renew_hook), 0o644
+        )
     if scenario.lineage:
         for kind in ("deploy", "pre", "post"):
             _mkdir(root, f"{LE}/renewal-hooks/{kind}", 0o755)

@@ -22,14 +22,27 @@ class AuditRun:
     def result(self, control: str, host: str) -> dict[str, Any]:
         matches = [r for r in self.evidence.get("results", []) if r["control"] == control and r["host"] == host]
         assert len(matches) == 1, f"{control}[{host}]: {len(matches)} results in the evidence\n{self.stdout[-3000:]}"
-        return matches[0]
+        record: dict[str, Any] = matches[0]
+        return record
 
 
 def run_audit(inventory: Path, out_dir: Path, *extra: str, timeout: float = 600) -> AuditRun:
     out_dir.mkdir(parents=True, exist_ok=True)
     evidence_path = out_dir / "evidence.json"
-    argv = [sys.executable, "-m", "pytest", "checks", "--inventory", str(inventory), "--evidence", str(evidence_path),
-            "-p", "no:cacheprovider", "-q", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "checks",
+        "--inventory",
+        str(inventory),
+        "--evidence",
+        str(evidence_path),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *extra,
+    ]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     evidence = json.loads(evidence_path.read_text()) if evidence_path.exists() else {}
     return AuditRun(done.returncode, done.stdout, done.stderr, evidence)

@@ -33,7 +33,10 @@ class Expect:
 def observed(**expected: Any) -> Check:
     def check(record: dict[str, Any]) -> None:
         for key, value in expected.items():
-            assert record["observed"].get(key) == value, f"observed[{key!r}] = {record['observed'].get(key)!r}, expected {value!r}"
+            assert record["observed"].get(key) == value, (
+                f"observed[{key!r}] = {record['observed'].get(key)!r}, expected {value!r}"
+            )
+
     return check
 
 
@@ -83,6 +86,7 @@ def _days_left(low: float, high: float, tier: str) -> Check:
     def check(record: dict[str, Any]) -> None:
         assert low < record["observed"]["days_left"] < high, record["observed"]
         assert record["observed"]["tier"] == tier
+
     return check
 
 
@@ -106,22 +110,41 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         "LIVE-01": Expect("pass", evidence=_fingerprints_equal),
     },
     "timer-disabled": {
-        "REN-01": Expect("fail", ("certbot.timer is disabled and inactive, so it schedules nothing",
-                                  "no cron entry that cron runs here runs certbot renew"), _debian_cron_ignored),
+        "REN-01": Expect(
+            "fail",
+            (
+                "certbot.timer is disabled and inactive, so it schedules nothing",
+                "no cron entry that cron runs here runs certbot renew",
+            ),
+            _debian_cron_ignored,
+        ),
     },
     "timer-masked-cron": {"REN-01": Expect("pass", evidence=_cron_runs_renew)},
     "hook-missing": {"REN-02": Expect("fail", ("no deploy hook: nothing in /etc/letsencrypt/renewal-hooks/deploy",))},
     "hook-not-executable": {"REN-02": Expect("fail", ("reload-stemedb.sh: not executable (mode 0644)", "certbot skips it"))},
     "hook-world-writable": {"REN-02": Expect("fail", ("writable by group or others (mode 0777)", "runs as root"))},
     "hook-other-service": {"REN-02": Expect("fail", ("reloads no stemedb-api",))},
-    "rbe-missing": {"REN-03": Expect("fail", ("renew_before_expiry is not set", "commented default"),
-                                    observed(renew_before_expiry=None))},
-    "rbe-10-days": {"REN-03": Expect("fail", ("renew_before_expiry = 10 days is 10 days, under 30 days",),
-                                    observed(renew_before_expiry="10 days", renew_before_expiry_days=10.0))},
+    "rbe-missing": {
+        "REN-03": Expect("fail", ("renew_before_expiry is not set", "commented default"), observed(renew_before_expiry=None))
+    },
+    "rbe-10-days": {
+        "REN-03": Expect(
+            "fail",
+            ("renew_before_expiry = 10 days is 10 days, under 30 days",),
+            observed(renew_before_expiry="10 days", renew_before_expiry_days=10.0),
+        )
+    },
     "key-0644": {"KEY-01": Expect("fail", ("/etc/stemedb/tls/key.pem is mode 0644: it grants more than 0600",))},
-    "key-root": {"KEY-01": Expect("fail", ("/etc/stemedb/tls/key.pem is owned by root:root, not stemedb:stemedb",))},
-    "archive-key-0644": {"KEY-01": Expect("fail", ("archive/stemedb.example.com/privkey1.pem is mode 0644",
-                                                   "group or others can read an archived key"))},
+    "key-root": {
+        "KEY-01": Expect("fail", ("/etc/stemedb/tls/key.pem is owned by root:root, not stemedb:stemedb",)),
+        # The consequence KEY-01 exists for: stemedb-api, running as stemedb, cannot read the key.
+        "LIVE-01": Expect("fail", ("the endpoint serves no certificate", "nothing listens on 127.77.0.20:18180")),
+    },
+    "archive-key-0644": {
+        "KEY-01": Expect(
+            "fail", ("archive/stemedb.example.com/privkey1.pem is mode 0644", "group or others can read an archived key")
+        )
+    },
     "days-20": {"CRT-01": Expect("fail", ("warning tier:", "days left", "under 30"), _days_left(19.9, 20.1, "warning"))},
     "days-5": {"CRT-01": Expect("fail", ("critical tier:", "days left", "under 7"), _days_left(4.9, 5.1, "critical"))},
     "not-reloaded": {"LIVE-01": Expect("fail", ("was not reloaded after the certificate changed",), _fingerprints_differ)},
@@ -150,7 +173,9 @@ CASES = [(s.name, c) for s in AUDITED for c in CONTROLS]
 def test_control_verdict(fleet_audit: AuditRun, host: str, control: str) -> None:
     want = expected(host, control)
     record = fleet_audit.result(control, host)
-    assert record["outcome"] == want.outcome, f"{control}[{host}]: {record['outcome']}, expected {want.outcome}\n{record['message']}"
+    assert record["outcome"] == want.outcome, (
+        f"{control}[{host}]: {record['outcome']}, expected {want.outcome}\n{record['message']}"
+    )
     for fragment in want.says:
         assert fragment in record["message"], f"{control}[{host}]: {fragment!r} not in message:\n{record['message']}"
     if want.outcome in ("pass", "fail"):

@@ -23,8 +23,16 @@ def test_defaults_are_the_runbooks() -> None:
 
 
 def test_variables_override_defaults() -> None:
-    policy = policy_for("web-1", {"certaudit_domain": "API.Example.org", "certaudit_endpoint_port": "8443",
-                                  "certaudit_warn_days": 21, "certaudit_tls_dir": "/srv/tls/", "ansible_host": "x"})
+    policy = policy_for(
+        "web-1",
+        {
+            "certaudit_domain": "API.Example.org",
+            "certaudit_endpoint_port": "8443",
+            "certaudit_warn_days": 21,
+            "certaudit_tls_dir": "/srv/tls/",
+            "ansible_host": "x",
+        },
+    )
     assert (policy.domain, policy.endpoint_port, policy.warn_days, policy.tls_dir) == ("api.example.org", 8443, 21, "/srv/tls")
 
 
@@ -55,13 +63,21 @@ def test_unusable_values_are_named(variable: str, value: Any, why: str) -> None:
 
 
 def test_crit_must_be_below_warn() -> None:
-    with pytest.raises(PolicyError, match=r"host h: certaudit_crit_days = 30 cannot be used: must be below certaudit_warn_days \(30\)"):
+    with pytest.raises(
+        PolicyError, match=r"host h: certaudit_crit_days = 30 cannot be used: must be below certaudit_warn_days \(30\)"
+    ):
         policy_for("h", {"certaudit_crit_days": 30})
 
 
 def test_ssh_arguments_are_quoted_word_by_word() -> None:
-    target = target_for("web-1", {"ansible_host": "10.0.0.1", "ansible_user": "audit",
-                                  "ansible_ssh_common_args": "-o 'ProxyCommand=ssh -W %h:%p bastion' -o Port=2222"})
+    target = target_for(
+        "web-1",
+        {
+            "ansible_host": "10.0.0.1",
+            "ansible_user": "audit",
+            "ansible_ssh_common_args": "-o 'ProxyCommand=ssh -W %h:%p bastion' -o Port=2222",
+        },
+    )
     args = target.connect_kwargs["ssh_extra_args"]
     assert shlex.split(args)[:4] == ["-o", "ProxyCommand=ssh -W %h:%p bastion", "-o", "Port=2222"]
     assert "ServerAliveInterval=5" in args
@@ -107,7 +123,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_inventory_reads_groups_and_group_vars(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         all:
           vars: {certaudit_warn_days: 40}
           children:
@@ -118,7 +136,8 @@ def test_inventory_reads_groups_and_group_vars(tmp_path: Path) -> None:
             api:
               hosts:
                 api-1: {ansible_host: 127.0.0.8, certaudit_renewal: custom-ca}
-        """)
+        """,
+    )
     inventory = load_inventory(str(path))
     by_name = {t.name: t for t in inventory}
     assert sorted(by_name) == ["api-1", "mon-1"]
@@ -128,11 +147,14 @@ def test_inventory_reads_groups_and_group_vars(tmp_path: Path) -> None:
 
 
 def test_inventory_value_error_names_host_variable_and_value(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         all:
           hosts:
             api-1: {ansible_host: 127.0.0.8, certaudit_endpoint_port: 70000}
-        """)
+        """,
+    )
     with pytest.raises(InventoryError, match=r"^host api-1: certaudit_endpoint_port = 70000 cannot be used: expected a TCP port"):
         load_inventory(str(path))
 
