@@ -16,7 +16,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +215,11 @@ def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
     return Inventory(path, targets)
 
 
-def targets_from_specs(specs: list[str]) -> Inventory:
-    """testinfra's --hosts (ssh://user@host, local://...), each with the default policy."""
+def targets_from_specs(specs: list[str], ssh_config: str | None = None, ssh_identity_file: str | None = None) -> Inventory:
+    """testinfra's --hosts (ssh://user@host, local://...), each with the default policy.
+
+    testinfra's --ssh-config and --ssh-identity-file apply to them, as they do in testinfra.
+    """
     targets = []
     for spec in specs:
         scheme, sep, rest = spec.partition("://")
@@ -234,5 +237,9 @@ def targets_from_specs(specs: list[str]) -> Inventory:
             name = host
         else:
             name = "localhost"
-        targets.append(target_for(name, variables))
+        target = target_for(name, variables)
+        if scheme != "local":
+            extra = {"ssh_config": ssh_config, "ssh_identity_file": ssh_identity_file}
+            target = replace(target, connect_kwargs={**target.connect_kwargs, **{k: v for k, v in extra.items() if v}})
+        targets.append(target)
     return Inventory("--hosts", tuple(targets))

@@ -86,7 +86,11 @@ class Audit:
             path = self.config.getoption("inventory")
             limit = self.config.getoption("limit")
             if specs and not path:
-                self._inventory = targets_from_specs([s for s in specs.split(",") if s])
+                self._inventory = targets_from_specs(
+                    [s for s in specs.split(",") if s],
+                    ssh_config=self.config.getoption("ssh_config", None),
+                    ssh_identity_file=self.config.getoption("ssh_identity_file", None),
+                )
             else:
                 path = path or str(Path(self.config.rootpath) / DEFAULT_INVENTORY)
                 names = [n.strip() for n in limit.split(",") if n.strip()] if limit else None

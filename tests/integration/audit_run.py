@@ -27,22 +27,14 @@ class AuditRun:
 
 
 def run_audit(inventory: Path, out_dir: Path, *extra: str, timeout: float = 600) -> AuditRun:
+    return run_audit_args(out_dir, "--inventory", str(inventory), *extra, timeout=timeout)
+
+
+def run_audit_args(out_dir: Path, *args: str, timeout: float = 600) -> AuditRun:
+    """`pytest checks ARGS` in the repository, as a user runs it, with its evidence written to out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     evidence_path = out_dir / "evidence.json"
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "checks",
-        "--inventory",
-        str(inventory),
-        "--evidence",
-        str(evidence_path),
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        *extra,
-    ]
+    argv = [sys.executable, "-m", "pytest", "checks", "--evidence", str(evidence_path), "-p", "no:cacheprovider", "-q", *args]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     evidence = json.loads(evidence_path.read_text()) if evidence_path.exists() else {}
     return AuditRun(done.returncode, done.stdout, done.stderr, evidence)

@@ -10,12 +10,13 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fleet.fleet import Fleet
-from tests.integration.audit_run import AuditRun, run_audit
+from tests.integration.audit_run import AuditRun, run_audit, run_audit_args
 from tests.scenarios import AUDITED
 
 CONTROLS = ("REN-01", "REN-02", "REN-03", "KEY-01", "KEY-02", "CRT-01", "LIVE-01")
@@ -216,3 +217,13 @@ def test_private_keys_never_leave_hosts(fleet_audit: AuditRun, fleet: Fleet) -> 
     for text in (dumped, *decoded):
         assert "PRIVATE KEY" not in text
         assert body[:40] not in text
+
+
+@pytest.mark.fleet
+def test_testinfra_hosts_option_still_works(fleet: Fleet, tmp_path: Path) -> None:
+    """`--hosts ssh://...` (testinfra's own option) audits with the default policy, without an inventory."""
+    address = fleet.hosts["compliant"].address
+    run = run_audit_args(tmp_path, "--hosts", f"ssh://root@{address}", "--ssh-config", str(fleet.ssh_config_path))
+    assert run.returncode == 0, run.stdout[-2000:]
+    outcomes = {(r["control"], r["host"]): r["outcome"] for r in run.evidence["results"]}
+    assert outcomes == {(c, address): "pass" for c in CONTROLS}
