@@ -85,6 +85,7 @@ class Scenario:
     booted: bool = True  # False: in the inventory, but nothing answers
     audited: bool = True  # False: a host the fleet's own tests change, kept out of the control audit
     inventory_vars: dict[str, Any] = field(default_factory=dict)
+    after_boot: tuple[str, ...] = ()  # shell commands run as root once the host is up
 
     @property
     def domain(self) -> str:
@@ -214,7 +215,7 @@ def after_boot_commands(scenario: Scenario, acme_directory: str) -> list[str]:
             f"install -o {SERVICE_USER} -g {SERVICE_USER} -m 0600 /root/pending/key.pem {TLS_DIR}/key.pem && "
             "rm -r /root/pending"
         )
-    return commands
+    return [*commands, *scenario.after_boot]
 
 
 def remove_tree(path: Path) -> None:

@@ -121,6 +121,7 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         ),
     },
     "timer-masked-cron": {"REN-01": Expect("pass", evidence=_cron_runs_renew)},
+    "timer-stopped": {"REN-01": Expect("fail", ("certbot.timer is enabled but inactive, so it schedules nothing",))},
     "hook-missing": {"REN-02": Expect("fail", ("no deploy hook: nothing in /etc/letsencrypt/renewal-hooks/deploy",))},
     "hook-not-executable": {"REN-02": Expect("fail", ("reload-stemedb.sh: not executable (mode 0644)", "certbot skips it"))},
     "hook-world-writable": {"REN-02": Expect("fail", ("writable by group or others (mode 0777)", "runs as root"))},
@@ -135,6 +136,11 @@ EXPECTED: dict[str, dict[str, Expect]] = {
             observed(renew_before_expiry="10 days", renew_before_expiry_days=10.0),
         )
     },
+    "rbe-unparsable": {
+        "REN-03": Expect("fail", ("certbot cannot parse renew_before_expiry = 'thirty days': it would renew only at expiry",))
+    },
+    "cert-0666": {"KEY-02": Expect("fail", ("/etc/stemedb/tls/cert.pem is mode 0666: it grants more than 0644",))},
+    "cert-root": {"KEY-02": Expect("fail", ("/etc/stemedb/tls/cert.pem is owned by root:root, not stemedb",))},
     "key-0644": {"KEY-01": Expect("fail", ("/etc/stemedb/tls/key.pem is mode 0644: it grants more than 0600",))},
     "key-root": {
         "KEY-01": Expect("fail", ("/etc/stemedb/tls/key.pem is owned by root:root, not stemedb:stemedb",)),
