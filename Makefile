@@ -8,7 +8,7 @@ INVENTORY ?= inventories/local.yml
 JOB ?= audit
 REPORTS ?= reports
 PYTEST_ARGS ?=
-DEBIAN_TEST_PACKAGES := systemd-container debootstrap pebble openssh-client
+DEBIAN_TEST_PACKAGES := systemd-container debootstrap pebble openssh-client chromium coreutils
 
 .PHONY: audit test lint venv test-venv debian-test-packages clean
 

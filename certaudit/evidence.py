@@ -86,6 +86,7 @@ class Record:
     nodeid: str = ""
     started: str = ""
     duration_s: float = 0.0
+    waiver: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from certaudit.errors import InventoryError
 from certaudit.policy import Policy, PolicyError, policy_for
+from certaudit.redact import value_error
 
 CONNECTIONS = {"ssh": "ssh", "smart": "ssh", "paramiko": "paramiko", "paramiko_ssh": "paramiko", "local": "local"}
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")
@@ -63,10 +64,7 @@ class Inventory:
 
 
 def _bad(host: str, variable: str, value: Any, why: str) -> InventoryError:
-    shown = repr(value)
-    if len(shown) > 120:
-        shown = shown[:117] + "..."
-    return InventoryError(f"host {host}: {variable} = {shown} cannot be used: {why}")
+    return InventoryError(value_error(host, variable, value, why))
 
 
 def _address(host: str, value: Any) -> str:
@@ -121,7 +119,7 @@ def target_for(name: str, variables: Mapping[str, Any], groups: tuple[str, ...] 
     if port is not None and (isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536):
         raise _bad(name, "ansible_port", port, "expected a TCP port from 1 to 65535")
     if any(k in variables for k in ("ansible_password", "ansible_ssh_pass")):
-        raise _bad(name, "ansible_password", "<redacted>", "password logins are not supported; use an ssh key")
+        raise _bad(name, "ansible_password", "", "password logins are not supported; use an ssh key")
     kwargs: dict[str, Any] = {"controlpersist": 0}
     key = variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file")
     if key is not None:

@@ -7,13 +7,10 @@ Loaded by the repository's conftest.py. It only acts on test functions declared 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import json
 import os
-import socket
+import uuid
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,8 +22,12 @@ from certaudit.facts import HostFacts
 from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
 from certaudit.policy import Policy
 from certaudit.probe import Prober
+from certaudit.run import RunDirectory, run_metadata, write_evidence
+from certaudit.waivers import Waiver, Waivers, load_waivers
 
 DEFAULT_INVENTORY = "inventories/local.yml"
+DEFAULT_WAIVERS = "inventories/waivers.yml"
+__all__ = ["AUDIT_KEY", "Audit", "run_metadata"]
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
 RECORD_KEY = pytest.StashKey[Record]()
 AUDIT_KEY = pytest.StashKey["Audit"]()
@@ -63,6 +64,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write report.html, junit.xml and evidence.json into DIR/<UTC timestamp>-<job>/",
     )
     group.addoption("--job", default="audit", metavar="NAME", help="the job name used in report directories and titles")
+    group.addoption(
+        "--waivers",
+        default=None,
+        metavar="PATH",
+        help=f"YAML file of waivers (default: {DEFAULT_WAIVERS} when it exists)",
+    )
+    group.addoption(
+        "--signing-key",
+        default=os.environ.get("CERTAUDIT_SIGNING_KEY"),
+        metavar="PATH",
+        help="Ed25519 private key (certaudit keygen) that signs the run's MANIFEST (default: $CERTAUDIT_SIGNING_KEY)",
+    )
 
 
 class Audit:
@@ -79,6 +92,21 @@ class Audit:
         self.started = dt.datetime.now(dt.UTC)
         self.facts: dict[str, HostFacts] = {}
         self.probe_errors: dict[str, str] = {}
+        self.run_id = uuid.uuid4().hex
+        self.run_dir: RunDirectory | None = None
+        self._waivers: Waivers | None = None
+
+    def inventory_if_loaded(self) -> Inventory | None:
+        return self._inventory
+
+    def waivers(self) -> Waivers:
+        if self._waivers is None:
+            given = self.config.getoption("waivers")
+            path = Path(given) if given else Path(self.config.rootpath) / DEFAULT_WAIVERS
+            self._waivers = load_waivers(path, self.started.date())
+            if given and not path.exists():
+                self._waivers.file_problem = "does not exist"
+        return self._waivers
 
     def inventory(self) -> Inventory:
         if self._inventory is None:
@@ -117,20 +145,26 @@ def _audit(config: pytest.Config) -> Audit:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "control(id): a certaudit control (set by @control)")
     config.stash[AUDIT_KEY] = Audit(config)
+    audit = config.stash[AUDIT_KEY]
     report_dir = config.getoption("report_dir")
     if report_dir:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        run_dir = Path(report_dir) / f"{stamp}-{config.getoption('job')}"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run = RunDirectory.create(Path(report_dir), config.getoption("job"), audit.started)
+        audit.run_dir = run
         # Set before pytest-html's and junitxml's own pytest_configure read them (tryfirst).
-        config.option.htmlpath = config.option.htmlpath or str(run_dir / "report.html")
+        config.option.htmlpath = str(run.partial / "report.html")
         config.option.self_contained_html = True
-        config.option.xmlpath = config.option.xmlpath or str(run_dir / "junit.xml")
-        config.option.evidence = config.option.evidence or str(run_dir / "evidence.json")
-        config.stash[AUDIT_KEY].run_dir = run_dir  # type: ignore[attr-defined]
+        config.option.xmlpath = str(run.partial / "junit.xml")
+        config.option.evidence = str(run.partial / "evidence.json")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "waiver" in metafunc.fixturenames:
+        waivers = _audit(metafunc.config).waivers()
+        entries: list[Waiver | str | None] = [*waivers.entries]
+        if waivers.file_problem:
+            entries.insert(0, f"{waivers.path}: {waivers.file_problem}")
+        ids = [f"#{e.index}-{e.control or 'unknown'}" if isinstance(e, Waiver) else "file" for e in entries]
+        metafunc.parametrize("waiver", entries or [None], ids=ids or ["no-waivers"])
     meta = control_of(metafunc.function)
     if meta is None:
         return
@@ -226,12 +260,14 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Ou
     if report.passed:
         return "pass", ""
     excinfo = call.excinfo
-    if excinfo is not None and excinfo.errisinstance((Undeterminable, ProbeError, CertauditError)):
+    if excinfo is None:
+        return "error", str(report.longrepr)
+    if excinfo.errisinstance((Undeterminable, ProbeError, CertauditError)):
         return "error", str(excinfo.value)
-    if report.when != "call":
-        return "error", excinfo.exconly() if excinfo else str(report.longrepr)
-    text = str(excinfo.value) if excinfo is not None else str(report.longrepr)
-    return "fail", text
+    if report.when == "call" and excinfo.errisinstance((AssertionError, pytest.fail.Exception)):
+        return "fail", str(excinfo.value)
+    # Anything else means the control could not judge: never a pass, and not a finding about the host.
+    return "error", f"certaudit could not judge this control: {excinfo.exconly()}"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -251,6 +287,18 @@ def pytest_runtest_makereport(
         report.longrepr = message
     elif outcome == "error":
         report.longrepr = message
+    waiver = _audit(item.config).waivers().find(meta.id, target.name) if outcome in ("fail", "pass") else None
+    if waiver is not None and outcome == "pass":
+        waiver.matched_passing.append(item.name)
+    elif waiver is not None:
+        # A covered failure is reported as pytest reports an expected failure: xfailed, with the waiver.
+        outcome = "waived"
+        waiver.covered.append(item.name)
+        report.outcome = "skipped"
+        report.wasxfail = (
+            f"waived by {waiver.label}: {waiver.reason} (approved by {waiver.approver}, "
+            f"ticket {waiver.ticket}, expires {waiver.expires})"
+        )
     ev = item.stash.get(EVIDENCE_KEY, None)
     record = Record(
         control=meta.id,
@@ -260,13 +308,14 @@ def pytest_runtest_makereport(
         message=message,
         observed=ev.observed if ev else {},
         expected=ev.expected if ev else {},
-        findings=ev.findings if ev else [],
+        findings=(ev.findings if ev and ev.findings else []) or ([message.splitlines()[0]] if outcome == "fail" else []),
         notes=ev.notes if ev else [],
         fix=meta.fix,
         gate=meta.gate,
         nodeid=item.nodeid,
         started=dt.datetime.fromtimestamp(call.start, dt.UTC).isoformat(),
         duration_s=round(call.duration, 4),
+        waiver=waiver.as_dict() if waiver is not None and outcome == "waived" else None,
     )
     item.stash[RECORD_KEY] = record
     report.user_properties.append((USER_PROPERTY, record.to_json()))
@@ -280,37 +329,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     audit.prober.shutdown()
     path = session.config.getoption("evidence")
-    if path and audit.records:
+    if path and (audit.records or audit.run_dir is not None):
         write_evidence(Path(path), audit, exitstatus)
 
 
-def run_metadata(audit: Audit) -> dict[str, Any]:
-    inventory = audit._inventory
-    return {
-        "certaudit_version": __version__,
-        "started": audit.started.isoformat(),
-        "finished": dt.datetime.now(dt.UTC).isoformat(),
-        "operator": f"{getpass.getuser()}@{socket.gethostname()}",
-        "job": audit.config.getoption("job"),
-        "ci_job": os.environ.get("CI_JOB_URL") or os.environ.get("GITHUB_RUN_ID") or None,
-        "inventory": inventory.path if inventory else None,
-        "hosts_expected": [t.name for t in inventory] if inventory else [],
-        "hosts_reached": sorted(audit.facts),
-        "policies": {t.name: t.policy.as_dict() for t in inventory} if inventory else {},
-    }
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After every plugin wrote its file (pytest-html and junitxml write at session finish): seal the run."""
+    audit = config.stash.get(AUDIT_KEY, None)
+    if audit is None or audit.run_dir is None or not audit.run_dir.partial.exists():
+        return
+    key = config.getoption("signing_key")
+    final = audit.run_dir.finish(Path(key) if key else None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        signed = " (signed)" if key else ""
+        reporter.write_line(f"certaudit: evidence of run {audit.run_id} in {final}{signed}")
 
 
-def write_evidence(path: Path, audit: Audit, exitstatus: int) -> None:
-    document = {
-        "run": {**run_metadata(audit), "exit_status": int(exitstatus)},
-        "results": [json.loads(r.to_json()) for r in audit.records],
-        "unreachable": audit.probe_errors,
-        "snapshots": {name: facts.raw for name, facts in sorted(audit.facts.items())},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(document, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    audit = terminalreporter.config.stash.get(AUDIT_KEY, None)
+    if audit is None or audit._waivers is None:
+        return
+    waivers = audit.waivers()
+    unused = waivers.unused()
+    if unused or waivers.findings():
+        terminalreporter.section("certaudit waivers")
+    for problem in waivers.findings():
+        terminalreporter.write_line(f"FINDING {problem}")
+    for waiver in unused:
+        passing = f" (its control passes on {', '.join(waiver.matched_passing)})" if waiver.matched_passing else ""
+        terminalreporter.write_line(f"UNUSED  {waiver.label} covers no failure in this run{passing}: remove it")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

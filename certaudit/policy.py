@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from certaudit.redact import value_error
+
 Renewal = Literal["certbot", "custom-ca"]
 
 # A domain name as certbot accepts it (a leading wildcard label allowed), and a systemd unit or
@@ -75,10 +77,7 @@ FIELDS = {f.name for f in fields(Policy)}
 
 
 def _fail(host: str, variable: str, value: Any, why: str) -> PolicyError:
-    shown = repr(value)
-    if len(shown) > 120:
-        shown = shown[:117] + "..."
-    return PolicyError(f"host {host}: {PREFIX}{variable} = {shown} cannot be used: {why}")
+    return PolicyError(value_error(host, PREFIX + variable, value, why))
 
 
 def _days(host: str, name: str, value: Any) -> int:

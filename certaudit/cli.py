@@ -1,0 +1,135 @@
+"""The `certaudit` command: check, sign and make keys for the evidence of audit runs.
+
+Audits themselves run through pytest (`pytest checks ...`); this command is for what comes after,
+when an auditor, perhaps a year later, must trust that a run directory is what the run wrote.
+
+Exit status: 0 done (verified), 1 not verified, 2 the command could not be carried out (a missing
+directory, an unusable key, a file that already exists): one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+from certaudit import __version__
+from certaudit.errors import CertauditError
+from certaudit.manifest import MANIFEST, SIGNATURE, keygen, verify, write_manifest
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_NOT_VERIFIED = 1
+EXIT_USAGE = 2
+DEFAULT_KEY_DIR = "~/.config/certaudit"
+DEFAULT_KEY_NAME = "signing-key"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="certaudit",
+        description="Check, sign and make keys for the evidence of certaudit runs (reports/<UTC timestamp>-<job>/).",
+        epilog="Exit status: 0 done or verified, 1 not verified, 2 the command could not be carried out.",
+    )
+    parser.add_argument("--version", action="version", version=f"certaudit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "verify",
+        help=f"check a run directory against its {MANIFEST} (and {SIGNATURE})",
+        description=f"Check every file of a run directory against its {MANIFEST}; with --public-key, "
+        f"also check {SIGNATURE}. A signed directory verifies only with --public-key: a signature "
+        "checked against a key shipped beside it proves nothing.",
+    )
+    check.add_argument("dir", metavar="DIR", type=Path, help="the run directory")
+    check.add_argument("--public-key", metavar="PUB", type=Path, help="the signer's Ed25519 public key (PEM)")
+
+    make = commands.add_parser(
+        "keygen",
+        help="make an Ed25519 signing key pair",
+        description="Write NAME.pem (private, mode 0600) and NAME.pub.pem (public, for auditors) into DIR. "
+        "Existing files are never overwritten.",
+    )
+    make.add_argument(
+        "--out-dir", metavar="DIR", default=DEFAULT_KEY_DIR, help=f"where to write the keys (default: {DEFAULT_KEY_DIR})"
+    )
+    make.add_argument("--name", metavar="NAME", default=DEFAULT_KEY_NAME, help=f"file name stem (default: {DEFAULT_KEY_NAME})")
+
+    sign = commands.add_parser(
+        "sign",
+        help=f"(re)write {MANIFEST} and {SIGNATURE} of a run directory",
+        description=f"Hash every file of an existing run directory into {MANIFEST} and sign it into {SIGNATURE}.",
+    )
+    sign.add_argument("dir", metavar="DIR", type=Path, help="the run directory")
+    sign.add_argument(
+        "--signing-key", metavar="KEY", type=Path, required=True, help="Ed25519 private key (PKCS8 PEM, unencrypted, mode 0600)"
+    )
+    return parser
+
+
+def _verify(args: argparse.Namespace) -> int:
+    result = verify(args.dir, args.public_key)
+    for problem in result.problems:
+        print(problem)
+    if result.ok:
+        how = "signature checked" if result.signature_checked else "not signed"
+        print(f"verified: {args.dir} ({result.files} file{'s' * (result.files != 1)}, {how})")
+        return EXIT_OK
+    count = len(result.problems)
+    print(f"NOT VERIFIED: {args.dir} ({count} problem{'s' * (count != 1)})")
+    return EXIT_NOT_VERIFIED
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out_dir).expanduser()
+    name: str = args.name
+    if not name or "/" in name or name in (".", ".."):
+        raise CertauditError(f"--name {name!r}: expected a file name stem, without '/'")
+    try:
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CertauditError(f"{out_dir}: cannot be created: {exc.strerror or type(exc).__name__}") from None
+    private_path, public_path = out_dir / f"{name}.pem", out_dir / f"{name}.pub.pem"
+    fingerprint = keygen(private_path, public_path)
+    print(f"private key: {private_path} (mode 0600: keep it secret, sign with it)")
+    print(f"public key:  {public_path} (give it to auditors: certaudit verify DIR --public-key {public_path})")
+    print(f"key-sha256:  {fingerprint}")
+    return EXIT_OK
+
+
+def _sign(args: argparse.Namespace) -> int:
+    paths = write_manifest(args.dir, args.signing_key)
+    print(f"signed: {args.dir} ({len(paths)} file{'s' * (len(paths) != 1)}; wrote {MANIFEST} and {SIGNATURE})")
+    return EXIT_OK
+
+
+def _tolerant_output() -> None:
+    """A path with odd characters must not turn a result into a UnicodeEncodeError traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one certaudit command; return its exit status (argparse's own usage errors are 2 too)."""
+    _tolerant_output()
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse has printed them
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    commands = {"verify": _verify, "keygen": _keygen, "sign": _sign}
+    try:
+        return commands[args.command](args)
+    except CertauditError as exc:
+        print(f"certaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # every expected one is a CertauditError already; still, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"certaudit: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
