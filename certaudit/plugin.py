@@ -105,7 +105,7 @@ class Audit:
             path = Path(given) if given else Path(self.config.rootpath) / DEFAULT_WAIVERS
             self._waivers = load_waivers(path, self.started.date())
             if given and not path.exists():
-                self._waivers.file_problem = "does not exist"
+                self._waivers.path, self._waivers.file_problem = given, "does not exist"
         return self._waivers
 
     def inventory(self) -> Inventory:
@@ -155,6 +155,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.self_contained_html = True
         config.option.xmlpath = str(run.partial / "junit.xml")
         config.option.evidence = str(run.partial / "evidence.json")
+    if getattr(config.option, "htmlpath", None) and not config.pluginmanager.has_plugin("certaudit-html"):
+        from certaudit.report_html import HtmlReport
+
+        config.pluginmanager.register(HtmlReport(config), "certaudit-html")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -119,7 +119,7 @@ def _entry(index: int, source: str, raw: Any, today: dt.date) -> Waiver:
 def load_waivers(path: Path | None, today: dt.date) -> Waivers:
     """Read a waivers file; problems are recorded as findings, never raised."""
     if path is None or not path.exists():
-        return Waivers(str(path) if path else None)
+        return Waivers(None)
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
