@@ -10,7 +10,7 @@ from types import FrameType
 import pytest
 
 from tests.fleet.fleet import Fleet
-from tests.scenarios import SCENARIOS
+from tests.scenarios import ALL_SCENARIOS
 
 _FLEET: Fleet | None = None
 
@@ -26,7 +26,7 @@ def fleet() -> Iterator[Fleet]:
     if os.geteuid() != 0:
         pytest.fail("the test fleet boots systemd-nspawn containers and needs root")
     previous = signal.signal(signal.SIGTERM, _terminate)
-    fleet = Fleet(list(SCENARIOS))
+    fleet = Fleet(list(ALL_SCENARIOS))
     _FLEET = fleet
     try:
         fleet.up()

@@ -1,7 +1,9 @@
 """The scenario hosts of the suite's own tests: one host per way a control holds or breaks.
 
 Every host differs from `compliant` in one respect only, so a failing control points at one cause.
-The whole list boots once per test session (in parallel), and every test judges the same fleet.
+ALL_SCENARIOS boots once per test session (in parallel), and every test judges the same fleet.
+Each area keeps its own list in its own module, with its own address block of 127.77.0.0/16:
+runbook controls 127.77.0.x (here), the fleet's own tests 127.77.1.x.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ def _address(n: int) -> str:
 WORKING_CRON = "SHELL=/bin/sh\n0 */12 * * * root certbot -q renew --no-random-sleep-on-renew\n"
 OTHER_SERVICE_HOOK = RELOAD_HOOK.replace("systemctl reload stemedb-api", "systemctl reload nginx")
 
-SCENARIOS: list[Scenario] = [
+RUNBOOK: list[Scenario] = [
     Scenario(
         "compliant", _address(10), "Let's Encrypt host, certificate issued by pebble with real certbot", cert_source="pebble"
     ),
@@ -68,8 +70,13 @@ SCENARIOS: list[Scenario] = [
         inventory_vars={"certaudit_renewal": "custom-ca"},
     ),
     Scenario("down", _address(250), "in the inventory, but the host is down", booted=False),
-    Scenario("scratch", _address(30), "a compliant host the fleet's own tests change (reloads, new certificates)", audited=False),
+    Scenario("rbe-zero", _address(31), "renew_before_expiry = 0 days", renew_before_expiry="0 days"),
 ]
-AUDITED = [s for s in SCENARIOS if s.audited]
+FLEET_TOOLS: list[Scenario] = [
+    Scenario(
+        "scratch", "127.77.1.20", "a compliant host the fleet's own tests change (reloads, new certificates)", audited=False
+    ),
+]
+ALL_SCENARIOS: list[Scenario] = [*RUNBOOK, *FLEET_TOOLS]
 
-BY_NAME = {s.name: s for s in SCENARIOS}
+BY_NAME = {s.name: s for s in ALL_SCENARIOS}

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,7 +30,6 @@ from tests.fleet.scenario import Scenario, after_boot_commands, layout
 
 PEBBLE_ADDRESS = "127.0.0.1"
 PEBBLE_PORT = 14000
-ACME_DIRECTORY = f"https://{PEBBLE_ADDRESS}:{PEBBLE_PORT}/dir"
 READY_TIMEOUT_S = 90.0
 INOTIFY_INSTANCES = 8192
 SSH_OPTIONS = (
@@ -53,6 +52,27 @@ class FleetError(RuntimeError):
     pass
 
 
+def fleet_id() -> int:
+    """CERTAUDIT_FLEET_ID=N (0-9) lets N fleets run side by side: own directory, addresses and pebble port."""
+    value = os.environ.get("CERTAUDIT_FLEET_ID", "0")
+    if not value.isdigit() or int(value) > 9:
+        raise FleetError(f"CERTAUDIT_FLEET_ID={value!r}: expected a digit")
+    return int(value)
+
+
+def fleet_address(address: str) -> str:
+    """A scenario's address (127.77.x.y) as this fleet uses it (127.<77+id>.x.y)."""
+    octets = address.split(".")
+    if octets[:2] != ["127", "77"]:
+        raise FleetError(f"scenario address {address} is not in 127.77.0.0/16")
+    return ".".join(["127", str(77 + fleet_id()), *octets[2:]])
+
+
+def default_root() -> Path:
+    suffix = f"-{fleet_id()}" if fleet_id() else ""
+    return image.cache_root() / f"run{suffix}"
+
+
 @dataclass
 class Host:
     scenario: Scenario
@@ -70,12 +90,20 @@ class Host:
 @dataclass
 class Fleet:
     scenarios: list[Scenario]
-    root: Path = field(default_factory=lambda: image.cache_root() / "run")
+    root: Path = field(default_factory=default_root)
     pebble: bool = True
     timings: dict[str, float] = field(default_factory=dict)
     hosts: dict[str, Host] = field(default_factory=dict)
     _lock: IO[str] | None = field(default=None, repr=False)
     _pebble: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.scenarios = [replace(s, address=fleet_address(s.address)) for s in self.scenarios]
+        self.pebble_port = PEBBLE_PORT + 10 * fleet_id()
+
+    @property
+    def acme_directory(self) -> str:
+        return f"https://{PEBBLE_ADDRESS}:{self.pebble_port}/dir"
 
     # --- paths -------------------------------------------------------------------------------
     @property
@@ -216,8 +244,8 @@ class Fleet:
         self.pebble_ca_path.write_bytes(ca)
         config = {
             "pebble": {
-                "listenAddress": f"{PEBBLE_ADDRESS}:{PEBBLE_PORT}",
-                "managementListenAddress": f"{PEBBLE_ADDRESS}:{PEBBLE_PORT + 1}",
+                "listenAddress": f"{PEBBLE_ADDRESS}:{self.pebble_port}",
+                "managementListenAddress": f"{PEBBLE_ADDRESS}:{self.pebble_port + 1}",
                 "certificate": str(directory / "cert.pem"),
                 "privateKey": str(directory / "key.pem"),
                 "httpPort": 5002,
@@ -242,7 +270,7 @@ class Fleet:
         while time.monotonic() < deadline:
             if self._pebble.poll() is not None:
                 raise FleetError(f"pebble exited {self._pebble.returncode}: {(directory / 'pebble.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection((PEBBLE_ADDRESS, PEBBLE_PORT), timeout=0.5):
+            with contextlib.suppress(OSError), socket.create_connection((PEBBLE_ADDRESS, self.pebble_port), timeout=0.5):
                 break
             time.sleep(0.1)
         else:
@@ -300,7 +328,7 @@ class Fleet:
         raise FleetError(f"{host.name}: not reachable over ssh within {READY_TIMEOUT_S} s\n{host.machine.console_tail()}")
 
     def _after_boot(self, host: Host) -> None:
-        for command in after_boot_commands(host.scenario, ACME_DIRECTORY):
+        for command in after_boot_commands(host.scenario, self.acme_directory):
             self.ssh(host.name, command, timeout=180)
 
     # --- inventory ---------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import pytest
 import testinfra
 from cryptography import x509
 
-from tests.fleet import image, machine, pki
-from tests.fleet.fleet import SSH_OPTIONS, Fleet
+from tests.fleet import machine, pki
+from tests.fleet.fleet import SSH_OPTIONS, Fleet, default_root, fleet_address
 from tests.fleet.scenario import DOMAIN, Scenario
 
 pytestmark = pytest.mark.fleet
@@ -108,6 +108,7 @@ from pathlib import Path
 from tests.fleet.fleet import Fleet
 from tests.fleet.scenario import Scenario
 fleet = Fleet([Scenario("teardown-probe", "127.77.1.10", "teardown test host")], root=Path({root!r}), pebble=False)
+assert fleet.scenarios[0].address == {address!r}
 try:
     fleet.up()
     print("UP", flush=True)
@@ -120,10 +121,11 @@ finally:
 
 def test_teardown_on_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
-    root = image.cache_root() / "run-teardown-test"
+    root = default_root().with_name(default_root().name + "-teardown-test")
+    address = fleet_address("127.77.1.10")
     group = f"certaudit-{root.name}"
     proc = subprocess.Popen(
-        [sys.executable, "-c", TEARDOWN_SCRIPT.format(repo=str(repo), root=str(root))],
+        [sys.executable, "-c", TEARDOWN_SCRIPT.format(repo=str(repo), root=str(root), address=address)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -144,13 +146,13 @@ def test_teardown_on_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     leftovers = subprocess.run(["pgrep", "-f", "--", "-M teardown-probe"], capture_output=True, text=True)
     assert leftovers.stdout == "", leftovers.stdout
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.77.1.10", 22), timeout=1).close()
+        socket.create_connection((address, 22), timeout=1).close()
 
 
 def test_scenario_names_and_addresses_are_unique() -> None:
-    from tests.scenarios import SCENARIOS
+    from tests.scenarios import ALL_SCENARIOS as SCENARIOS
 
     assert len({s.name for s in SCENARIOS}) == len(SCENARIOS)
     assert len({s.address for s in SCENARIOS}) == len(SCENARIOS)
-    assert all(s.address.startswith("127.") for s in SCENARIOS), "test traffic stays on loopback"
+    assert all(s.address.startswith("127.77.") for s in SCENARIOS), "test traffic stays on loopback (127.77.0.0/16)"
     assert isinstance(SCENARIOS[0], Scenario)

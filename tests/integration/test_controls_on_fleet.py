@@ -17,7 +17,7 @@ import pytest
 
 from tests.fleet.fleet import Fleet
 from tests.integration.audit_run import AuditRun, run_audit, run_audit_args
-from tests.scenarios import AUDITED
+from tests.scenarios import RUNBOOK
 
 CONTROLS = ("REN-01", "REN-02", "REN-03", "KEY-01", "KEY-02", "CRT-01", "LIVE-01")
 Check = Callable[[dict[str, Any]], None]
@@ -98,7 +98,7 @@ def _pebble_issued(record: dict[str, Any]) -> None:
 
 PASS = Expect("pass")
 RENEWAL_NA = Expect("not applicable", ("custom-ca",))
-UNREACHABLE = Expect("error", ("host down", "127.77.0.250", "Connection refused"))
+UNREACHABLE = Expect("error", ("host down", "({address})", "{address} port 22: Connection refused"))
 
 EXPECTED: dict[str, dict[str, Expect]] = {
     "compliant": {
@@ -145,7 +145,7 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     "key-root": {
         "KEY-01": Expect("fail", ("/etc/stemedb/tls/key.pem is owned by root:root, not stemedb:stemedb",)),
         # The consequence KEY-01 exists for: stemedb-api, running as stemedb, cannot read the key.
-        "LIVE-01": Expect("fail", ("the endpoint serves no certificate", "nothing listens on 127.77.0.20:18180")),
+        "LIVE-01": Expect("fail", ("the endpoint serves no certificate", "nothing listens on {address}:18180")),
     },
     "archive-key-0644": {
         "KEY-01": Expect(
@@ -155,6 +155,7 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     "days-20": {"CRT-01": Expect("fail", ("warning tier:", "days left", "under 30"), _days_left(19.9, 20.1, "warning"))},
     "days-5": {"CRT-01": Expect("fail", ("critical tier:", "days left", "under 7"), _days_left(4.9, 5.1, "critical"))},
     "not-reloaded": {"LIVE-01": Expect("fail", ("was not reloaded after the certificate changed",), _fingerprints_differ)},
+    "rbe-zero": {"REN-03": Expect("fail", ("renew_before_expiry = 0 days is 0 days, under 30 days",))},
     "custom-ca": {"REN-01": RENEWAL_NA, "REN-02": RENEWAL_NA, "REN-03": RENEWAL_NA},
     "down": dict.fromkeys(CONTROLS, UNREACHABLE),
 }
@@ -167,23 +168,23 @@ def expected(host: str, control: str) -> Expect:
 @pytest.fixture(scope="module")
 def fleet_audit(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> AuditRun:
     out = tmp_path_factory.mktemp("fleet-audit")
-    inventory = fleet.write_inventory(out / "inventory.yml", hosts=[s.name for s in AUDITED])
+    inventory = fleet.write_inventory(out / "inventory.yml", hosts=[s.name for s in RUNBOOK])
     # The connect timeout is the bound an unreachable host costs; the fleet's down host refuses at once.
     return run_audit(inventory, out, "--connect-timeout", "10")
 
 
-CASES = [(s.name, c) for s in AUDITED for c in CONTROLS]
+CASES = [(s.name, c) for s in RUNBOOK for c in CONTROLS]
 
 
 @pytest.mark.fleet
 @pytest.mark.parametrize(("host", "control"), CASES, ids=[f"{c}[{h}]" for h, c in CASES])
-def test_control_verdict(fleet_audit: AuditRun, host: str, control: str) -> None:
+def test_control_verdict(fleet: Fleet, fleet_audit: AuditRun, host: str, control: str) -> None:
     want = expected(host, control)
     record = fleet_audit.result(control, host)
     assert record["outcome"] == want.outcome, (
         f"{control}[{host}]: {record['outcome']}, expected {want.outcome}\n{record['message']}"
     )
-    for fragment in want.says:
+    for fragment in (f.format(address=fleet.hosts[host].address) for f in want.says):
         assert fragment in record["message"], f"{control}[{host}]: {fragment!r} not in message:\n{record['message']}"
     if want.outcome in ("pass", "fail"):
         # Evidence is recorded whatever the verdict: a pass must show what it saw.
@@ -203,7 +204,7 @@ def test_audit_exit_status_and_ids(fleet_audit: AuditRun) -> None:
     assert "Traceback" not in fleet_audit.stdout + fleet_audit.stderr
     assert len(fleet_audit.evidence["results"]) == len(CASES)
     run = fleet_audit.evidence["run"]
-    assert set(run["hosts_expected"]) == {s.name for s in AUDITED}
+    assert set(run["hosts_expected"]) == {s.name for s in RUNBOOK}
     assert "down" not in run["hosts_reached"] and "compliant" in run["hosts_reached"]
 
 
