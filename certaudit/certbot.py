@@ -25,6 +25,8 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from certaudit.errors import PathError
+
 __all__ = [
     "CertbotConfError",
     "HookFile",
@@ -41,13 +43,8 @@ __all__ = [
 ]
 
 
-class CertbotConfError(ValueError):
+class CertbotConfError(PathError, ValueError):
     """certbot could not read a renewal conf: ConfigObj raises, and certbot skips the lineage."""
-
-    def __init__(self, path: str, cause: str) -> None:
-        self.path = path
-        self.cause = cause
-        super().__init__(f"{path}: {cause}" if path else cause)
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from certaudit.certbot import ShellCommand, iter_commands, shell_commands, unwrap_command
+from certaudit.errors import PathError
 
 __all__ = [
     "CronEntry",
@@ -25,16 +26,11 @@ __all__ = [
 ]
 
 
-class CronError(ValueError):
+class CronError(PathError, ValueError):
     """A crontab cannot be attributed as asked (a user crontab path that names no user).
 
     Bad lines never raise: cron skips them, so `parse_crontab` skips them too.
     """
-
-    def __init__(self, source: str, cause: str) -> None:
-        self.source = source
-        self.cause = cause
-        super().__init__(f"{source}: {cause}" if source else cause)
 
 
 @dataclass(frozen=True)

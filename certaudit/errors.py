@@ -17,3 +17,12 @@ class ProbeError(CertauditError):
 
 class Undeterminable(CertauditError):
     """One fact could not be determined (permission denied, not gathered): the control is an error."""
+
+
+class PathError(CertauditError):
+    """Something at a path could not be used; the message names the path and the cause."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"{path}: {cause}" if path else cause)

@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 
-from certaudit.errors import CertauditError
+from certaudit.errors import PathError
 
 __all__ = [
     "MANIFEST",
@@ -55,13 +55,8 @@ _SIGNATURE_RE = re.compile(
 _ED25519_SIGNATURE_BYTES = 64
 
 
-class ManifestError(CertauditError):
+class ManifestError(PathError):
     """A manifest, signature or key could not be written or used; the message names the path and the cause."""
-
-    def __init__(self, path: str, cause: str) -> None:
-        self.path = path
-        self.cause = cause
-        super().__init__(f"{path}: {cause}" if path else cause)
 
 
 @dataclass(frozen=True)

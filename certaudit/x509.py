@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
+from certaudit.errors import PathError
+
 __all__ = [
     "CertificateError",
     "days_left",
@@ -32,13 +34,8 @@ __all__ = [
 ]
 
 
-class CertificateError(ValueError):
+class CertificateError(PathError, ValueError):
     """A certificate (or key) could not be used; the message names the path and the cause."""
-
-    def __init__(self, path: str, cause: str) -> None:
-        self.path = path
-        self.cause = cause
-        super().__init__(f"{path}: {cause}" if path else cause)
 
 
 _BEGIN_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,64})-----")
