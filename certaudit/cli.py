@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from pathlib import Path
 
 from certaudit import __version__
 from certaudit.errors import CertauditError
 from certaudit.manifest import MANIFEST, SIGNATURE, keygen, verify, write_manifest
+from certaudit.merge import merge_runs
+from certaudit.quarterly import diff, load_run, render
 
 __all__ = ["main"]
 
@@ -66,7 +69,46 @@ def _parser() -> argparse.ArgumentParser:
     sign.add_argument(
         "--signing-key", metavar="KEY", type=Path, required=True, help="Ed25519 private key (PKCS8 PEM, unencrypted, mode 0600)"
     )
+    compare = commands.add_parser(
+        "diff",
+        help="new, fixed and persisting findings per host between two runs",
+        description="Compare two runs' evidence (evidence.json files or run directories), as the quarterly "
+        "audit compares a quarter with the previous one: new, fixed and persisting findings per host.",
+    )
+    compare.add_argument("previous", metavar="PREV_EVIDENCE", type=Path, help="the earlier run's evidence.json or directory")
+    compare.add_argument("current", metavar="NEW_EVIDENCE", type=Path, help="the later run's evidence.json or directory")
+    compare.add_argument("--json", action="store_true", help="print the diff as JSON (as quarterly-diff.json holds it)")
+
+    combine = commands.add_parser(
+        "merge",
+        help="combine the run directories of an audit's shards (--shard i/n) into one run directory",
+        description="Check each shard's run directory against its manifest (and, with --public-key, its signature), "
+        "refuse shards that are not the parts of one audit, and write one new run directory: evidence.json, "
+        f"junit.xml, report.html and {MANIFEST} (and {SIGNATURE} with --signing-key). Exit status: 0 merged and "
+        "compliant, 1 merged with findings or errors, 2 not merged.",
+    )
+    combine.add_argument("dirs", metavar="DIR", type=Path, nargs="+", help="the shards' run directories")
+    combine.add_argument("--out", metavar="DIR", type=Path, required=True, help="the merged run directory to create")
+    combine.add_argument("--signing-key", metavar="KEY", type=Path, help="Ed25519 private key that signs the merged manifest")
+    combine.add_argument("--public-key", metavar="PUB", type=Path, help="check each shard's signature against this public key")
+    combine.add_argument("--job", metavar="NAME", help="the merged run's job name (default: the shards')")
     return parser
+
+
+def _merge(args: argparse.Namespace) -> int:
+    merged = merge_runs(args.dirs, args.out, args.signing_key, args.public_key, args.job)
+    signed = ", signed" if merged.signed else ""
+    print(
+        f"merged: {merged.directory} ({merged.shards} run{'s' * (merged.shards != 1)}, {merged.hosts} hosts, "
+        f"{merged.results} results, exit status {merged.exit_status}{signed})"
+    )
+    return EXIT_OK if merged.exit_status == 0 else EXIT_NOT_VERIFIED
+
+
+def _diff(args: argparse.Namespace) -> int:
+    result = diff(load_run(args.previous), load_run(args.current))
+    print(json.dumps(result.as_dict(), indent=1, sort_keys=True) if args.json else "\n".join(render(result, "certaudit diff")))
+    return EXIT_OK
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -119,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors: argparse has printed them
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    commands = {"verify": _verify, "keygen": _keygen, "sign": _sign}
+    commands = {"verify": _verify, "keygen": _keygen, "sign": _sign, "diff": _diff, "merge": _merge}
     try:
         return commands[args.command](args)
     except CertauditError as exc:

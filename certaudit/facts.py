@@ -133,6 +133,21 @@ class Endpoint:
     leaf_der: bytes | None = field(default=None, repr=False)
     error: str = ""
     determinable: bool = True  # False: a timeout or similar, not an observation about the host
+    chain_der: tuple[bytes, ...] = field(default=(), repr=False)  # every certificate served, leaf first
+    chain_error: str = ""  # why the served chain could not be read (when the leaf could)
+    metrics: MetricsPage | None = None  # GET /metrics over the same connection
+
+
+@dataclass(frozen=True)
+class MetricsPage:
+    """What the endpoint answered to GET /metrics (MON-01)."""
+
+    url: str
+    status: int | None = None
+    body: bytes | None = field(default=None, repr=False)
+    error: str = ""
+    determinable: bool = True  # False: a timeout, not an observation about the host
+    fetched_at: float = 0.0  # the auditing machine's clock when the answer arrived
 
 
 @dataclass(frozen=True)
@@ -181,6 +196,149 @@ class HostFacts:
         except KeyError:
             raise Undeterminable(f"host {self.host}: the public key of {path} was not derived") from None
 
+    def _section(self, name: str) -> Any:
+        if name not in self.raw:
+            raise Undeterminable(f"host {self.host}: the probe gathered no {name}")
+        return self.raw[name]
+
+    def service_events(self) -> ServiceEvents | None:
+        """The service's starts and reloads since its certificate changed; None without systemd or a certificate."""
+        section = self._section("service_events")
+        if section is None:
+            return None
+        try:
+            return ServiceEvents(
+                unit=str(section["unit"]),
+                since=float(section["since"]),
+                events=tuple(ServiceEvent(float(e["time"]), str(e["kind"]), str(e["message"])) for e in section["events"]),
+                entries_read=int(section["entries_read"]),
+                truncated=bool(section["truncated"]),
+                error=str((section.get("error") or {}).get("reason", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed("service_events", exc) from None
+
+    def certbot_logs(self) -> CertbotLogs:
+        section = self._section("certbot_logs")
+        try:
+            error = section.get("error") or {}
+            return CertbotLogs(
+                directory=str(section["dir"]),
+                logs=tuple(
+                    CertbotLog(
+                        path=str(item["path"]),
+                        mtime=float(item["mtime"]),
+                        lines=tuple(
+                            LogLine(float(line["time"]) if line["time"] is not None else None, str(line["text"]))
+                            for line in item.get("lines", ())
+                        ),
+                        truncated=int(item.get("read_from", 0)) > 0,
+                        error=str((item.get("error") or {}).get("reason", "")),
+                    )
+                    for item in section["logs"]
+                ),
+                errno_=int(error.get("errno", 0)),
+                error=str(error.get("reason", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed("certbot_logs", exc) from None
+
+    def prometheus(self) -> PrometheusFacts | None:
+        """A Prometheus server's config, loaded rule files and promtool's run; None where not gathered."""
+        section = self._section("prometheus")
+        if section is None:
+            return None
+        try:
+            tool = section.get("promtool")
+            promtool = None
+            if tool is not None:
+                promtool = Promtool(
+                    path=str(tool["path"]),
+                    version=str(tool.get("version", "")),
+                    points=tuple((int(p["days"]), tuple(str(a) for a in p["expect"])) for p in tool.get("points", ())),
+                    rc=int(tool["rc"]) if tool.get("rc") is not None else None,
+                    output=str(tool.get("output", "")),
+                    error=str((tool.get("error") or {}).get("reason", "")),
+                )
+            block = section.get("rule_files_block")
+            return PrometheusFacts(
+                config=str(section["config"]),
+                rule_files_block=str(block) if block is not None else None,
+                read_error=str((section.get("read_error") or {}).get("reason", "")),
+                rule_patterns=tuple(str(p) for p in section["rule_patterns"]),
+                rule_files=tuple(str(p) for p in section["rule_files"]),
+                promtool=promtool,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed("prometheus", exc) from None
+
+    def _malformed(self, section: str, exc: Exception) -> Undeterminable:
+        return Undeterminable(f"host {self.host}: the probe's {section} answer is malformed ({type(exc).__name__}: {exc})")
+
+
+@dataclass(frozen=True)
+class ServiceEvent:
+    time: float  # the host's clock, epoch seconds (the journal's microseconds kept)
+    kind: str  # a systemd job that finished (start, restart, reload, ...) or "service-reloaded"
+    message: str
+
+
+@dataclass(frozen=True)
+class ServiceEvents:
+    """From the service's journal: its starts and reloads from `since` (the certificate's ctime) on."""
+
+    unit: str
+    since: float
+    events: tuple[ServiceEvent, ...]
+    entries_read: int
+    truncated: bool  # the read stopped at its bound: a later event may be missing
+    error: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    time: float | None  # the host's local log time converted to epoch seconds on the host
+    text: str
+
+
+@dataclass(frozen=True)
+class CertbotLog:
+    """The lines of one certbot log that tell its runs apart (run start, what was done, outcome)."""
+
+    path: str
+    mtime: float
+    lines: tuple[LogLine, ...]
+    truncated: bool  # only the file's tail was read
+    error: str
+
+
+@dataclass(frozen=True)
+class CertbotLogs:
+    directory: str
+    logs: tuple[CertbotLog, ...]  # newest first
+    errno_: int
+    error: str
+
+
+@dataclass(frozen=True)
+class Promtool:
+    path: str
+    version: str
+    points: tuple[tuple[int, tuple[str, ...]], ...]  # (days, alerts expected to fire)
+    rc: int | None
+    output: str
+    error: str
+
+
+@dataclass(frozen=True)
+class PrometheusFacts:
+    config: str
+    rule_files_block: str | None  # the config's `rule_files:` lines only (the rest can hold credentials)
+    read_error: str
+    rule_patterns: tuple[str, ...]  # rule_files as the probe read them
+    rule_files: tuple[str, ...]  # what they matched on the host
+    promtool: Promtool | None  # None: promtool is not installed
+
 
 def _file_fact(host: str, raw: dict[str, Any], users: dict[str, str | None], groups: dict[str, str | None]) -> FileFact:
     lstat_error = raw.get("lstat_error") or {}
@@ -216,6 +374,13 @@ def _file_fact(host: str, raw: dict[str, Any], users: dict[str, str | None], gro
 
 def facts_from_probe(host: str, raw: dict[str, Any], audited_at: float, endpoint: Endpoint | None) -> HostFacts:
     """Type the probe's JSON document. Raises KeyError/TypeError/ValueError on a malformed document."""
+    try:
+        return _typed_facts(host, raw, audited_at, endpoint)
+    except AttributeError as exc:  # a section of another JSON type than the probe writes (a host runs its python3)
+        raise TypeError(f"a section of the wrong type: {exc}") from None
+
+
+def _typed_facts(host: str, raw: dict[str, Any], audited_at: float, endpoint: Endpoint | None) -> HostFacts:
     accounts = raw.get("accounts") or {}
     users = accounts.get("users") or {}
     groups = accounts.get("groups") or {}

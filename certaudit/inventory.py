@@ -81,6 +81,33 @@ def _address(host: str, value: Any) -> str:
     return value
 
 
+# ssh(1)'s options that take an argument (its getopt string "B:b:c:D:E:e:F:I:i:J:L:l:m:O:o:P:p:Q:R:S:W:w:").
+SSH_OPTIONS_WITH_ARGUMENT = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
+
+
+def _not_an_option(words: list[str]) -> str | None:
+    """Why these words are not ssh options only, or None. A word that is neither an option nor an
+    option's argument is read by ssh as the host to connect to, and the words after it as the
+    command to run there: ssh args must never choose the host or the command."""
+    i = 0
+    while i < len(words):
+        word = words[i]
+        shown = repr(word) if len(word) <= 60 else repr(word[:57]) + "..."
+        if word in ("-", "--"):
+            return f"{shown} would end ssh's options, and the next word choose the host"
+        if not word.startswith("-"):
+            return f"ssh would read {shown} as the host to connect to"
+        for at, letter in enumerate(word[1:], start=1):
+            if letter in SSH_OPTIONS_WITH_ARGUMENT:
+                if at == len(word) - 1:  # the argument is the next word
+                    i += 1
+                    if i == len(words):
+                        return f"ssh option {word} lacks its argument"
+                break
+        i += 1
+    return None
+
+
 def _ssh_args(host: str, variables: Mapping[str, Any]) -> str:
     tokens: list[str] = []
     for name in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
@@ -90,9 +117,13 @@ def _ssh_args(host: str, variables: Mapping[str, Any]) -> str:
         if not isinstance(value, str) or CONTROL_CHARS.search(value):
             raise _bad(host, name, value, "expected ssh options on one line")
         try:
-            tokens += shlex.split(value)
+            words = shlex.split(value)
         except ValueError as exc:
             raise _bad(host, name, value, f"not valid shell-style words ({exc})") from None
+        stray = _not_an_option(words)
+        if stray is not None:
+            raise _bad(host, name, value, f"{stray}: only ssh options may be given here")
+        tokens += words
     # Quoted word by word: the values reach ssh as arguments, never as shell syntax.
     return shlex.join([*tokens, *SSH_BOUNDS])
 
@@ -102,11 +133,11 @@ def target_for(name: str, variables: Mapping[str, Any], groups: tuple[str, ...] 
     if not HOSTNAME_RE.fullmatch(name) and not _is_ip(name):
         raise _bad(name, "inventory host name", name, "expected letters, digits, '.', '-', '_'")
     try:
-        policy = policy_for(name, variables)
+        policy = policy_for(name, variables, groups)
     except PolicyError as exc:
         raise InventoryError(str(exc)) from None
     connection_name = variables.get("ansible_connection", "ssh")
-    if connection_name not in CONNECTIONS:
+    if not isinstance(connection_name, str) or connection_name not in CONNECTIONS:
         raise _bad(name, "ansible_connection", connection_name, f"certaudit connects with {', '.join(sorted(CONNECTIONS))}")
     connection = CONNECTIONS[str(connection_name)]
     address = _address(name, variables.get("ansible_host", name))
@@ -118,13 +149,15 @@ def target_for(name: str, variables: Mapping[str, Any], groups: tuple[str, ...] 
     port = variables.get("ansible_port")
     if port is not None and (isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536):
         raise _bad(name, "ansible_port", port, "expected a TCP port from 1 to 65535")
-    if any(k in variables for k in ("ansible_password", "ansible_ssh_pass")):
-        raise _bad(name, "ansible_password", "", "password logins are not supported; use an ssh key")
+    for password in ("ansible_password", "ansible_ssh_pass"):
+        if password in variables:
+            raise _bad(name, password, "", "password logins are not supported; use an ssh key")
     kwargs: dict[str, Any] = {"controlpersist": 0}
-    key = variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file")
+    key_variable = "ansible_ssh_private_key_file" if variables.get("ansible_ssh_private_key_file") else "ansible_private_key_file"
+    key = variables.get(key_variable)
     if key is not None:
         if not isinstance(key, str) or CONTROL_CHARS.search(key):
-            raise _bad(name, "ansible_ssh_private_key_file", key, "expected a path")
+            raise _bad(name, key_variable, key, "expected a path")
         kwargs["ssh_identity_file"] = os.path.expanduser(key)
     if variables.get("ansible_become") in (True, "true", "True", "yes", 1):
         kwargs["sudo"] = True

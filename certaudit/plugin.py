@@ -11,10 +11,11 @@ import os
 import uuid
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from certaudit import __version__
+from certaudit import __version__, gate, prometheus, quarterly
 from certaudit.controls import Control, control_of
 from certaudit.errors import CertauditError, ProbeError, Undeterminable
 from certaudit.evidence import USER_PROPERTY, Evidence, Outcome, Record
@@ -23,6 +24,7 @@ from certaudit.inventory import Inventory, Target, load_inventory, targets_from_
 from certaudit.policy import Policy
 from certaudit.probe import Prober
 from certaudit.run import RunDirectory, run_metadata, write_evidence
+from certaudit.shard import Shard, ShardError, parse_shard
 from certaudit.waivers import Waiver, Waivers, load_waivers
 
 DEFAULT_INVENTORY = "inventories/local.yml"
@@ -31,6 +33,7 @@ __all__ = ["AUDIT_KEY", "Audit", "run_metadata"]
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
 RECORD_KEY = pytest.StashKey[Record]()
 AUDIT_KEY = pytest.StashKey["Audit"]()
+USAGE_ERROR_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,6 +45,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"Ansible-format inventory of the hosts to audit (default: {DEFAULT_INVENTORY})",
     )
     group.addoption("--limit", default=None, metavar="HOSTS", help="comma-separated inventory hosts to audit")
+    group.addoption(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="audit only the I-th of N deterministic parts of the hosts (by a hash of each name); "
+        "combine the parts' run directories with `certaudit merge`",
+    )
     group.addoption(
         "--connect-timeout",
         type=float,
@@ -76,6 +86,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="Ed25519 private key (certaudit keygen) that signs the run's MANIFEST (default: $CERTAUDIT_SIGNING_KEY)",
     )
+    group.addoption(
+        "--gate",
+        action="store_true",
+        help="the pre-deploy gate: only the gate controls (as -m gate), CRT-01 failing in its critical tier only, "
+        "one line per host",
+    )
+    group.addoption(
+        "--renewal-drill",
+        action="store_true",
+        help="DRL-01: renew for real (certbot renew --force-renewal) on hosts whose inventory sets "
+        "certaudit_drill_ok: true, and prove the hook, the reload and the served certificate. Changes those hosts",
+    )
+    group.addoption(
+        "--prometheus-textfile",
+        default=None,
+        metavar="PATH",
+        help="write certaudit_* metrics for node_exporter's textfile collector to PATH (*.prom), atomically",
+    )
+    group.addoption(
+        "--quarterly",
+        action="store_true",
+        help="file the run under --report-dir DIR/<YYYY>-Q<n>/ and diff it against the previous quarter's evidence",
+    )
 
 
 class Audit:
@@ -95,6 +128,16 @@ class Audit:
         self.run_id = uuid.uuid4().hex
         self.run_dir: RunDirectory | None = None
         self._waivers: Waivers | None = None
+        self.gate = gate.requested(config)  # a gate run: CRT-01 reads it through the gate_mode fixture
+        self.quarterly_diff: quarterly.QuarterlyDiff | None = None
+        self.job_problems: list[str] = []
+        self.shard: Shard | None = None
+        self.inventory_hosts = 0  # hosts of the whole inventory, before --shard
+        if config.getoption("shard", None):
+            try:
+                self.shard = parse_shard(config.getoption("shard"))
+            except ShardError as exc:
+                raise pytest.UsageError(f"certaudit: {exc}") from None
 
     def inventory_if_loaded(self) -> Inventory | None:
         return self._inventory
@@ -123,6 +166,11 @@ class Audit:
                 path = path or str(Path(self.config.rootpath) / DEFAULT_INVENTORY)
                 names = [n.strip() for n in limit.split(",") if n.strip()] if limit else None
                 self._inventory = load_inventory(path, iter(names) if names else None)
+            self.inventory_hosts = len(self._inventory.targets)
+            if self.shard is not None:
+                # Before any host is probed: a host outside this shard is never touched.
+                targets = self.shard.select(self._inventory.targets, lambda t: t.name)
+                self._inventory = Inventory(self._inventory.path, tuple(targets))
         return self._inventory
 
     def facts_of(self, target: Target) -> HostFacts:
@@ -144,11 +192,23 @@ def _audit(config: pytest.Config) -> Audit:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "control(id): a certaudit control (set by @control)")
+    config.addinivalue_line("markers", gate.MARKER_HELP)
+    if config.getoption("gate"):
+        config.option.markexpr = gate.gate_markexpr(config.option.markexpr or "")
     config.stash[AUDIT_KEY] = Audit(config)
     audit = config.stash[AUDIT_KEY]
     report_dir = config.getoption("report_dir")
+    textfile = config.getoption("prometheus_textfile")
+    if textfile:
+        try:
+            prometheus.check_destination(Path(textfile))
+        except CertauditError as exc:
+            raise pytest.UsageError(f"certaudit: --prometheus-textfile: {exc}") from None
+    if config.getoption("quarterly") and not report_dir:
+        raise pytest.UsageError("certaudit: --quarterly files the run under --report-dir DIR/<YYYY>-Q<n>/: give --report-dir")
     if report_dir:
-        run = RunDirectory.create(Path(report_dir), config.getoption("job"), audit.started)
+        reports = Path(report_dir) / quarterly.quarter_of(audit.started) if config.getoption("quarterly") else Path(report_dir)
+        run = RunDirectory.create(reports, config.getoption("job"), audit.started)
         audit.run_dir = run
         # Set before pytest-html's and junitxml's own pytest_configure read them (tryfirst).
         config.option.htmlpath = str(run.partial / "report.html")
@@ -175,13 +235,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         inventory = _audit(metafunc.config).inventory()
     except CertauditError as exc:
-        # Stop before any host is touched, with the message and no traceback.
-        pytest.exit(f"certaudit: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        # pytest 9 turns an exit raised while collecting into a collection error with a traceback:
+        # the run stops once collection is over instead (pytest_collection_modifyitems), still
+        # before any host is touched.
+        metafunc.config.stash[USAGE_ERROR_KEY] = f"certaudit: {exc}"
+        return
     metafunc.parametrize("target", list(inventory), ids=[t.name for t in inventory])
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    usage_error = config.stash.get(USAGE_ERROR_KEY, None)
+    if usage_error is not None:
+        pytest.exit(usage_error, returncode=pytest.ExitCode.USAGE_ERROR)
+    # A shard can hold no host at all: its controls then have no target and nothing to run.
+    empty = [i for i in items if _control_of_item(i) is not None and not isinstance(_params(i).get("target"), Target)]
+    if empty:
+        gone = {id(i) for i in empty}
+        items[:] = [i for i in items if id(i) not in gone]
+        config.hook.pytest_deselected(items=empty)
     for item in items:
         meta = _control_of_item(item)
         if meta is None:
@@ -191,6 +263,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         _rename(item, f"{meta.id}[{target.name}]")
         item.keywords[meta.id] = True
         item.add_marker(pytest.mark.control(meta.id))
+        if meta.gate:
+            item.add_marker(getattr(pytest.mark, gate.MARKER))
+        _short_repr_of_certaudit_errors(item)
+
+
+def _short_repr_of_certaudit_errors(item: pytest.Item) -> None:
+    """An unreachable host or an undeterminable fact is reported by its message, not a traceback.
+
+    pytest formats a traceback for every error before any hook sees the report, parsing source
+    files for each frame: about 50 ms of CPU an item, which a fleet with many unreachable hosts
+    pays once per control and host (the report keeps only the message anyway).
+    """
+    original = item._repr_failure_py
+
+    def repr_failure_py(excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> object:
+        if excinfo.errisinstance(CertauditError):
+            return str(excinfo.value)
+        return original(excinfo, style=style)
+
+    setattr(item, "_repr_failure_py", repr_failure_py)  # noqa: B010
+
+
+def _params(item: pytest.Item) -> dict[str, object]:
+    callspec = getattr(item, "callspec", None)
+    return dict(callspec.params) if callspec is not None else {}
 
 
 def _rename(item: pytest.Item, name: str) -> None:
@@ -207,6 +304,8 @@ def _rename(item: pytest.Item, name: str) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if USAGE_ERROR_KEY in session.config.stash or session.config.option.collectonly:
+        return  # the run is stopping, or only lists the tests: no host is touched
     targets: dict[str, Target] = {}
     for item in session.items:
         if _control_of_item(item) is not None:
@@ -239,6 +338,12 @@ def evidence(request: pytest.FixtureRequest, target: Target) -> Evidence:
     if reason:
         pytest.skip(reason)
     return record
+
+
+@pytest.fixture
+def gate_mode(request: pytest.FixtureRequest) -> bool:
+    """Whether this is a gate run (--gate or -m gate): CRT-01 then fails in its critical tier only."""
+    return _audit(request.config).gate
 
 
 @pytest.fixture
@@ -332,9 +437,41 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if audit is None:
         return
     audit.prober.shutdown()
+    inventory = audit.inventory_if_loaded()
+    empty_shard = audit.shard is not None and inventory is not None and not inventory.targets
+    if empty_shard and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = exitstatus = pytest.ExitCode.OK  # an empty shard is a complete one
     path = session.config.getoption("evidence")
-    if path and (audit.records or audit.run_dir is not None):
+    if path and (audit.records or audit.run_dir is not None or audit.shard is not None):
         write_evidence(Path(path), audit, exitstatus)
+    _finish_jobs(session, audit)
+
+
+def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
+    """The quarterly diff (into the run directory, before it is sealed) and the Prometheus textfile."""
+    config = session.config
+    run = audit.run_dir
+    if config.getoption("quarterly") and run is not None and (run.partial / "evidence.json").exists():
+        try:
+            audit.quarterly_diff = quarterly.write_diff(run.partial, run.final, Path(config.getoption("report_dir")))
+        except (CertauditError, OSError) as exc:
+            audit.job_problems.append(f"quarterly diff not written: {exc}")
+    textfile = config.getoption("prometheus_textfile")
+    if textfile and session.exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        # An interrupted run's partial results must not pass for the fleet's state: the old file
+        # stays, and its certaudit_last_run_timestamp_seconds ages.
+        status = int(session.exitstatus)
+        audit.job_problems.append(f"--prometheus-textfile: not written, the run did not complete (exit {status})")
+    elif textfile:
+        inventory = audit.inventory_if_loaded()
+        policies = {t.name: t.policy for t in inventory} if inventory else {}
+        text = prometheus.render(audit.records, audit.facts, policies, dt.datetime.now(dt.UTC))
+        try:
+            prometheus.write_textfile(Path(textfile), text)
+        except CertauditError as exc:
+            audit.job_problems.append(f"--prometheus-textfile: {exc}")
+    if audit.job_problems and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 @pytest.hookimpl(trylast=True)
@@ -353,6 +490,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     audit = terminalreporter.config.stash.get(AUDIT_KEY, None)
+    if audit is not None:
+        _jobs_summary(terminalreporter, audit)
     if audit is None or audit._waivers is None:
         return
     waivers = audit.waivers()
@@ -366,8 +505,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"UNUSED  {waiver.label} covers no failure in this run{passing}: remove it")
 
 
+def _jobs_summary(terminalreporter: pytest.TerminalReporter, audit: Audit) -> None:
+    for problem in audit.job_problems:
+        terminalreporter.write_line(f"certaudit: {problem}", red=True)
+    if audit.quarterly_diff is not None:
+        terminalreporter.section("certaudit quarterly diff")
+        for line in quarterly.render(audit.quarterly_diff):
+            terminalreporter.write_line(line)
+        if not audit.config.getoption("signing_key"):
+            terminalreporter.write_line("certaudit: this quarterly run is NOT signed (no --signing-key or CERTAUDIT_SIGNING_KEY)")
+    if audit.gate:
+        inventory = audit.inventory_if_loaded()
+        verdicts = gate.verdicts(audit.records, [t.name for t in inventory] if inventory else [])
+        terminalreporter.section("certaudit gate")
+        for verdict in verdicts:
+            terminalreporter.write_line(verdict.line, green=verdict.passed, red=not verdict.passed)
+        terminalreporter.write_line(gate.summary(verdicts), bold=True)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     audit = config.stash.get(AUDIT_KEY, None)
     if audit is None or audit._inventory is None:
         return None
-    return [f"certaudit {__version__}: inventory {audit._inventory.path}, {len(audit._inventory.targets)} hosts"]
+    shard = f" (shard {audit.shard} of {audit.inventory_hosts})" if audit.shard is not None else ""
+    return [f"certaudit {__version__}: inventory {audit._inventory.path}, {len(audit._inventory.targets)} hosts{shard}"]

@@ -6,15 +6,17 @@ the variable, the host and the value (`PolicyError`).
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from certaudit.redact import value_error
 
 Renewal = Literal["certbot", "custom-ca"]
+ThresholdMode = Literal["days", "lifetime"]
 
 # A domain name as certbot accepts it (a leading wildcard label allowed), and a systemd unit or
 # account name: conservative sets, so a value can never smuggle shell syntax into a path or a unit.
@@ -42,6 +44,17 @@ class Policy:
     warn_days: int = 30
     crit_days: int = 7
     min_renew_before_days: int = 30
+    # The renewal drill (`--renewal-drill`) renews for real, so only on hosts marked for it.
+    drill_ok: bool = False
+    acme_ca_bundle: str | None = None  # REQUESTS_CA_BUNDLE for the drill's certbot (a private ACME CA)
+    # Expiry tiers by days left, or by the share of the certificate's lifetime left (short-lived
+    # certificates); the fractions are the runbook's 30 and 7 days of a 90-day lifetime.
+    threshold_mode: ThresholdMode = "days"
+    warn_fraction: float = 0.33
+    crit_fraction: float = 0.08
+    ca_bundle: str | None = None  # PEM roots the served chain must reach (CRT-03); None: the system's
+    prometheus_config: str = "/etc/prometheus/prometheus.yml"
+    groups: tuple[str, ...] = ()  # the host's inventory groups (MON-02 applies to `prometheus`), not a variable
 
     # --- derived paths -----------------------------------------------------------------------
     @property
@@ -73,7 +86,8 @@ class Policy:
 
 
 PREFIX = "certaudit_"
-FIELDS = {f.name for f in fields(Policy)}
+PROMETHEUS_GROUP = "prometheus"  # the inventory group of Prometheus servers (MON-02)
+FIELDS = {f.name for f in fields(Policy)} - {"groups"}
 
 
 def _fail(host: str, variable: str, value: Any, why: str) -> PolicyError:
@@ -105,13 +119,36 @@ def _path(host: str, name: str, value: Any) -> str:
     return posixpath.normpath(text)
 
 
-def policy_for(host: str, variables: Mapping[str, Any]) -> Policy:
-    """The policy of one host from its inventory variables; unknown certaudit_* names are errors too."""
+def _flag(host: str, name: str, value: Any) -> bool:
+    # An INI inventory gives every value as text; YAML gives a real boolean.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "false", "no"):
+        return value.lower() in ("true", "yes")
+    raise _fail(host, name, value, "expected true or false")
+
+
+def _fraction(host: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _fail(host, name, value, "expected a share of the lifetime between 0 and 1, such as 0.33")
+    try:
+        share = float(value)
+    except ValueError:
+        raise _fail(host, name, value, "expected a share of the lifetime between 0 and 1, such as 0.33") from None
+    if not 0 < share < 1:
+        raise _fail(host, name, value, "expected a share of the lifetime between 0 and 1, such as 0.33")
+    return share
+
+
+def policy_for(host: str, variables: Mapping[str, Any], groups: Iterable[str] = ()) -> Policy:
+    """The policy of one host from its inventory variables (and groups); unknown certaudit_* names are errors too."""
     given = {k[len(PREFIX) :]: v for k, v in variables.items() if k.startswith(PREFIX)}
     values: dict[str, Any] = {}
     for name, value in given.items():
         if name in ("domain",):
             values[name] = _text(host, name, value, DOMAIN_RE, "a DNS name such as stemedb.example.com").lower()
+            if len(value) > 253:  # DNS's own bound; longer would also overflow a file name on the host
+                raise _fail(host, name, value, "a DNS name is at most 253 characters")
         elif name == "service":
             values[name] = _text(host, name, value, UNIT_RE, "a systemd unit name such as stemedb-api").removesuffix(".service")
         elif name in ("service_user", "service_group"):
@@ -133,12 +170,32 @@ def policy_for(host: str, variables: Mapping[str, Any]) -> Policy:
             values[name] = value
         elif name in ("warn_days", "crit_days", "min_renew_before_days"):
             values[name] = _days(host, name, value)
+        elif name == "drill_ok":
+            values[name] = _flag(host, name, value)
+        elif name == "acme_ca_bundle":
+            values[name] = _path(host, name, value)
+        elif name == "threshold_mode":
+            if value not in ("days", "lifetime"):
+                raise _fail(host, name, value, "expected days or lifetime")
+            values[name] = value
+        elif name in ("warn_fraction", "crit_fraction"):
+            values[name] = _fraction(host, name, value)
+        elif name == "ca_bundle":
+            values[name] = _path(host, name, value)
+            if not os.path.isfile(values[name]):
+                raise _fail(host, name, value, "no such file on the auditing machine (a PEM bundle of trusted roots)")
+        elif name == "prometheus_config":
+            values[name] = _path(host, name, value)
         elif name not in EXTENSION_VARIABLES:
             known = ", ".join(sorted(PREFIX + f for f in FIELDS | EXTENSION_VARIABLES))
             raise _fail(host, name, value, f"unknown variable (known: {known})")
-    policy = Policy(**values)
+    policy = Policy(**values, groups=tuple(groups))
     if policy.crit_days >= policy.warn_days:
         raise _fail(host, "crit_days", policy.crit_days, f"must be below certaudit_warn_days ({policy.warn_days})")
+    if policy.crit_fraction >= policy.warn_fraction:
+        raise _fail(
+            host, "crit_fraction", policy.crit_fraction, f"must be below certaudit_warn_fraction ({policy.warn_fraction})"
+        )
     return policy
 
 

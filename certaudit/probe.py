@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import resource
 import shlex
 import threading
 import time
 import zlib
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,16 +26,24 @@ from typing import Any
 from certaudit.errors import ProbeError
 from certaudit.facts import HostFacts, facts_from_probe
 from certaudit.inventory import Target
+from certaudit.policy import PROMETHEUS_GROUP
 from certaudit.tls import fetch_leaf
+from certaudit.transport import CommandResult, DeadlineExceeded, TransportError, count_round_trip, run_command
 
 REMOTE_SCRIPT = resources.files("certaudit").joinpath("remote_probe.py").read_text()
 # The script travels compressed inside the command line and is run by a one-line loader, so the
 # host needs nothing but python3; parameters travel as base64 JSON, never as shell words.
 LOADER = "import base64,sys,zlib;s=sys.argv.pop(1);exec(compile(zlib.decompress(base64.b64decode(s)),'certaudit-probe','exec'))"
+SCRIPT_B64 = base64.b64encode(zlib.compress(REMOTE_SCRIPT.encode(), 9)).decode()
 MAX_OUTPUT = 64 * 1024 * 1024
+# paramiko logs each failed connection with its traceback, which pytest would print in the audit's
+# output; the failure itself reaches the report as the host's error.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+DEFAULT_BUDGET = 120.0
 
 
-def probe_command(target: Target) -> str:
+def probe_argv(target: Target) -> list[str]:
+    """The probe as an argv for the host: python3, the loader, the compressed script, the parameters."""
     policy = target.policy
     params = {
         "domain": policy.domain,
@@ -43,87 +53,162 @@ def probe_command(target: Target) -> str:
         "tls_dir": policy.tls_dir,
         "letsencrypt_dir": policy.letsencrypt_dir,
         "deploy_hook": policy.deploy_hook,
+        # A Prometheus server's rules are read (and tested with its promtool) on that group's hosts only.
+        "prometheus": PROMETHEUS_GROUP in policy.groups,
+        "prometheus_config": policy.prometheus_config,
+        "warn_days": policy.warn_days,
+        "crit_days": policy.crit_days,
     }
-    script = base64.b64encode(zlib.compress(REMOTE_SCRIPT.encode(), 9)).decode()
     encoded = base64.b64encode(json.dumps(params).encode()).decode()
     # The loader pops the script off argv, so the script finds its parameters in sys.argv[1].
-    return shlex.join(["python3", "-c", LOADER, script, encoded])
+    return ["python3", "-c", LOADER, SCRIPT_B64, encoded]
 
 
-def _result_text(result: Any) -> str:
-    stderr = (result.stderr or "").strip()
+def probe_command(target: Target) -> str:
+    return shlex.join(probe_argv(target))
+
+
+def _result_text(result: CommandResult) -> str:
+    stderr = result.stderr.decode("utf-8", "replace").strip()
     return f"exit {result.rc}" + (f": {stderr[-400:]}" if stderr else "")
 
 
-def probe_host(target: Target, connect_timeout: float) -> dict[str, Any]:
-    """Run the remote probe on one host and return its document; raises ProbeError with the cause."""
+def _over_budget(target: Target, budget: float | None) -> ProbeError:
+    within = f" of {budget:g} s" if budget is not None else ""
+    return ProbeError(f"host {target.name}: no facts within the per-host budget{within}")
+
+
+def probe_host(
+    target: Target, connect_timeout: float, deadline: float | None = None, budget: float | None = None
+) -> dict[str, Any]:
+    """Run the remote probe on one host and return its document; raises ProbeError with the cause.
+
+    `deadline` (time.monotonic()) ends the wait: the connection is closed and its ssh killed.
+    """
+    deadline = deadline if deadline is not None else time.monotonic() + DEFAULT_BUDGET
     try:
-        host = target.testinfra_host(connect_timeout)
-        result = host.run(probe_command(target))
-    except RuntimeError as exc:  # testinfra's ssh backend: exit 255, the connection itself failed
-        cause = exc.args[0] if exc.args else exc
-        stderr = getattr(cause, "stderr", "") or str(cause)
-        raise ProbeError(f"host {target.name} ({target.address}): cannot connect: {' '.join(stderr.split())[:400]}") from None
-    except Exception as exc:  # paramiko and local backends raise their own types
-        raise ProbeError(f"host {target.name} ({target.address}): cannot connect: {type(exc).__name__}: {exc}") from None
+        result = run_command(target, probe_argv(target), connect_timeout, deadline, MAX_OUTPUT)
+    except TransportError as exc:
+        raise ProbeError(f"host {target.name} ({target.address}): cannot connect: {exc}") from None
+    except DeadlineExceeded:
+        raise _over_budget(target, budget) from None
     if result.rc == 124:
         raise ProbeError(f"host {target.name}: the probe exceeded its time budget on the host")
+    if result.rc == -1:  # paramiko's word for "no exit status": the session ended under the probe
+        raise ProbeError(f"host {target.name} ({target.address}): the connection was lost before the probe finished")
     if result.rc == 127:
         raise ProbeError(f"host {target.name}: python3 is not installed on the host ({_result_text(result)})")
     if result.rc != 0:
         raise ProbeError(f"host {target.name}: the probe failed, {_result_text(result)}")
-    if len(result.stdout_bytes) > MAX_OUTPUT:
+    if result.truncated:
         raise ProbeError(f"host {target.name}: the probe's answer is over {MAX_OUTPUT} bytes")
     try:
-        document = json.loads(result.stdout_bytes)
+        document = json.loads(result.stdout)
     except ValueError as exc:
         raise ProbeError(
-            f"host {target.name}: the probe's answer is not JSON ({exc}); first bytes: {result.stdout[:120]!r}"
+            f"host {target.name}: the probe's answer is not JSON ({exc}); first bytes: "
+            f"{result.stdout[:120].decode('utf-8', 'replace')!r}"
         ) from None
     if not isinstance(document, dict) or "files" not in document:
         raise ProbeError(f"host {target.name}: the probe's answer is not a facts document")
     return document
 
 
-def gather(target: Target, connect_timeout: float) -> HostFacts:
-    document = probe_host(target, connect_timeout)
+def gather(target: Target, connect_timeout: float, deadline: float | None = None, budget: float | None = None) -> HostFacts:
+    deadline = deadline if deadline is not None else time.monotonic() + DEFAULT_BUDGET
+    document = probe_host(target, connect_timeout, deadline, budget)
     policy = target.policy
-    endpoint = fetch_leaf(target.address, policy.endpoint_port, policy.domain, timeout=connect_timeout)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _over_budget(target, budget)
+    count_round_trip(target.name, "tls")
+    endpoint = fetch_leaf(target.address, policy.endpoint_port, policy.domain, timeout=min(connect_timeout, left))
     try:
         return facts_from_probe(target.name, document, time.time(), endpoint)
     except (KeyError, TypeError, ValueError) as exc:
         raise ProbeError(f"host {target.name}: the probe's answer is malformed ({type(exc).__name__}: {exc})") from None
 
 
+# What one pool worker may hold open at once: the ssh client's three pipes (or the in-process
+# client's socket), the TLS socket, and a few more during a fork; and what the rest of the audit
+# (pytest, its reports, ansible-inventory's pipes) may hold.
+FDS_PER_WORKER = 8
+FDS_SPARE = 64
+START_POLL_S = 0.5
+GRACE_S = 5.0
+
+
+def fd_bounded_workers(workers: int) -> int:
+    """How many pool workers the file descriptor limit allows, after raising the soft limit towards
+    the hard one if the pool could need more.
+
+    Connections are closed once a host's facts are in, so the need depends on the pool, not on the
+    fleet: a thousand hosts cost what 32 cost.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = workers * FDS_PER_WORKER + FDS_SPARE
+    wanted = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return workers
+    return max(1, min(workers, (soft - FDS_SPARE) // FDS_PER_WORKER))
+
+
+class _Job:
+    def __init__(self) -> None:
+        self.began = threading.Event()
+        self.deadline = 0.0
+        self.future: Future[HostFacts] | None = None
+
+
 @dataclass
 class Prober:
-    """Probes hosts in a bounded pool; `facts(name)` waits for one host within its budget."""
+    """Probes hosts in a bounded pool of threads; `facts(target)` waits for one host within its budget.
+
+    A host's budget starts when its probe does (time queued behind other hosts is not its own), and
+    the worker itself stops at the deadline: the connection is closed, an ssh client killed.
+    """
 
     connect_timeout: float = 10.0
     host_budget: float = 120.0
     workers: int = 32
-    _futures: dict[str, Future[HostFacts]] = field(default_factory=dict)
-    _started: dict[str, float] = field(default_factory=dict)
+    _jobs: dict[str, _Job] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, targets: Iterable[Target]) -> None:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="certaudit-probe")
+                workers = fd_bounded_workers(self.workers)
+                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certaudit-probe")
             for target in targets:
-                if target.name not in self._futures:
-                    self._started[target.name] = time.monotonic()
-                    self._futures[target.name] = self._pool.submit(gather, target, self.connect_timeout)
+                if target.name not in self._jobs:
+                    job = _Job()
+                    self._jobs[target.name] = job
+                    job.future = self._pool.submit(self._probe, target, job)
+
+    def _probe(self, target: Target, job: _Job) -> HostFacts:
+        job.deadline = time.monotonic() + self.host_budget
+        job.began.set()
+        return gather(target, self.connect_timeout, job.deadline, self.host_budget)
 
     def facts(self, target: Target) -> HostFacts:
         self.start([target])
-        future = self._futures[target.name]
-        remaining = self.host_budget - (time.monotonic() - self._started[target.name])
+        job = self._jobs[target.name]
+        future = job.future
+        assert future is not None
+        while not job.began.wait(START_POLL_S):
+            if future.done():  # cancelled before it began
+                break
         try:
-            return future.result(timeout=max(0.0, remaining))
-        except FutureTimeout:
-            raise ProbeError(f"host {target.name}: no facts within the per-host budget of {self.host_budget:g} s") from None
+            return future.result(timeout=max(0.0, job.deadline - time.monotonic()) + GRACE_S)
+        except (FutureTimeout, CancelledError):
+            raise _over_budget(target, self.host_budget) from None
 
     def shutdown(self) -> None:
         if self._pool is not None:

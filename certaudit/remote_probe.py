@@ -3,15 +3,18 @@
 # document. It only reads: it never writes, never follows a FIFO, never reads a private key's bytes
 # out (the key's public half is derived on the host by openssl), and bounds every read.
 import base64
+import glob
 import grp
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 PROBE_VERSION = 1
@@ -46,6 +49,26 @@ def error_text(exc):
 
 def os_error(exc):
     return {"errno": exc.errno or 0, "reason": exc.strerror or str(exc)}
+
+
+PRIVATE_KEY_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]{0,40})PRIVATE KEY-----")
+
+
+def private_key_inside(data):
+    """Why these bytes must stay on the host, or None: they hold a private key, whatever the file's
+    name says (a key pasted into a certificate file, cert.pem linked to the key). PEM is found by
+    its marker; DER by its shape: private keys (PKCS#1, PKCS#8, SEC1) are a SEQUENCE whose first
+    element is an INTEGER, a certificate is a SEQUENCE of SEQUENCEs."""
+    match = PRIVATE_KEY_PEM.search(data)
+    if match:
+        label = (match.group(1) + b"PRIVATE KEY").decode("ascii")
+        line = data.count(b"\n", 0, match.start()) + 1
+        return "holds a private key (%s block at line %d): its bytes stay on the host" % (label, line)
+    if len(data) > 4 and data[0] == 0x30:
+        offset = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
+        if data[1] != 0x80 and offset < len(data) and data[offset] == 0x02:
+            return "looks like a DER private key (an ASN.1 SEQUENCE that starts with an INTEGER): its bytes stay on the host"
+    return None
 
 
 def describe(path, read_limit=0):
@@ -91,8 +114,11 @@ def describe(path, read_limit=0):
                     data = os.read(fd, read_limit + 1)
                 finally:
                     os.close(fd)
+                secret = private_key_inside(data)
                 if len(data) > read_limit:
                     fact["read_error"] = {"errno": 0, "reason": "file grew over the %d-byte read limit" % read_limit}
+                elif secret:
+                    fact["read_error"] = {"errno": 0, "reason": secret}
                 else:
                     fact["content_b64"] = base64.b64encode(data).decode("ascii")
             except OSError as exc:
@@ -152,6 +178,8 @@ UNIT_PROPERTIES = (
     "ExecMainStartTimestamp",
     "ActiveEnterTimestamp",
     "Result",
+    "ExecMainExitTimestamp",
+    "ExecMainStatus",
     "User",
     "FragmentPath",
 )
@@ -215,6 +243,326 @@ def account(uid=None, gid=None, user=None, group=None):
         return None
 
 
+# --- facts of the catalog beyond the runbook: lineages, reloads, renewal runs, alert rules -------
+JOURNAL_LINE_LIMIT = 20000
+JOURNAL_TIME_S = 15
+JOURNAL_EVENT_LIMIT = 50
+# systemd logs each finished job with JOB_TYPE and JOB_RESULT; a restart ends as a "start" job.
+STARTING_JOBS = ("start", "restart", "try-restart", "reload", "try-reload", "reload-or-start")
+SERVICE_RELOAD_LINE = "certificate reloaded"  # the line the runbook's deploy hook greps for
+CERTBOT_LOG_DIR = "/var/log/letsencrypt"
+CERTBOT_LOG_FILES = 5
+CERTBOT_LOG_TAIL = 1024 * 1024
+CERTBOT_LOG_LINES = 400
+# certbot's log lines that say when a run began, what it did and how it ended.
+CERTBOT_LOG_MARKERS = (
+    "certbot version:",
+    "Processing /",
+    "Requesting a certificate for",
+    "Renewing an existing certificate for",
+    "Simulating renewal of an existing certificate",
+    "Simulating a certificate request",
+    "Successfully received certificate",
+    "Congratulations, all",
+    "Certificate not yet due for renewal",
+    "No renewals were attempted",
+    "no renewal failures",
+    "renew failure(s)",
+    "Exiting abnormally",
+    ":ERROR:",
+    ":CRITICAL:",
+)
+RULE_FILES_LIMIT = 50
+PROMTOOL_TIME_S = 30
+PROMTOOL_OUTPUT_LIMIT = 16 * 1024
+EXPIRY_METRIC = "stemedb_tls_cert_expiry_seconds"
+WARNING_ALERT = "CertificateExpiringWarning"
+SOON_ALERT = "CertificateExpiringSoon"
+
+
+def other_lineage(name, domain):
+    """certbot's name for another lineage of the same domain: <domain>-0001, <domain>-0002, ..."""
+    suffix = name[len(domain) + 1 :]
+    return name.startswith(domain + "-") and len(suffix) == 4 and suffix.isdigit()
+
+
+def _message_text(value):
+    # journald's JSON gives a message that is not valid UTF-8 as a list of byte values.
+    if isinstance(value, list):
+        return bytes(v for v in value if isinstance(v, int) and 0 <= v < 256).decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""
+
+
+def service_events(unit, since):
+    """Starts, restarts and reloads of `unit` from `since` (epoch seconds) on, from its journal, oldest first.
+
+    `systemctl show` keeps no reload time and keeps start times to the second only; the journal
+    has both, to the microsecond. The service's own "certificate reloaded" line counts as a reload.
+    """
+    result = {"unit": unit, "since": since, "events": [], "entries_read": 0, "truncated": False}
+    argv = ["journalctl", "--no-pager", "-q", "-o", "json", "-u", unit, "--since", "@%d" % max(0, int(since) - 1)]
+    env = dict(os.environ, LC_ALL="C", SYSTEMD_PAGER="")
+    timed_out = []
+    try:
+        with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+
+            def stop():
+                timed_out.append(True)
+                proc.kill()
+
+            timer = threading.Timer(JOURNAL_TIME_S, stop)
+            timer.start()
+            try:
+                for raw in proc.stdout:
+                    result["entries_read"] += 1
+                    if result["entries_read"] > JOURNAL_LINE_LIMIT:
+                        result["truncated"] = True
+                        proc.kill()
+                        break
+                    event = _service_event(raw, unit, since)
+                    if event is not None and len(result["events"]) < JOURNAL_EVENT_LIMIT:
+                        result["events"].append(event)
+                stderr = proc.stderr.read(4096).decode("utf-8", "replace").strip()
+                proc.wait()
+            finally:
+                timer.cancel()
+    except OSError as exc:
+        result["error"] = {"errno": 0, "reason": "journalctl cannot run: " + error_text(exc)}
+        return result
+    if timed_out:
+        result["error"] = {"errno": 0, "reason": "journalctl did not finish within %d s" % JOURNAL_TIME_S}
+    elif proc.returncode not in (0, -signal.SIGKILL) and not result["entries_read"]:
+        result["error"] = {"errno": 0, "reason": "journalctl exited %d: %s" % (proc.returncode, stderr[:300])}
+    return result
+
+
+def _service_event(raw, unit, since):
+    try:
+        entry = json.loads(raw.decode("utf-8", "replace"))
+        moment = int(entry.get("__REALTIME_TIMESTAMP", "0")) / 1e6
+    except (ValueError, TypeError, AttributeError):
+        return None
+    message = _message_text(entry.get("MESSAGE"))
+    if entry.get("JOB_RESULT") == "done" and entry.get("JOB_TYPE") in STARTING_JOBS:
+        kind = entry["JOB_TYPE"]
+    elif entry.get("_SYSTEMD_UNIT") == unit and SERVICE_RELOAD_LINE in message.lower():
+        kind = "service-reloaded"
+    else:
+        return None
+    if moment < since:
+        return None
+    return {"time": moment, "kind": kind, "message": message[:200]}
+
+
+def _read_tail(path, size, limit):
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        start = max(0, size - limit)
+        os.lseek(fd, start, os.SEEK_SET)
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return start, b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _local_epoch(stamp):
+    """certbot logs local time ("2026-11-28 00:51:05,227"); the host's own zone rules convert it."""
+    try:
+        return time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + int(stamp[20:23]) / 1000.0
+    except (ValueError, OverflowError):
+        return None
+
+
+def certbot_logs(directory):
+    """The lines of certbot's newest logs that say when each run began, what it did and how it ended."""
+    result = {"dir": directory, "logs": []}
+    try:
+        names = [n for n in os.listdir(directory) if n == "letsencrypt.log" or n.startswith("letsencrypt.log.")]
+    except OSError as exc:
+        result["error"] = os_error(exc)
+        return result
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((st.st_mtime, path, st.st_size))
+    for mtime, path, size in sorted(found, reverse=True)[:CERTBOT_LOG_FILES]:
+        item = {"path": path, "mtime": mtime, "size": size, "lines": []}
+        try:
+            start, data = _read_tail(path, size, CERTBOT_LOG_TAIL)
+        except OSError as exc:
+            item["error"] = os_error(exc)
+            result["logs"].append(item)
+            continue
+        item["read_from"] = start
+        stamp = None
+        for line in data.decode("utf-8", "replace").splitlines():
+            if len(line) > 23 and line[4] == "-" and line[10] == " " and line[19] == ",":
+                stamp = line[:23]
+            if any(marker in line for marker in CERTBOT_LOG_MARKERS):
+                item["lines"].append({"time": _local_epoch(stamp) if stamp else None, "text": line[:500]})
+        # The newest lines matter most: a long log keeps its last ones.
+        del item["lines"][:-CERTBOT_LOG_LINES]
+        result["logs"].append(item)
+    return result
+
+
+def rule_files_block(config_text):
+    """The `rule_files:` key of a prometheus.yml and its lines, alone: the rest of the file (scrape
+    credentials, remote_write tokens) never leaves the host."""
+    lines = config_text.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("rule_files:"):
+            block = [line]
+            for item in lines[index + 1 :]:
+                if item.strip() and not item[:1].isspace() and not item.lstrip().startswith(("-", "#")):
+                    break
+                block.append(item)
+            return "\n".join(block).rstrip() + "\n"
+    return ""
+
+
+def rule_file_patterns(config_text):
+    """The `rule_files:` entries of a prometheus.yml, read without a YAML library (the common forms:
+    a block list, or a flow list on one line). The auditing machine checks them against a real parse."""
+    lines = config_text.splitlines()
+    for index, line in enumerate(lines):
+        if not line.startswith("rule_files:"):
+            continue
+        rest = line[len("rule_files:") :].split(" #")[0].strip()
+        if rest.startswith("["):
+            return [_unquote(item) for item in rest.strip("[]").split(",") if item.strip()]
+        patterns = []
+        for item in lines[index + 1 :]:
+            stripped = item.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            if not item[:1].isspace() and not stripped.startswith("-"):
+                break
+            if stripped.startswith("-"):
+                patterns.append(_unquote(stripped[1:].split(" #")[0]))
+        return patterns
+    return []
+
+
+def _unquote(text):
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def _which(name):
+    for directory in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep) + ["/usr/bin", "/usr/local/bin"]:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def promtool_points(warn_days, crit_days):
+    """The runbook's alerts, tested just outside and inside each threshold: 31, 29, 8 and 6 days."""
+    return [
+        {"days": warn_days + 1, "expect": []},
+        {"days": warn_days - 1, "expect": [WARNING_ALERT]},
+        {"days": crit_days + 1, "expect": [WARNING_ALERT]},
+        {"days": crit_days - 1, "expect": [WARNING_ALERT, SOON_ALERT]},
+    ]
+
+
+def promtool_test(promtool, rule_files, domain, points):
+    """`promtool test rules` on the loaded rule files, with the test on stdin: nothing is written.
+
+    Each point is one test: the metric held at that many days for a day (so a `for:` of up to a
+    day elapses), then which of the two alerts fire. The comment in each expression names the
+    point in promtool's report of a failure.
+    """
+    alerts = "|".join((WARNING_ALERT, SOON_ALERT))
+    tests = []
+    for point in points:
+        tests.append(
+            {
+                "name": "metric at %d days" % point["days"],
+                "interval": "1m",
+                "input_series": [
+                    {"series": '%s{domain="%s"}' % (EXPIRY_METRIC, domain), "values": "%dx1440" % (point["days"] * 86400)}
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": 'count by (alertname) (ALERTS{alertstate="firing",alertname=~"%s"}) # at %d days'
+                        % (alerts, point["days"]),
+                        "eval_time": "1d",
+                        "exp_samples": [{"labels": '{alertname="%s"}' % name, "value": 1} for name in point["expect"]],
+                    }
+                ],
+            }
+        )
+    document = json.dumps({"rule_files": rule_files, "evaluation_interval": "1m", "tests": tests}).encode()
+    result = {"path": promtool, "points": points}
+    try:
+        version = subprocess.run(
+            [promtool, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10
+        )
+        result["version"] = (version.stdout.decode("utf-8", "replace").splitlines() or [""])[0][:200]
+        done = subprocess.run(
+            [promtool, "test", "rules", "/dev/stdin"],
+            input=document,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=PROMTOOL_TIME_S,
+        )
+    except subprocess.TimeoutExpired:
+        result["error"] = {"errno": 0, "reason": "promtool did not finish within %d s" % PROMTOOL_TIME_S}
+        return result
+    except OSError as exc:
+        result["error"] = {"errno": 0, "reason": "promtool cannot run: " + error_text(exc)}
+        return result
+    result["rc"] = done.returncode
+    result["output"] = done.stdout[:PROMTOOL_OUTPUT_LIMIT].decode("utf-8", "replace")
+    return result
+
+
+def prometheus_facts(params, files, add):
+    """Where a Prometheus server is audited: its config, the rule files it loads, and promtool's verdict."""
+    config = params["prometheus_config"]
+    add(config)  # stat only: the config's text stays here (see rule_files_block)
+    result = {"config": config, "rule_files_block": None, "rule_patterns": [], "rule_files": [], "promtool": None}
+    read = describe(config, READ_LIMIT)
+    if "content_b64" not in read:
+        if "read_error" in read:
+            result["read_error"] = read["read_error"]
+        return result
+    block = rule_files_block(base64.b64decode(read["content_b64"]).decode("utf-8", "replace"))
+    patterns = rule_file_patterns(block)
+    result["rule_files_block"] = block
+    result["rule_patterns"] = patterns
+    base = os.path.dirname(config)
+    for pattern in patterns:
+        full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+        for path in sorted(glob.glob(full)):
+            if len(result["rule_files"]) < RULE_FILES_LIMIT and path not in result["rule_files"]:
+                result["rule_files"].append(path)
+                add(path, READ_LIMIT)
+    promtool = _which("promtool")
+    if promtool and result["rule_files"]:
+        points = promtool_points(int(params.get("warn_days", 30)), int(params.get("crit_days", 7)))
+        result["promtool"] = promtool_test(promtool, result["rule_files"], params["domain"], points)
+    elif promtool:
+        result["promtool"] = {"path": promtool}
+    return result
+
+
 def gather(params):
     le = params["letsencrypt_dir"]
     domain = params["domain"]
@@ -250,8 +598,17 @@ def gather(params):
         for name in listings[directory].get("names", []):
             add(os.path.join(directory, name), READ_LIMIT)
 
+    # Other lineages of the same domain (`<domain>-0001`) and which lineages certbot renews (CRT-04).
+    for directory in (os.path.join(le, "live"), os.path.join(le, "renewal")):
+        listings[directory] = listing(directory)
+    for name in listings[os.path.join(le, "live")].get("names", []):
+        if other_lineage(name, domain):
+            add(os.path.join(le, "live", name, "cert.pem"), READ_LIMIT)
+    prometheus = prometheus_facts(params, files, add) if params.get("prometheus") else None
+
     key_paths = [os.path.join(tls, "key.pem"), os.path.join(live, "privkey.pem")]
     systemd = os.path.isdir("/run/systemd/system")
+    service_cert = files[os.path.join(tls, "cert.pem")]
     unit_names = ["certbot.timer", "certbot.service", "cron.service", params["service"] + ".service"]
 
     accounts = {
@@ -278,6 +635,11 @@ def gather(params):
         "units": units(unit_names) if systemd else {},
         "processes": processes(),
         "accounts": accounts,
+        "service_events": service_events(params["service"] + ".service", service_cert["ctime"])
+        if systemd and "ctime" in service_cert
+        else None,
+        "certbot_logs": certbot_logs(CERTBOT_LOG_DIR),
+        "prometheus": prometheus,
     }
 
 

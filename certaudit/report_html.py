@@ -72,6 +72,7 @@ METADATA_LABELS = {
     "policies": "Policy",
     "versions": "Software versions",
     "exit_status": "Exit status",
+    "shard": "Shard (--shard: index of count, of the inventory's hosts)",
 }
 
 # Header cells this plugin adds to pytest-html's results table, after its Result and Test columns.

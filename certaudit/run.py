@@ -85,7 +85,7 @@ def ci_job() -> str | None:
 def run_metadata(audit: Audit) -> dict[str, Any]:
     inventory = audit.inventory_if_loaded()
     waivers = audit.waivers()
-    return {
+    metadata: dict[str, Any] = {
         "run_id": audit.run_id,
         "job": audit.config.getoption("job"),
         "started": audit.started.isoformat(),
@@ -102,6 +102,9 @@ def run_metadata(audit: Audit) -> dict[str, Any]:
         "policies": {t.name: t.policy.as_dict() for t in inventory} if inventory else {},
         "versions": _versions(),
     }
+    if audit.shard is not None:  # hosts_expected is then this shard's part of the inventory
+        metadata["shard"] = audit.shard.as_dict(audit.inventory_hosts)
+    return metadata
 
 
 def evidence_document(audit: Audit, exitstatus: int) -> dict[str, Any]:

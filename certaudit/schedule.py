@@ -31,7 +31,7 @@ def parse_systemd_time(value: str) -> dt.datetime | None:
     if value.startswith("@"):
         try:
             return dt.datetime.fromtimestamp(float(value[1:]), dt.UTC)
-        except ValueError:
+        except (ValueError, OverflowError, OSError):  # not a number, NaN, or beyond what a datetime holds
             return None
     parts = value.split()
     if len(parts) >= 3:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
+import time
 
-from certaudit.facts import Endpoint
+from certaudit.facts import Endpoint, MetricsPage
+
+METRICS_PATH = "/metrics"
+METRICS_LIMIT = 1024 * 1024
 
 
 def fetch_leaf(address: str, port: int, server_name: str, timeout: float) -> Endpoint:
@@ -24,6 +29,9 @@ def fetch_leaf(address: str, port: int, server_name: str, timeout: float) -> End
             raw.settimeout(timeout)
             with context.wrap_socket(raw, server_hostname=sni) as tls:
                 der = tls.getpeercert(binary_form=True)
+                # Over the same connection: the whole chain served (CRT-03) and the metrics page (MON-01).
+                chain, chain_error = _served_chain(tls)
+                metrics = _get_metrics(tls, server_name, port, timeout) if der else None
     except ConnectionRefusedError:
         return Endpoint(address, port, server_name, error=f"connection refused: nothing listens on {address}:{port}")
     except TimeoutError:
@@ -38,7 +46,41 @@ def fetch_leaf(address: str, port: int, server_name: str, timeout: float) -> End
         )
     if not der:
         return Endpoint(address, port, server_name, error=f"{address}:{port} presented no certificate")
-    return Endpoint(address, port, server_name, leaf_der=der)
+    return Endpoint(address, port, server_name, leaf_der=der, chain_der=chain, chain_error=chain_error, metrics=metrics)
+
+
+def _served_chain(tls: ssl.SSLSocket) -> tuple[tuple[bytes, ...], str]:
+    """Every certificate the peer sent, leaf first, unverified (verification is CRT-03's own)."""
+    public = getattr(tls, "get_unverified_chain", None)  # Python 3.13 and later
+    if callable(public):
+        return tuple(bytes(c) for c in public() or ()), ""
+    # CPython 3.10 to 3.12 have the same call, undocumented, on the connection object.
+    private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+    if not callable(private):
+        return (), "this Python's ssl module cannot return the chain a server sends"
+    encoding = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
+    return tuple(bytes(c.public_bytes(encoding)) for c in private() or ()), ""
+
+
+def _get_metrics(tls: ssl.SSLSocket, server_name: str, port: int, timeout: float) -> MetricsPage:
+    """GET /metrics on the open connection, bounded in size; a timeout is not an observation."""
+    url = f"https://{server_name}:{port}{METRICS_PATH}"
+    request = (
+        f"GET {METRICS_PATH} HTTP/1.1\r\nHost: {server_name}:{port}\r\nAccept: text/plain\r\n"
+        "User-Agent: certaudit\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        tls.sendall(request.encode("ascii"))
+        response = http.client.HTTPResponse(tls)  # reads the TLS socket through its makefile()
+        response.begin()
+        body = response.read(METRICS_LIMIT + 1)
+    except TimeoutError:
+        return MetricsPage(url, error=f"no answer to GET {METRICS_PATH} within {timeout:g} s", determinable=False)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return MetricsPage(url, error=f"GET {METRICS_PATH} failed: {type(exc).__name__}: {exc}")
+    if len(body) > METRICS_LIMIT:
+        return MetricsPage(url, status=response.status, error=f"the answer to GET {METRICS_PATH} is over {METRICS_LIMIT} bytes")
+    return MetricsPage(url, status=response.status, body=body, fetched_at=time.time())
 
 
 def _is_ip(value: str) -> bool:

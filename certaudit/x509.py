@@ -215,11 +215,15 @@ def _san_dns(cert: x509.Certificate) -> str:
 
 
 def _name(cert: x509.Certificate, which: str) -> str:
-    try:
-        name: x509.Name = cert.subject if which == "subject" else cert.issuer
-        return name.rfc4514_string()
-    except (ValueError, CryptographyDeprecationWarning) as exc:
-        return f"unparsable ({_library_reason(exc)})"
+    # cryptography only warns (UserWarning) about some malformed attributes, such as a country
+    # that is not two letters: caught here as the finding it is, whatever the warning filters say.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            name: x509.Name = cert.subject if which == "subject" else cert.issuer
+            return name.rfc4514_string()
+        except (ValueError, Warning) as exc:
+            return f"unparsable ({_library_reason(exc)})"
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -1,15 +1,25 @@
-"""CRT-*: the certificate the service uses is far from expiry (runbook: Prevention › Monitoring)."""
+"""CRT-*: the certificate the service uses is far from expiry, acceptable to clients, served with its chain, and the newest."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import posixpath
+import re
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certaudit.certificates import leaf_on_disk
-from certaudit.controls import control
+from certaudit.chain import describe, load_der_chain, name_of, trust_store, verify_served_chain
+from certaudit.controls import control, renewal_by_certbot
+from certaudit.errors import Undeterminable
 from certaudit.evidence import Evidence
 from certaudit.facts import HostFacts
 from certaudit.policy import Policy
-from certaudit.x509 import days_left, summary
+from certaudit.thresholds import judge_expiry
+from certaudit.x509 import CertificateError, fingerprint_sha256, load_pem_certificates, summary
 
 
 @control(
@@ -18,30 +28,330 @@ from certaudit.x509 import days_left, summary
     source="Prevention › Monitoring 1",
     gate=True,
 )
-def test_certificate_does_not_expire_soon(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+def test_certificate_does_not_expire_soon(facts: HostFacts, policy: Policy, evidence: Evidence, gate_mode: bool) -> None:
     """Rationale: when the certificate expires every TLS connection fails: a full outage. Under
     30 days left, automated renewal has already failed at least once (it starts at 30); under 7,
     the outage is days away and the runbook's critical alert fires.
 
     Check: the leaf certificate in `certaudit_tls_dir/cert.pem` (the one the service reads) has
     more than `certaudit_warn_days` (30) days left; a certificate under `certaudit_crit_days`
-    (7) fails in the critical tier, one under 30 in the warning tier.
+    (7) fails in the critical tier, one under 30 in the warning tier. The pre-deploy gate
+    (`--gate`, `-m gate`) fails in the critical tier only: a warning must not block a release.
+    With `certaudit_threshold_mode: lifetime` the tiers are shares of the certificate's lifetime
+    left (`certaudit_warn_fraction`, `certaudit_crit_fraction`), and so are they for a
+    certificate whose whole lifetime is no longer than the warning threshold (REN-04).
 
     Fix: `certbot renew --cert-name <domain> --force-renewal`, then `systemctl reload stemedb-api`;
     for a custom CA, follow the runbook's CSR steps. Then find out why renewal did not happen.
     """
     evidence.expect(days_left=f"more than {policy.warn_days} (warning tier), more than {policy.crit_days} (critical tier)")
+    if gate_mode:
+        evidence.expect(gate=f"more than {policy.crit_days} days: only the critical tier stops a deploy")
     leaf = leaf_on_disk(facts, policy, evidence)
     if leaf is None:
         return
     now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
-    left = days_left(leaf, now)
-    tier = "ok" if left > policy.warn_days else "warning" if left > policy.crit_days else "critical"
-    evidence.observe(certificate=summary(leaf), days_left=round(left, 2), tier=tier, judged_at=now.isoformat())
-    expiry = leaf.not_valid_after_utc.isoformat()
-    if left <= 0:
-        evidence.require(False, f"critical tier: the certificate expired {-left:.1f} days ago ({expiry})")
-    elif tier == "critical":
-        evidence.require(False, f"critical tier: {left:.1f} days left (expires {expiry}), under {policy.crit_days}")
-    elif tier == "warning":
-        evidence.require(False, f"warning tier: {left:.1f} days left (expires {expiry}), under {policy.warn_days}")
+    judged = judge_expiry(leaf, now, policy)
+    tier = judged.tier
+    evidence.observe(certificate=summary(leaf), judged_at=now.isoformat(), **judged.observed())
+    if judged.mode == "lifetime":
+        evidence.expect(share_left=judged.thresholds(policy))
+    if judged.needs_lifetime:
+        evidence.note(
+            f"certaudit_threshold_mode is days, but the certificate's whole lifetime ({judged.lifetime_days:.1f} days) "
+            f"is no longer than the {policy.warn_days}-day warning threshold: judged by share of lifetime (see REN-04)"
+        )
+    finding = judged.finding(policy, leaf.not_valid_after_utc.isoformat())
+    if finding is None:
+        return
+    if tier == "warning" and gate_mode:
+        # The gate stops a deploy for the critical tier only; the warning stays in the evidence.
+        evidence.note(f"{finding}: not a gate failure")
+    else:
+        evidence.require(False, finding)
+
+
+_KEY_ADVICE = "use RSA of at least 2048 bits or EC P-256, P-384 or P-521"
+_NIST_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+# Signature algorithms cryptography names no hash for (it refuses them), by OID.
+_WEAK_SIGNATURE_OIDS = {
+    "1.2.840.113549.1.1.2": "md2",
+    "1.2.840.113549.1.1.3": "md4",
+    "1.2.840.113549.1.1.4": "md5",
+    "1.2.840.113549.1.1.5": "sha1",
+    "1.2.840.10045.4.1": "sha1",
+    "1.2.840.10040.4.3": "sha1",
+    "1.3.14.3.2.29": "sha1",
+}
+WEAK_HASHES = ("md2", "md4", "md5", "sha1")
+
+
+def _covering_name(names: list[str], domain: str) -> str | None:
+    """The SAN entry that names `domain`: the same name, or a wildcard for exactly its first label."""
+    for name in names:
+        candidate = name.lower().rstrip(".")
+        if candidate == domain:
+            return name
+        if candidate.startswith("*.") and "." in domain and domain.split(".", 1)[1] == candidate[2:]:
+            return name
+    return None
+
+
+def _key_problem(cert: x509.Certificate) -> str | None:
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        return f"its public key cannot be used ({exc}): {_KEY_ADVICE}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return None if key.key_size >= 2048 else f"its key is RSA {key.key_size}, under 2048 bits: {_KEY_ADVICE}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name in _NIST_CURVES:
+            return None
+        return f"its key is EC on {key.curve.name}, not P-256 or larger: {_KEY_ADVICE}"
+    return f"its key is {summary(cert)['key']}, which is neither RSA nor EC: {_KEY_ADVICE}"
+
+
+def _signature_hash(cert: x509.Certificate) -> str:
+    oid = cert.signature_algorithm_oid.dotted_string
+    if oid in _WEAK_SIGNATURE_OIDS:
+        return _WEAK_SIGNATURE_OIDS[oid]
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return f"unknown ({oid})"
+    return "none" if algorithm is None else algorithm.name
+
+
+@control(
+    "CRT-02",
+    title="Present a certificate clients accept: the domain in its SAN, already valid, RSA 2048+ or EC P-256+, not SHA-1/MD5",
+    source="Investigation 2; Resolution › Custom CA 1",
+)
+def test_certificate_is_acceptable(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: a renewal that produces a certificate clients reject is an outage that looks like a
+    success: the dates are fine, the service reloads, and every handshake fails. Clients match the
+    host name against the subjectAltName only (never the CN), refuse a certificate before its
+    notBefore, and refuse keys under RSA 2048 or P-256 and SHA-1 or MD5 signatures.
+
+    Check: the leaf in `certaudit_tls_dir/cert.pem` has a DNS subjectAltName equal to
+    `certaudit_domain` (or a wildcard for its first label), a notBefore in the past (the auditing
+    machine's clock), an RSA key of at least 2048 bits or an EC key on P-256, P-384 or P-521, and
+    a signature made with neither SHA-1 nor MD5.
+
+    Fix: request a new certificate for the domain: `certbot certonly --cert-name <domain> -d <domain>
+    --key-type ecdsa` (or `--rsa-key-size 2048`); for a custom CA, a CSR from
+    `openssl req -new -newkey rsa:4096 -subj /CN=<domain> -addext subjectAltName=DNS:<domain>`.
+    A notBefore in the future means a clock (the CA's or the host's) is wrong.
+    """
+    evidence.expect(
+        san=f"a DNS name covering {policy.domain}",
+        not_before="in the past",
+        key="RSA of at least 2048 bits, or EC P-256, P-384 or P-521",
+        signature="not SHA-1 or MD5",
+    )
+    leaf = leaf_on_disk(facts, policy, evidence)
+    if leaf is None:
+        return
+    now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
+    shown = summary(leaf)
+    algorithm = _signature_hash(leaf)
+    evidence.observe(certificate=shown, signature_hash=algorithm, judged_at=now.isoformat())
+    try:
+        names: list[str] | None = list(
+            leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        )
+    except x509.ExtensionNotFound:
+        names = None
+    except ValueError as exc:
+        evidence.require(False, f"its subjectAltName does not parse ({exc}): clients cannot match {policy.domain}")
+        names = []
+    if names is None:
+        evidence.require(False, f"it has no subjectAltName: clients match {policy.domain} there only, never in the CN")
+    elif names:
+        evidence.observe(covering_name=_covering_name(names, policy.domain))
+        evidence.require(
+            _covering_name(names, policy.domain) is not None,
+            f"its subjectAltName ({', '.join(names)}) does not name {policy.domain}",
+        )
+    not_before = leaf.not_valid_before_utc
+    evidence.require(
+        not_before <= now,
+        f"it is not valid before {not_before.isoformat()} ({(not_before - now).total_seconds() / 86400:.1f} days from now): "
+        "clients reject it until then",
+    )
+    problem = _key_problem(leaf)
+    evidence.require(problem is None, problem or "")
+    evidence.require(
+        algorithm not in WEAK_HASHES and not algorithm.startswith("unknown"),
+        f"it is signed with {algorithm.upper()}: clients reject SHA-1 and MD5 signatures",
+    )
+
+
+@control(
+    "CRT-03",
+    title="Serve a complete chain to a trusted root: no intermediate missing, and none expiring before the leaf",
+    source="Investigation 1-2; Resolution › Let's Encrypt 3",
+)
+def test_served_chain_reaches_trusted_root(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: browsers often paper over a missing intermediate by fetching or caching it; API
+    clients, mobile apps and other services do not, and fail the handshake. An intermediate that
+    expires before the leaf breaks every client on its expiry date while the leaf, and CRT-01,
+    still look fine.
+
+    Check: from the auditing machine, the certificates the endpoint serves (`certaudit_endpoint_port`,
+    SNI `certaudit_domain`) chain, signature by signature, from the leaf through the served
+    intermediates to a root in `certaudit_ca_bundle` (a PEM file on the auditing machine; by
+    default its system bundle); every intermediate is a CA certificate, valid now, not SHA-1 or
+    MD5 signed, and expires no earlier than the leaf.
+
+    Fix: serve the full chain: point the service at certbot's `fullchain.pem`, not `cert.pem`
+    (the runbook's deploy hook installs fullchain.pem as `/etc/stemedb/tls/cert.pem`); for a
+    custom CA, append its intermediates to cert.pem, then `systemctl reload stemedb-api`. For an
+    intermediate that expires first, get the CA's current chain.
+    """
+    endpoint = facts.endpoint
+    if endpoint is None:
+        raise Undeterminable(f"host {facts.host}: the endpoint was not contacted")
+    store = trust_store(policy.ca_bundle)
+    evidence.expect(
+        chain=f"leaf, then the served intermediates, to a root in {store.source}",
+        intermediates="CA certificates, valid now, not SHA-1 or MD5 signed, expiring no earlier than the leaf",
+        endpoint=f"{endpoint.address}:{endpoint.port} (SNI {endpoint.server_name})",
+    )
+    if not endpoint.determinable:
+        raise Undeterminable(f"host {facts.host}: {endpoint.error}")
+    if endpoint.leaf_der is None:
+        evidence.observe(served=[], endpoint_error=endpoint.error)
+        evidence.require(False, f"the endpoint serves no certificate: {endpoint.error}")
+        return
+    if not endpoint.chain_der:
+        raise Undeterminable(f"host {facts.host}: the served chain was not read: {endpoint.chain_error or 'no certificates'}")
+    try:
+        served = load_der_chain(endpoint.chain_der)
+    except ValueError as exc:
+        evidence.require(False, f"the endpoint presents a chain that does not parse: {exc}")
+        return
+    now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
+    verdict = verify_served_chain(served, store, now)
+    evidence.observe(
+        served=[describe(c) for c in served],
+        path=[name_of(c) for c in verdict.path],
+        trusted_root=describe(verdict.anchor) if verdict.anchor is not None else None,
+        trust_store=f"{store.source} ({len(store.roots)} roots)",
+    )
+    for cert in verdict.unused:
+        evidence.note(f"served but on no path to the root (clients ignore it): {name_of(cert)}")
+    for finding in verdict.findings:
+        evidence.require(False, finding)
+
+
+def _lineage_certificate(facts: HostFacts, path: str) -> x509.Certificate | None:
+    fact = facts.file(path)
+    if fact.problem() is not None or fact.content is None:
+        return None
+    try:
+        return load_pem_certificates(fact.read(), fact.where())[0]
+    except CertificateError:
+        return None
+
+
+def _archived_generation(facts: HostFacts, policy: Policy, fingerprint: str) -> str | None:
+    """The archived generation of the domain's lineage (archive/<domain>/certN.pem) with this fingerprint."""
+    for fact in facts.files_in(policy.archive_dir):
+        if posixpath.basename(fact.path).startswith("cert"):
+            cert = _lineage_certificate(facts, fact.path)
+            if cert is not None and fingerprint_sha256(cert) == fingerprint:
+                return fact.path
+    return None
+
+
+def _issued(cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime]:
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+@control(
+    "CRT-04",
+    title="Use the lineage's newest certificate: no stale copy in the TLS directory, no orphan lineage renewed instead",
+    source="Investigation 3; Resolution › Let's Encrypt 1-3",
+    not_applicable=renewal_by_certbot,
+)
+def test_service_uses_newest_lineage_certificate(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: certbot renews a lineage under `/etc/letsencrypt/live/<name>/`; the service reads a
+    copy in its own TLS directory. If the deploy hook never copies the renewal, or certbot created
+    a second lineage (`<domain>-0001`, after a `certonly` whose names or key type differed) and
+    renews that one, every renewal succeeds and the certificate the service reads still expires.
+
+    Check: the leaf in `certaudit_tls_dir/cert.pem` is the newest certificate
+    (`live/<lineage>/cert.pem`) of a lineage for `certaudit_domain` that certbot renews (it has
+    `renewal/<lineage>.conf`); no other renewed lineage for the domain (`<domain>-NNNN`) holds a
+    newer certificate; a copy that is an older generation in `archive/<domain>/` is stale.
+
+    Fix: copy the newest certificate in place (the runbook's deploy hook does it on every renewal:
+    `RENEWED_LINEAGE=/etc/letsencrypt/live/<domain> /etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh`);
+    for an orphan lineage, keep one: `certbot delete --cert-name <domain>-0001`, or point the
+    service and `certaudit_domain`'s lineage at it.
+    """
+    live_root = posixpath.join(policy.letsencrypt_dir, "live")
+    renewal_root = posixpath.join(policy.letsencrypt_dir, "renewal")
+    evidence.expect(certificate=f"the newest certificate of the lineage certbot renews for {policy.domain}")
+    leaf = leaf_on_disk(facts, policy, evidence)
+    if leaf is None:
+        return
+    live, renewal = facts.listing(live_root), facts.listing(renewal_root)
+    for directory in (live, renewal):
+        if not directory.exists and directory.errno_ not in (errno.ENOENT, errno.ENOTDIR):
+            raise Undeterminable(f"host {facts.host}: cannot list {directory.path}: {directory.reason}")
+    sibling = re.compile(re.escape(policy.domain) + r"-\d{4}")
+    names = [policy.domain, *sorted(n for n in live.names if sibling.fullmatch(n))]
+    newest = {name: _lineage_certificate(facts, posixpath.join(live_root, name, "cert.pem")) for name in names}
+    renewed = {name: f"{name}.conf" in renewal.names for name in names}
+    used = fingerprint_sha256(leaf)
+    evidence.observe(
+        service_certificate={"sha256": used, "not_after": leaf.not_valid_after_utc.isoformat()},
+        lineages=[
+            {
+                "lineage": name,
+                "newest": summary(cert) if cert is not None else None,
+                "renewed": renewed[name],
+                "service_reads_it": cert is not None and fingerprint_sha256(cert) == used,
+            }
+            for name, cert in newest.items()
+        ],
+    )
+    present = {name: cert for name, cert in newest.items() if cert is not None}
+    if not present:
+        evidence.require(False, f"no certbot lineage for {policy.domain} in {live_root}: nothing renews what the service reads")
+        return
+    lineage = next((name for name, cert in present.items() if fingerprint_sha256(cert) == used), None)
+    if lineage is None:
+        generation = _archived_generation(facts, policy, used)
+        if generation is not None and policy.domain in present:
+            lineage = policy.domain
+            current = present[lineage]
+            evidence.require(
+                False,
+                f"the service's copy is stale: it is {generation} (expires {leaf.not_valid_after_utc.date()}), but the "
+                f"lineage's newest is {facts.file(posixpath.join(live_root, lineage, 'cert.pem')).where()} (expires "
+                f"{current.not_valid_after_utc.date()}): the renewal never reached {policy.tls_dir}",
+            )
+        else:
+            evidence.require(
+                False,
+                f"the service's certificate (expires {leaf.not_valid_after_utc.date()}) is not the newest certificate of "
+                f"any lineage for {policy.domain} ({', '.join(present)})",
+            )
+    if lineage is not None:
+        evidence.observe(service_lineage=lineage)
+        evidence.require(
+            renewed[lineage],
+            f"certbot does not renew the lineage the service reads: {renewal_root}/{lineage}.conf does not exist",
+        )
+    for name, cert in present.items():
+        if name != lineage and renewed[name] and _issued(cert) > _issued(leaf):
+            evidence.require(
+                False,
+                f"certbot renews lineage {name} (newest issued {cert.not_valid_before_utc.isoformat()}, expires "
+                f"{cert.not_valid_after_utc.date()}) while the service reads "
+                f"{'lineage ' + lineage if lineage else 'another certificate'} (issued {leaf.not_valid_before_utc.isoformat()}, "
+                f"expires {leaf.not_valid_after_utc.date()})",
+            )

@@ -1,12 +1,19 @@
-"""KEY-*: the private key stays private, and the files the service reads belong to it."""
+"""KEY-*: the private key stays private, belongs to the certificate, and the files the service reads belong to it."""
 
 from __future__ import annotations
 
+import hashlib
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from certaudit.certificates import leaf_on_disk
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
 from certaudit.evidence import Evidence
 from certaudit.facts import FileFact, HostFacts
 from certaudit.policy import Policy
+from certaudit.x509 import public_key_pem, same_public_key, summary
 
 
 def _require_regular_file(evidence: Evidence, fact: FileFact, what: str) -> bool:
@@ -92,3 +99,57 @@ def test_certificate_file_is_owned_by_service(facts: HostFacts, policy: Policy, 
         evidence.require(
             cert.uid == facts.service_uid, f"{cert.where()} is owned by {cert.owner_text}, not {policy.service_user}"
         )
+
+
+def _spki_sha256(pem: str) -> str:
+    """SHA-256 of a public key's DER SubjectPublicKeyInfo: comparable, and safe to show."""
+    key = serialization.load_pem_public_key(pem.encode("ascii", "replace"))
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+@control(
+    "KEY-03",
+    title="Pair the key with its certificate: the private key's public half is the certificate's public key",
+    source="Resolution › Custom CA 3; If Certificate Already Expired 2",
+)
+def test_private_key_matches_certificate(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: a certificate installed with the wrong key (a new key.pem from a fresh CSR beside
+    the old cert.pem, or the reverse) is accepted on disk and by every check of modes and dates,
+    but the service refuses the pair at its next reload or restart: an outage that waits for the
+    next renewal to happen.
+
+    Check: the public half of `certaudit_tls_dir/key.pem`, derived on the host by
+    `openssl pkey -pubout` (the private key never leaves the host), is the same key (DER
+    SubjectPublicKeyInfo compared) as the public key of the leaf in `certaudit_tls_dir/cert.pem`.
+
+    Fix: install the key that belongs to the certificate (certbot's `live/<domain>/privkey.pem`
+    with `fullchain.pem`; for a custom CA, the key the CSR was made from), `chmod 600` it, then
+    `systemctl reload stemedb-api`.
+    """
+    evidence.expect(key="the public key of the service's certificate")
+    leaf = leaf_on_disk(facts, policy, evidence)
+    key_file = facts.file(policy.tls_key)
+    evidence.observe(key=key_file.where())
+    if not _require_regular_file(evidence, key_file, "the service's key") or leaf is None:
+        return
+    derived = facts.public_key(policy.tls_key)
+    if derived.pem is None:
+        if derived.reason.startswith("openssl pkey could not read"):
+            evidence.require(False, f"{key_file.where()} is not a usable private key: {derived.reason}")
+            return
+        raise Undeterminable(f"host {facts.host}: cannot derive the public key of {policy.tls_key}: {derived.reason}")
+    try:
+        cert_pem = public_key_pem(leaf)
+        evidence.observe(
+            certificate_public_key_sha256=_spki_sha256(cert_pem),
+            key_public_key_sha256=_spki_sha256(derived.pem),
+            certificate_key=summary(leaf)["key"],
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise Undeterminable(f"host {facts.host}: cannot compare the public keys: {exc}") from None
+    evidence.require(
+        same_public_key(cert_pem, derived.pem),
+        f"{key_file.where()} is not the key of {policy.tls_cert} ({summary(leaf)['subject']}, expires "
+        f"{leaf.not_valid_after_utc.date()}): the service will refuse the pair at its next reload or restart",
+    )

@@ -1,9 +1,11 @@
-"""REN-*: renewal is automated, reloads the service, and starts early enough (runbook: Prevention)."""
+"""REN-*: renewal is automated, reloads the service, starts early, suits the lifetime and succeeds (runbook: Prevention)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import posixpath
+from dataclasses import asdict, dataclass
 
 from certaudit.certbot import (
     CertbotConfError,
@@ -13,11 +15,15 @@ from certaudit.certbot import (
     reason_certbot_skips,
     reloads_service,
 )
+from certaudit.certbot_log import last_attempt
+from certaudit.certificates import leaf_on_disk
 from certaudit.controls import control, renewal_by_certbot
+from certaudit.errors import Undeterminable
 from certaudit.evidence import Evidence
 from certaudit.facts import HostFacts
 from certaudit.policy import Policy
-from certaudit.schedule import cron_schedule, timer_schedule
+from certaudit.schedule import cron_schedule, parse_systemd_time, timer_schedule
+from certaudit.thresholds import judge_expiry
 
 
 @control(
@@ -189,3 +195,142 @@ def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Ev
     evidence.require(
         interval >= minimum, f"renew_before_expiry = {value} is {days:g} days, under {policy.min_renew_before_days} days"
     )
+
+
+@control(
+    "REN-04",
+    title="Judge short-lived certificates by share of lifetime: the threshold mode suits the certificate's lifetime",
+    source="Prevention › Monitoring 1; Operational Best Practices 1",
+)
+def test_threshold_mode_suits_lifetime(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: the runbook's 30 and 7 days assume Let's Encrypt's 90-day certificates. Its 45-day
+    and 6-day certificates always have fewer than 30 days left: judged in days they fail from the
+    day they are issued, an alarm that teaches everyone to ignore it. Judged by the share of their
+    lifetime left, they warn and page as a 90-day certificate does.
+
+    Check: with `certaudit_threshold_mode: days` (the default), the leaf in
+    `certaudit_tls_dir/cert.pem` lives longer than `certaudit_warn_days`; a certificate whose whole
+    lifetime is no longer than that is reported as needing the lifetime mode. With `lifetime`,
+    any certificate suits it. Either way the evidence says which mode judged the host (CRT-01
+    applies it) and the share of the lifetime left.
+
+    Fix: for hosts with short-lived certificates, set `certaudit_threshold_mode: lifetime` in the
+    inventory (group or host vars), with `certaudit_warn_fraction` / `certaudit_crit_fraction` if
+    0.33 and 0.08 do not suit; renew at about half the lifetime (`renew_before_expiry`).
+    """
+    evidence.expect(
+        lifetime_days=f"more than {policy.warn_days} under the days mode; any under the lifetime mode",
+        threshold_mode=policy.threshold_mode,
+    )
+    leaf = leaf_on_disk(facts, policy, evidence)
+    if leaf is None:
+        return
+    judged = judge_expiry(leaf, dt.datetime.fromtimestamp(facts.audited_at, dt.UTC), policy)
+    evidence.observe(**judged.observed(), thresholds=judged.thresholds(policy))
+    evidence.require(
+        not judged.needs_lifetime,
+        f"needs the lifetime mode: its whole lifetime is {judged.lifetime_days:.1f} days, no longer than the "
+        f"{policy.warn_days}-day warning threshold, so in days it never has enough left; set "
+        "certaudit_threshold_mode: lifetime for this host (CRT-01 judges it by share of lifetime meanwhile)",
+    )
+
+
+@dataclass(frozen=True)
+class _ServiceRun:
+    """certbot.service's last run since boot, as systemd keeps it."""
+
+    time: float
+    at: str
+    result: str
+    exit_status: str
+    running: bool
+
+
+def _service_run(facts: HostFacts) -> _ServiceRun | None:
+    if not facts.systemd:
+        return None
+    unit = facts.unit("certbot.service")
+    started = parse_systemd_time(unit.get("ExecMainStartTimestamp", ""))
+    if started is None:
+        return None  # it has not run since boot
+    ended = parse_systemd_time(unit.get("ExecMainExitTimestamp", "")) or started
+    return _ServiceRun(
+        ended.timestamp(),
+        ended.isoformat(),
+        unit.get("Result", ""),
+        unit.get("ExecMainStatus", ""),
+        unit.get("ActiveState") == "activating",
+    )
+
+
+@control(
+    "REN-05",
+    title="Prove the last renewal attempt succeeded: certbot.service's last result or certbot's log, with its time",
+    source="Investigation 4; If Renewal Fails 1",
+    not_applicable=renewal_by_certbot,
+)
+def test_last_renewal_attempt_succeeded(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    """Rationale: a renewal that fails leaves the certificate in place, so nothing looks wrong until
+    30 days of daily failures end in an outage. The timer (REN-01) only proves certbot runs, not
+    that it succeeds: an expired ACME account, a blocked port 80 or a broken renewal conf fail
+    every run.
+
+    Check: the most recent of certbot.service's last run since boot (`Result=success`) and the last
+    run in `/var/log/letsencrypt/letsencrypt.log*` that renewed or obtained a certificate (it ends
+    with `no renewal failures` or `Successfully received certificate`, and logs no error) succeeded;
+    its time is recorded. No record of any attempt is a failure: success cannot be shown.
+
+    Fix: read the errors recorded (`journalctl -u certbot`, `/var/log/letsencrypt/letsencrypt.log`),
+    fix their cause (the runbook's "If Renewal Fails"), then `certbot renew --cert-name <domain>`
+    and check it ends with "Congratulations" or "not yet due".
+    """
+    evidence.expect(last_attempt="succeeded: certbot.service Result=success, or a certbot log run without errors")
+    service = _service_run(facts)
+    logs = facts.certbot_logs()
+    if logs.error and logs.errno_ not in (errno.ENOENT, errno.ENOTDIR) and service is None:
+        raise Undeterminable(f"host {facts.host}: cannot read certbot's logs in {logs.directory}: {logs.error}")
+    run = last_attempt(logs)
+    logged = None
+    if run is not None:
+        moment = run.ended if run.ended is not None else run.started
+        logged = {
+            "time": moment,
+            "at": dt.datetime.fromtimestamp(moment, dt.UTC).isoformat() if moment is not None else None,
+            **run.as_evidence(),
+        }
+    evidence.observe(
+        certbot_service=asdict(service) if service is not None else None,
+        certbot_log=logged,
+        logs_read=[log.path for log in logs.logs],
+    )
+    if service is None and logged is None:
+        evidence.require(
+            False,
+            f"no renewal attempt is recorded: certbot.service has not run since boot and {logs.directory} holds no "
+            "log of a certbot run that renewed or obtained a certificate",
+        )
+        return
+    # The newest record decides; the unit's own verdict wins over the log of the same run.
+    log_time = run.ended if run is not None else None
+    if service is not None and (log_time is None or service.time >= log_time - 60):
+        evidence.observe(last_attempt=f"certbot.service at {service.at}: {service.result}")
+        if service.running:
+            evidence.note("certbot.service is running now: its previous result is judged")
+        same_run = run is not None and log_time is not None and abs(log_time - service.time) <= 120
+        errors = f"; certbot logged: {'; '.join(run.errors[:3])}" if same_run and run is not None and run.errors else ""
+        evidence.require(
+            service.result == "success",
+            f"the last renewal attempt failed: certbot.service ran at {service.at} and ended with result "
+            f"{service.result or 'unknown'} (exit status {service.exit_status or '?'}){errors}",
+        )
+        return
+    assert run is not None and logged is not None
+    evidence.observe(last_attempt=f"certbot run logged in {run.log} at {logged['at']}: {run.outcome}")
+    if run.outcome == "failure":
+        detail = "; ".join(run.errors[:3]) or "it exited abnormally"
+        evidence.require(False, f"the last renewal attempt failed: certbot's run logged at {logged['at']}: {detail}")
+    elif run.outcome == "unknown":
+        evidence.require(
+            False,
+            f"the last renewal attempt did not finish: certbot's run logged at {logged['at']} in {run.log} shows no outcome",
+        )

@@ -9,6 +9,9 @@ runbook controls 127.77.0.x (here), the fleet's own tests 127.77.1.x.
 from __future__ import annotations
 
 from tests.fleet.scenario import RELOAD_HOOK, Scenario
+from tests.scenarios_catalog import SCENARIOS as CATALOG
+from tests.scenarios_hardening import SCENARIOS as HARDENING
+from tests.scenarios_jobs import SCENARIOS as JOBS
 
 
 def _address(n: int) -> str:
@@ -77,6 +80,6 @@ FLEET_TOOLS: list[Scenario] = [
         "scratch", "127.77.1.20", "a compliant host the fleet's own tests change (reloads, new certificates)", audited=False
     ),
 ]
-ALL_SCENARIOS: list[Scenario] = [*RUNBOOK, *FLEET_TOOLS]
+ALL_SCENARIOS: list[Scenario] = [*RUNBOOK, *FLEET_TOOLS, *JOBS, *HARDENING, *CATALOG]
 
 BY_NAME = {s.name: s for s in ALL_SCENARIOS}

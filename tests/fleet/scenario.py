@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,23 @@ RELOAD_HOOK = (FILES / "reload-stemedb.sh").read_text()
 
 Timer = Literal["enabled", "disabled", "masked"]
 CertSource = Literal["pebble", "generated"]
+FileKind = Literal["file", "directory", "fifo", "symlink"]
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """One extra path on a scenario host, laid out exactly as given, hostile content included: raw
+    bytes, a directory, a FIFO, or a symlink (a loop when it points at itself). `copy_of` takes the
+    bytes of a path the standard layout wrote (e.g. the host's own certificate)."""
+
+    path: str
+    kind: FileKind = "file"
+    data: bytes = b""
+    mode: int = 0o644
+    owner: str = "root"  # root, the service user or one of the scenario's login_users
+    target: str = ""  # what a symlink points at
+    copy_of: str = ""
+    produce: Callable[[], bytes] | None = None  # bytes made at layout time (e.g. a binary fetched once, cached)
 
 
 def renewal_conf(domain: str, renew_before_expiry: str | None, renew_hook: str | None = None) -> str:
@@ -66,6 +84,8 @@ class Scenario:
     lifetime_days: float = 90
     ca: str = "letsencrypt-like"
     lineage: bool = True  # a Let's Encrypt lineage under /etc/letsencrypt
+    leaf: pki.LeafSpec | None = None  # a leaf unlike trustme's: key, signature hash, names, intermediate CA
+    tls_cert_chain: bool = True  # False: the service's cert.pem holds the leaf alone, not the full chain
     # files the service reads
     key_mode: int = 0o600
     key_owner: str = SERVICE_USER
@@ -86,6 +106,8 @@ class Scenario:
     audited: bool = True  # False: a host the fleet's own tests change, kept out of the control audit
     inventory_vars: dict[str, Any] = field(default_factory=dict)
     after_boot: tuple[str, ...] = ()  # shell commands run as root once the host is up
+    files: tuple[HostFile, ...] = ()  # extra paths, laid out last (hostile content, shims)
+    login_users: tuple[str, ...] = ()  # unprivileged accounts that log in over ssh with the fleet's key
 
     @property
     def domain(self) -> str:
@@ -145,10 +167,16 @@ def layout(scenario: Scenario, root: Path, authorized_key: str, pebble_ca: bytes
 
     # The certificate the service starts with. A pebble host starts on a placeholder that
     # certbot's deploy hook replaces; a stale host starts on the one that gets renewed later.
-    issued = pki.issue(domain, days_left=scenario.days_left, lifetime_days=scenario.lifetime_days, ca_name=scenario.ca)
+    if scenario.leaf is not None:
+        issued = pki.issue_spec(
+            domain, scenario.leaf, days_left=scenario.days_left, lifetime_days=scenario.lifetime_days, ca_name=scenario.ca
+        )
+    else:
+        issued = pki.issue(domain, days_left=scenario.days_left, lifetime_days=scenario.lifetime_days, ca_name=scenario.ca)
     served = pki.issue(domain, days_left=20, ca_name=scenario.ca) if scenario.serve_stale else issued
     _mkdir(root, TLS_DIR, 0o750, stemedb)
-    _write(root, f"{TLS_DIR}/cert.pem", served.fullchain_pem, scenario.cert_mode, owners[scenario.cert_owner])
+    tls_cert = served.fullchain_pem if scenario.tls_cert_chain else served.cert_pem
+    _write(root, f"{TLS_DIR}/cert.pem", tls_cert, scenario.cert_mode, owners[scenario.cert_owner])
     _write(root, f"{TLS_DIR}/key.pem", served.key_pem, scenario.key_mode, owners[scenario.key_owner])
     if scenario.serve_stale:
         # Renewed on disk after the service started: after_boot installs `issued` without a reload.
@@ -184,6 +212,43 @@ def layout(scenario: Scenario, root: Path, authorized_key: str, pebble_ca: bytes
         _symlink(root, "/etc/systemd/system/certbot.timer", "/dev/null")
     for name, content in scenario.cron_files:
         _write(root, f"/etc/cron.d/{name}", content, 0o644)
+    for user in scenario.login_users:
+        _add_login_user(root, user, authorized_key)
+    for extra in scenario.files:
+        _lay_file(root, extra)
+
+
+def _add_login_user(root: Path, user: str, authorized_key: str) -> None:
+    """An account like one an operator would give an auditor: no password, its own home and key."""
+    passwd = (root / "etc/passwd").read_text()
+    uid = max([1999, *(int(line.split(":")[2]) for line in passwd.splitlines() if line.count(":") >= 6)]) + 1
+    with (root / "etc/passwd").open("a") as f:
+        f.write(f"{user}:x:{uid}:{uid}::/home/{user}:/bin/sh\n")
+    with (root / "etc/group").open("a") as f:
+        f.write(f"{user}:x:{uid}:\n")
+    with (root / "etc/shadow").open("a") as f:
+        f.write(f"{user}:*:19000:0:99999:7:::\n")  # "*": no password, yet not locked for key logins
+    _mkdir(root, f"/home/{user}", 0o755, (uid, uid))
+    _mkdir(root, f"/home/{user}/.ssh", 0o700, (uid, uid))
+    _write(root, f"/home/{user}/.ssh/authorized_keys", authorized_key, 0o600, (uid, uid))
+
+
+def _lay_file(root: Path, extra: HostFile) -> None:
+    owner = _owner_ids(root, extra.owner)
+    target = root / extra.path.lstrip("/")
+    if extra.kind == "symlink":
+        _symlink(root, extra.path, extra.target)
+    elif extra.kind == "directory":
+        _mkdir(root, extra.path, extra.mode, owner)
+    elif extra.kind == "fifo":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(target)
+        os.chown(target, *owner)
+        os.chmod(target, extra.mode)
+    else:
+        data = (root / extra.copy_of.lstrip("/")).read_bytes() if extra.copy_of else extra.data
+        data = extra.produce() if extra.produce is not None else data
+        _write(root, extra.path, data, extra.mode, owner)
 
 
 def certbot_issue_command(scenario: Scenario, acme_directory: str) -> str:

@@ -24,6 +24,13 @@ TLS_DIR = os.environ.get("STEMEDB_TLS_DIR", "/etc/stemedb/tls")
 BIND = os.environ.get("STEMEDB_BIND", "127.0.0.1")
 PORT = int(os.environ.get("STEMEDB_PORT", "18180"))
 DOMAIN = os.environ.get("STEMEDB_DOMAIN", "stemedb.example.com")
+# Scenario knobs (a systemd drop-in sets them): OpenSSL's security level, so a test host can serve
+# an RSA-1024 or SHA-1 certificate as old stacks do; and how /metrics misbehaves (none: no expiry
+# metric; days: the value in days, the unit the runbook's reference list mistakes it for), and
+# under which domain label it exports it.
+SECLEVEL = os.environ.get("STEMEDB_SECLEVEL", "")
+METRICS = os.environ.get("STEMEDB_METRICS", "seconds")
+METRICS_DOMAIN = os.environ.get("STEMEDB_METRICS_DOMAIN", DOMAIN)
 
 
 class CertificateStore:
@@ -38,6 +45,8 @@ class CertificateStore:
         cert = os.path.join(TLS_DIR, "cert.pem")
         key = os.path.join(TLS_DIR, "key.pem")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if SECLEVEL:
+            context.set_ciphers(f"DEFAULT:@SECLEVEL={int(SECLEVEL)}")
         context.load_cert_chain(cert, key)
         decoded: dict[str, Any] = ssl._ssl._test_decode_cert(cert)  # type: ignore[attr-defined]
         not_after = ssl.cert_time_to_seconds(decoded["notAfter"])
@@ -63,11 +72,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = b"ok\n"
         elif self.path == "/metrics":
             seconds = int(STORE.not_after - time.time())
-            body = (
-                "# HELP stemedb_tls_cert_expiry_seconds Seconds until the served certificate expires.\n"
-                "# TYPE stemedb_tls_cert_expiry_seconds gauge\n"
-                f'stemedb_tls_cert_expiry_seconds{{domain="{DOMAIN}"}} {seconds}\n'
-            ).encode()
+            value = seconds // 86400 if METRICS == "days" else seconds
+            text = "# HELP stemedb_requests_total Requests served.\n# TYPE stemedb_requests_total counter\n"
+            text += "stemedb_requests_total 1\n"
+            if METRICS != "none":
+                text += (
+                    "# HELP stemedb_tls_cert_expiry_seconds Seconds until the served certificate expires.\n"
+                    "# TYPE stemedb_tls_cert_expiry_seconds gauge\n"
+                    f'stemedb_tls_cert_expiry_seconds{{domain="{METRICS_DOMAIN}"}} {value}\n'
+                )
+            body = text.encode()
         else:
             self.send_error(404)
             return

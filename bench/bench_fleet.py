@@ -1,0 +1,536 @@
+"""Benchmark (on demand, not part of `make test`): certaudit against fleets of 10, 50 and 100 test hosts.
+
+    sudo CERTAUDIT_FLEET_ID=5 /tmp/v/bin/python -m bench.bench_fleet              # loopback and 20 ms
+    sudo CERTAUDIT_FLEET_ID=5 /tmp/v/bin/python -m bench.bench_fleet --modes loopback --sizes 10
+
+For each fleet size it runs, on the same hosts and in the same run: the full audit (`pytest checks
+--report-dir ...`, as `make audit` runs it) over OpenSSH and over the in-process client (paramiko),
+and the baseline, a plain testinfra suite of the same checks (bench/baseline/). For each it prints
+the wall time of the whole process, the round trips per host (commands sent to the host and TLS
+connections to its endpoint, counted by the processes themselves through CERTAUDIT_ROUND_TRIPS),
+and the peak memory (largest resident set of the process and its children, from wait4). It also
+times the pre-deploy gate on one host, start to exit.
+
+The hosts are compliant-like test hosts (tests/fleet, certificates generated, no ACME server) on
+this fleet's addresses 127.<77+id>.100.1 and up. `--modes latency` boots the same fleet inside a
+network namespace the bench creates, whose loopback delays every packet by `--delay-ms` (tc netem),
+and runs the same measurements there: the bench re-runs itself under `nsenter --net=`, so the hosts
+(systemd-nspawn shares its caller's network) and every audit live behind the delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import functools
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from certaudit.transport import ROUND_TRIPS_ENV
+from tests.fleet import image
+from tests.fleet.fleet import Fleet, fleet_id
+from tests.fleet.scenario import Scenario
+
+REPO = Path(__file__).resolve().parent.parent
+SIZES = (10, 50, 100)
+CLIENTS = {"default": "default connection", "openssh": "ansible_connection=ssh"}
+TARGETS = {"round_trips": 2.0, "wall_100_s": 20.0, "speedup_50": 5.0, "memory_mb": 300.0, "gate_s": 2.0}
+NETNS_DIR = Path("/run/netns")
+IN_NETNS_ENV = "CERTAUDIT_BENCH_NETNS"
+
+
+def bench_scenarios(count: int) -> list[Scenario]:
+    """`count` compliant-like hosts in the bench's address block, 127.77.100.1 and up (250 a block)."""
+    return [
+        Scenario(f"bench-{i:03d}", f"127.77.{100 + i // 250}.{1 + i % 250}", "compliant-like bench host") for i in range(count)
+    ]
+
+
+@dataclass
+class Measurement:
+    what: str
+    hosts: int
+    wall_s: float
+    exit_status: int
+    peak_rss_mb: float
+    commands: int
+    tls: int
+    per_host_max: int
+    outcomes: str
+    not_passed: str = ""
+
+    @property
+    def round_trips_per_host(self) -> float:
+        return (self.commands + self.tls) / self.hosts if self.hosts else 0.0
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    rtt_ms: float
+    rows: list[Measurement] = field(default_factory=list)
+    gate: Measurement | None = None
+    gate_kind: str = ""
+    network: str = "loopback"
+
+
+def run_measured(argv: Sequence[str], env: dict[str, str], counter: Path, timeout: float) -> tuple[float, int, float, str]:
+    """Run argv; return wall time, exit status, peak RSS (MB, the process and its waited-for children), output."""
+    counter.write_text("")
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(list(argv), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                # wait4 reports this child's own resource use (its peak RSS includes its reaped children).
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.01)
+        except BaseException:  # interrupted: the run must not outlive the bench
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read().decode("utf-8", "replace")
+    if proc.returncode not in (0, 1):  # 1 is findings; anything else means the run itself went wrong
+        show_tail(argv, proc.returncode, output)
+    return wall, proc.returncode, usage.ru_maxrss / 1024, output
+
+
+def show_tail(argv: Sequence[str], status: int, output: str) -> None:
+    print(f"exit {status} from {' '.join(argv[:5])} ...; last lines:", *output.splitlines()[-25:], sep="\n  ", flush=True)
+
+
+def count_round_trips(counter: Path) -> tuple[int, int, int, str]:
+    """Commands, TLS connections, the most round trips to one host, and the clients that sent the commands."""
+    kinds: Counter[str] = Counter()
+    per_host: Counter[str] = Counter()
+    clients: set[str] = set()
+    for line in counter.read_text().splitlines():
+        entry = json.loads(line)
+        kinds[entry["kind"]] += 1
+        per_host[entry["host"]] += 1
+        if entry["kind"] == "command":
+            clients.add(entry.get("via") or "?")
+    return kinds["command"], kinds["tls"], max(per_host.values(), default=0), "+".join(sorted(clients)) or "none"
+
+
+def not_passed(run_dir: Path) -> str:
+    """The results that did not pass, counted by control and outcome (the bench hosts are compliant for the runbook)."""
+    counts: Counter[str] = Counter()
+    for record in json.loads((run_dir / "evidence.json").read_text())["results"]:
+        if record["outcome"] != "pass":
+            counts[f"{record['control']} {record['outcome']}"] += 1
+    return ", ".join(f"{what} x{n}" for what, n in sorted(counts.items()))
+
+
+def outcome_line(output: str) -> str:
+    """pytest's final summary line, e.g. `700 passed in 9.1s`, without the time."""
+    for line in reversed(output.strip().splitlines()):
+        if " in " in line and any(w in line for w in ("passed", "failed", "error", "skipped")):
+            return line.strip("= ").rsplit(" in ", 1)[0]
+    return output.strip().splitlines()[-1] if output.strip() else "(no output)"
+
+
+def measured_env() -> dict[str, str]:
+    """The environment of every measured run, certaudit's and the baseline's alike.
+
+    The venv's bin first: testinfra runs ansible-inventory by name. Bytecode may be cached, as on any
+    machine (with PYTHONDONTWRITEBYTECODE, which this project's sandbox sets, pytest re-rewrites every
+    plugin module's asserts at each start: about half a second).
+    """
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def plugin_args() -> list[str]:
+    """hypothesis's pytest plugin is in the test venv (the fuzz tests), not in an audit's venv (`make audit`):
+    off for every measured run, since it imports all of hypothesis at each session's end."""
+    return ["-p", "no:hypothesispytest"] if importlib.util.find_spec("_hypothesis_pytestplugin") else []
+
+
+@dataclass
+class Bench:
+    fleet: Fleet
+    work: Path
+    timeout: float
+    baseline_workers: int
+    env: dict[str, str] = field(default_factory=measured_env)
+
+    def inventory(self, count: int, client: str) -> Path:
+        """The first `count` hosts; `openssh` names the ssh connection, `default` leaves the choice to certaudit."""
+        names = sorted(self.fleet.hosts)[:count]
+        path = self.work / f"inventory-{count}-{client}.yml"
+        extra = {"ansible_connection": "ssh"} if client == "openssh" else {}
+        return self.fleet.write_inventory(path, hosts=names, extra_vars=extra)
+
+    def audit(self, count: int, client: str, *extra: str, label: str = "") -> Measurement:
+        inventory = self.inventory(count, client)
+        counter = self.work / "round-trips.jsonl"
+        reports = self.work / "reports"
+        shutil.rmtree(reports, ignore_errors=True)
+        argv = [sys.executable, "-m", "pytest", "checks", "--inventory", str(inventory), "--report-dir", str(reports),
+                "-p", "no:cacheprovider", *plugin_args(), "-q", *extra]  # fmt: skip
+        env = dict(self.env, **{ROUND_TRIPS_ENV: str(counter)})
+        wall, status, rss, output = run_measured(argv, env, counter, self.timeout)
+        commands, tls, most, via = count_round_trips(counter)
+        what = label or f"certaudit ({CLIENTS[client]}: {via})"
+        (run_dir,) = reports.iterdir()
+        return Measurement(what, count, wall, status, rss, commands, tls, most, outcome_line(output), not_passed(run_dir))
+
+    def baseline(self, count: int) -> Measurement:
+        inventory = self.inventory(count, "ssh")
+        counter = self.work / "round-trips.jsonl"
+        # Short: ssh refuses a ControlPath socket name over 108 bytes (the path, 40 of %C, 17 of its temporary suffix).
+        control = Path(tempfile.mkdtemp(prefix="cab-", dir="/tmp"))
+        cfg = self.work / "ansible.cfg"
+        # testinfra's ssh backend multiplexes (ControlMaster) only with a control path: give it one, as
+        # a tuned testinfra setup would, so every fact after the first costs a session, not a connection.
+        cfg.write_text(
+            f"[ssh_connection]\ncontrol_path = %(directory)s/%%C\n[persistent_connection]\ncontrol_path_dir = {control}\n"
+        )
+        argv = [sys.executable, "-m", "pytest", "bench/baseline", "--hosts=ansible://all", f"--ansible-inventory={inventory}",
+                "-n", str(self.baseline_workers), "-p", "no:cacheprovider", *plugin_args(), "-q"]  # fmt: skip
+        env = dict(self.env, **{ROUND_TRIPS_ENV: str(counter), "ANSIBLE_CONFIG": str(cfg)})
+        try:
+            wall, status, rss, output = run_measured(argv, env, counter, self.timeout)
+        finally:
+            close_masters(control)
+        if status == 1:  # the baseline checks only the runbook's seven, which every bench host passes
+            show_tail(argv, status, output)
+        commands, tls, most, _ = count_round_trips(counter)
+        label = f"baseline testinfra (-n {self.baseline_workers})"
+        return Measurement(label, count, wall, status, rss, commands, tls, most, outcome_line(output))
+
+
+def close_masters(control: Path) -> None:
+    """End the ControlMaster processes a baseline run left (each would otherwise linger for 60 s)."""
+    for sock in control.iterdir():
+        subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "bench"], capture_output=True, check=False, timeout=10)
+    shutil.rmtree(control, ignore_errors=True)
+
+
+def tcp_rtt_ms(address: str, port: int = 22, samples: int = 5) -> float:
+    """Median time of a TCP connect (one round trip) to a host's sshd."""
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        with socket.create_connection((address, port), timeout=10):
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def gate_marker_exists() -> bool:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "checks", "--markers", "-p", "no:cacheprovider"],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    return "@pytest.mark.gate" in done.stdout
+
+
+def run_mode(mode: str, args: argparse.Namespace) -> ModeResult:
+    sizes = sorted(args.sizes)
+    root = image.cache_root() / f"bench-{fleet_id()}-{mode}"
+    fleet = Fleet(bench_scenarios(max(sizes)), root=root, pebble=False)
+    work = Path(tempfile.mkdtemp(prefix=f"certaudit-bench-{mode}-"))
+    result = ModeResult(mode, 0.0)
+    try:
+        started = time.monotonic()
+        fleet.up()
+        print(f"[{mode}] fleet of {len(fleet.hosts)} hosts up in {time.monotonic() - started:.0f} s", flush=True)
+        bench = Bench(fleet, work, args.timeout, args.baseline_workers)
+        first = fleet.hosts[sorted(fleet.hosts)[0]]
+        result.rtt_ms = tcp_rtt_ms(first.address)
+        for size in sizes:
+            for _ in range(args.warmup):
+                bench.audit(size, args.clients[0])
+            for client in args.clients:
+                result.rows.append(best_of(args.repeat, functools.partial(bench.audit, size, client)))
+                print_row(mode, result.rows[-1])
+            if not args.skip_baseline:
+                result.rows.append(best_of(args.repeat, functools.partial(bench.baseline, size)))
+                print_row(mode, result.rows[-1])
+        one = sorted(fleet.hosts)[0]
+        gate = gate_marker_exists()
+        extra = ("--limit", one, *(("-m", "gate") if gate else ()))
+        result.gate_kind = "`pytest checks -m gate`, one host" if gate else "full audit (no gate marker yet), one host"
+        result.gate = best_of(args.repeat, functools.partial(bench.audit, 1, args.clients[0], *extra, label="gate"))
+        print_row(mode, result.gate)
+    finally:
+        fleet.down()
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def best_of(repeat: int, measure: Callable[[], Measurement]) -> Measurement:
+    """The run with the median wall time of `repeat` runs (the machine is shared: one run can be unlucky)."""
+    runs: list[Measurement] = sorted((measure() for _ in range(max(1, repeat))), key=lambda m: m.wall_s)
+    return runs[len(runs) // 2]
+
+
+def print_row(mode: str, m: Measurement) -> None:
+    print(
+        f"[{mode}] {m.what:<34} {m.hosts:>4} hosts  {m.wall_s:7.2f} s  {m.round_trips_per_host:5.1f} rt/host  "
+        f"{m.peak_rss_mb:6.0f} MB  exit {m.exit_status}  {m.outcomes}"
+        + (f"  (not passed: {m.not_passed})" if m.not_passed else ""),
+        flush=True,
+    )
+
+
+# --- the latency mode: a network namespace behind netem -----------------------------------------------
+@contextlib.contextmanager
+def delayed_namespace(delay_ms: float) -> Iterator[tuple[Path, str]]:
+    """A network namespace whose loopback delays every packet by delay_ms, and how; removed on exit.
+
+    tc netem when the kernel has it; otherwise (this project's bench machine: CONFIG_NET_SCH_NETEM
+    is not set) an iptables NFQUEUE rule and bench/delay.py, which holds each packet as long.
+    """
+    name = f"certaudit-bench-{fleet_id()}"
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    path = NETNS_DIR / name
+    inside = ["nsenter", f"--net={path}"]
+    delayer: subprocess.Popen[str] | None = None
+    try:
+        subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+        # limit: netem's default queue of 1000 packets would drop under a hundred parallel sessions.
+        netem = subprocess.run(
+            [*inside, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", f"{delay_ms:g}ms", "limit", "100000"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if netem.returncode == 0:
+            how = f"tc netem delay {delay_ms:g}ms on the namespace's loopback"
+        else:
+            if shutil.which("iptables") is None:
+                raise SystemExit(f"tc netem failed ({netem.stderr.strip()}) and iptables is missing: apt-get install -y iptables")
+            queue = str(fleet_id())
+            subprocess.run(
+                [*inside, "iptables", "-t", "mangle", "-A", "OUTPUT", "-j", "NFQUEUE", "--queue-num", queue],
+                check=True,
+                capture_output=True,
+            )
+            delayer = subprocess.Popen(
+                [*inside, sys.executable, "-m", "bench.delay", "--queue", queue, "--delay-ms", f"{delay_ms:g}"],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert delayer.stdout is not None
+            ready = delayer.stdout.readline()
+            if not ready.startswith("delaying"):
+                raise SystemExit(f"bench/delay.py did not start: {ready}{delayer.stdout.read()}")
+            how = f"every packet held {delay_ms:g} ms (NFQUEUE + bench/delay.py: this kernel has no tc netem)"
+        yield path, how
+    finally:
+        if delayer is not None:
+            delayer.terminate()
+            try:
+                delayer.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                delayer.kill()
+                delayer.wait()
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+def run_latency(args: argparse.Namespace, out: Path) -> ModeResult:
+    if shutil.which("tc") is None:
+        raise SystemExit("the latency mode needs tc (apt-get install -y iproute2)")
+    with delayed_namespace(args.delay_ms) as (netns, how):
+        argv = [
+            "nsenter", f"--net={netns}", sys.executable, "-m", "bench.bench_fleet", "--modes", "latency",
+            "--sizes", ",".join(map(str, args.sizes)), "--repeat", str(args.repeat), "--warmup", str(args.warmup),
+            "--baseline-workers", str(args.baseline_workers), "--clients", ",".join(args.clients),
+            "--timeout", str(args.timeout), "--delay-ms", str(args.delay_ms), "--json", str(out),
+            *(["--skip-baseline"] if args.skip_baseline else []),
+        ]  # fmt: skip
+        subprocess.run(argv, cwd=REPO, env=dict(os.environ, **{IN_NETNS_ENV: str(netns)}), check=True)
+    data = json.loads(out.read_text())
+    result = mode_from_json(data["modes"][0])
+    result.network = how
+    return result
+
+
+def mode_from_json(data: dict[str, Any]) -> ModeResult:
+    result = ModeResult(
+        data["mode"], data["rtt_ms"], [Measurement(**r) for r in data["rows"]], None, data["gate_kind"], data["network"]
+    )
+    result.gate = Measurement(**data["gate"]) if data["gate"] else None
+    return result
+
+
+# --- the table ---------------------------------------------------------------------------------------
+def table(results: list[ModeResult], args: argparse.Namespace, load: str) -> str:
+    lines = [
+        f"certaudit bench, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, on {machine()}; load before: {load}",
+        "full audit = `pytest checks --report-dir` (every control on every host; HTML + JUnit + JSON + manifest); "
+        f"median of {args.repeat} run(s); round trips = commands sent + TLS connections, per host",
+        "",
+        "| network | hosts | run | wall time | round trips / host | peak memory | result |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
+    notes: list[str] = []
+    for mode in results:
+        network = "loopback" if mode.mode == "loopback" else f"+{args.delay_ms:g} ms a packet"
+        network += f" (TCP RTT {mode.rtt_ms:.1f} ms)"
+        if mode.mode != "loopback":
+            notes.append(f"{network}: {mode.network}")
+        for m in [*mode.rows, *([mode.gate] if mode.gate else [])]:
+            what = f"gate: {mode.gate_kind}" if m is mode.gate else m.what
+            if m.not_passed:
+                notes.append(f"[{mode.mode}] {m.hosts} hosts, {what}: not passed: {m.not_passed}")
+            lines.append(
+                f"| {network} | {m.hosts} | {what} | {m.wall_s:.2f} s | {m.round_trips_per_host:.1f} "
+                f"(max {m.per_host_max}) | {m.peak_rss_mb:.0f} MB | {m.outcomes} (exit {m.exit_status}) |"
+            )
+    lines += ["", *notes, *verdicts(results)]
+    return "\n".join(lines)
+
+
+def verdicts(results: list[ModeResult]) -> list[str]:
+    """Each target against its figure, met or MISSED."""
+    found = []
+    for mode in results:
+        ours = [m for m in mode.rows if m.what.startswith("certaudit")]
+        base = {m.hosts: m for m in mode.rows if m.what.startswith("baseline")}
+        default = [m for m in ours if m.what.startswith(f"certaudit ({CLIENTS['default']}")] or ours
+
+        def say(ok: bool, text: str, mode_name: str = mode.mode) -> None:
+            found.append(f"- [{mode_name}] {'met' if ok else 'MISSED'}: {text}")
+
+        worst_rt = max((m.round_trips_per_host for m in ours), default=0.0)
+        say(worst_rt <= TARGETS["round_trips"], f"round trips per host at most 2: {worst_rt:.1f}")
+        for m in default:
+            if m.hosts == 100:
+                say(m.wall_s <= TARGETS["wall_100_s"], f"100 hosts in at most 20 s ({m.what}): {m.wall_s:.2f} s")
+            if m.hosts == 50 and 50 in base:
+                speedup = base[50].wall_s / m.wall_s
+                text = f"at least 5x faster than the baseline at 50 hosts ({m.what}): {speedup:.1f}x"
+                say(speedup >= TARGETS["speedup_50"], text)
+        peak = max((m.peak_rss_mb for m in ours), default=0.0)
+        say(peak <= TARGETS["memory_mb"], f"peak memory at most 300 MB: {peak:.0f} MB")
+        if mode.gate is not None:
+            text = f"gate on one host at most 2 s ({mode.gate_kind}): {mode.gate.wall_s:.2f} s"
+            say(mode.gate.wall_s <= TARGETS["gate_s"], text)
+    return found
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "?"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory = f"{int(Path('/proc/meminfo').read_text().split()[1]) / 1024 / 1024:.0f} GB RAM"
+    system = f"Linux {platform.release()}, Python {platform.python_version()}"
+    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {memory}, {system}"
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min)"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_fleet", description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="fleet sizes (default: 10,50,100)")
+    parser.add_argument("--modes", default="loopback,latency", help="loopback, latency or both (default: both)")
+    parser.add_argument(
+        "--delay-ms", type=float, default=20.0, help="netem delay of every packet in the latency mode (default: 20)"
+    )
+    parser.add_argument(
+        "--clients",
+        default="default,openssh",
+        help="certaudit runs to measure: default (no ansible_connection: certaudit chooses) and/or openssh "
+        "(ansible_connection: ssh) (default: both)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is kept (default: 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured audits before each size (default: 1)")
+    parser.add_argument(
+        "--baseline-workers",
+        type=int,
+        default=2,
+        help="pytest-xdist workers of the baseline (default: 2, the fastest here of 0, 2, 4 and 8)",
+    )
+    parser.add_argument("--skip-baseline", action="store_true", help="measure certaudit only")
+    parser.add_argument("--timeout", type=float, default=900.0, help="bound on one measured run, in seconds")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        args.sizes = sorted({int(s) for s in args.sizes.split(",") if s})
+    except ValueError:
+        parser.error(f"--sizes {args.sizes!r}: expected numbers separated by commas")
+    if not args.sizes or min(args.sizes) < 1 or max(args.sizes) > 5000:
+        parser.error("--sizes: between 1 and 5000 hosts")
+    args.modes = [m for m in args.modes.split(",") if m]
+    args.clients = [c for c in args.clients.split(",") if c]
+    if set(args.modes) - {"loopback", "latency"} or not args.modes:
+        parser.error("--modes: loopback, latency or both")
+    if set(args.clients) - set(CLIENTS) or not args.clients:
+        parser.error("--clients: default, openssh or both")
+    return args
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    # SIGTERM and SIGINT (ignored in a job started in the background) end the bench through its
+    # finally blocks: every host it booted is stopped, its namespace removed.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("the bench boots systemd-nspawn hosts and needs root", file=sys.stderr)
+        return 2
+    load = load_average()
+    if os.environ.get(IN_NETNS_ENV):  # the re-run inside the delayed namespace
+        result = run_mode("latency", args)
+        if args.json:
+            args.json.write_text(json.dumps({"modes": [asdict(result)]}, indent=1))
+        return 0
+    results = []
+    if "loopback" in args.modes:
+        results.append(run_mode("loopback", args))
+    if "latency" in args.modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(run_latency(args, Path(tmp) / "latency.json"))
+    print()
+    print(table(results, args, load))
+    print(f"load after: {load_average()}")
+    if args.json:
+        args.json.write_text(json.dumps({"load_before": load, "modes": [asdict(r) for r in results]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""`certaudit merge`: the run directories of the shards of one audit, as one run an auditor can read.
+
+Each shard (`pytest checks --shard i/n --report-dir ...`) seals its own directory. The merge checks
+every one against its manifest (and signature, given the signer's public key) before reading it,
+refuses shards that do not make one audit (different inventories or waivers, a shard missing or
+given twice, a host in two shards), and writes a new sealed directory: evidence.json (every result,
+snapshot and unreachable host of the shards, and where each shard's evidence came from), junit.xml
+(every shard's test cases in one suite), report.html (the host x control matrix, outcomes, hosts,
+expiry horizon and run metadata of the whole audit, then every result) and MANIFEST.sha256, signed
+with --signing-key.
+
+The shards' files are untrusted input: nothing in them reaches the report unescaped, and their
+XML is parsed by the standard library's parser, which expands no external entity.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import socket
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from certaudit import __version__, report_html
+from certaudit.errors import CertauditError
+from certaudit.evidence import Record
+from certaudit.manifest import MANIFEST, verify, write_manifest
+from certaudit.run import EVIDENCE_SCHEMA_ID, EVIDENCE_SCHEMA_VERSION, certaudit_commit, ci_job, write_atomically
+
+__all__ = ["MergeError", "Merged", "merge_runs"]
+
+EVIDENCE = "evidence.json"
+JUNIT = "junit.xml"
+REPORT = "report.html"
+MAX_EVIDENCE_BYTES = 512 * 1024 * 1024
+SHOWN_PROBLEMS = 5
+# pytest's exit statuses, most telling first: an interrupted or broken shard makes the merged run so.
+STATUS_PRIORITY = (2, 3, 4, 1, 5, 0)
+
+
+class MergeError(CertauditError):
+    """The shards cannot be merged into one run; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ShardRun:
+    directory: Path
+    evidence: dict[str, Any]
+    junit: ET.Element | None
+    manifest_sha256: str
+
+    @property
+    def run(self) -> dict[str, Any]:
+        run: dict[str, Any] = self.evidence["run"]
+        return run
+
+    @property
+    def shard(self) -> dict[str, int] | None:
+        shard: dict[str, int] | None = self.run.get("shard")
+        return shard
+
+    def label(self) -> str:
+        return f"{self.directory}" + (f" (shard {self.shard['index']}/{self.shard['count']})" if self.shard else "")
+
+
+@dataclass
+class Merged:
+    directory: Path
+    shards: int
+    hosts: int
+    results: int
+    exit_status: int
+    signed: bool
+    files: list[str] = field(default_factory=list)
+
+
+def load_shard(directory: Path, public_key: Path | None) -> ShardRun:
+    """One shard's run directory, verified against its manifest before a byte of it is used."""
+    if not directory.is_dir():
+        raise MergeError(f"{directory}: not a run directory")
+    checked = verify(directory, public_key)
+    if not checked.ok:
+        shown = "; ".join(checked.problems[:SHOWN_PROBLEMS])
+        more = f" (and {len(checked.problems) - SHOWN_PROBLEMS} more)" if len(checked.problems) > SHOWN_PROBLEMS else ""
+        raise MergeError(f"{directory} does not verify, refusing to merge it: {shown}{more}")
+    evidence_path = directory / EVIDENCE
+    if not evidence_path.is_file():
+        raise MergeError(f"{directory}: has no {EVIDENCE} (run the shard with --report-dir)")
+    if evidence_path.stat().st_size > MAX_EVIDENCE_BYTES:
+        raise MergeError(f"{evidence_path}: larger than {MAX_EVIDENCE_BYTES} bytes")
+    try:
+        evidence = json.loads(evidence_path.read_bytes())
+    except ValueError as exc:
+        raise MergeError(f"{evidence_path}: not JSON ({exc})") from None
+    if not isinstance(evidence, dict) or evidence.get("schema_version") != EVIDENCE_SCHEMA_VERSION:
+        raise MergeError(f"{evidence_path}: not certaudit evidence of schema version {EVIDENCE_SCHEMA_VERSION}")
+    for key, kind in (("run", dict), ("results", list), ("unreachable", dict), ("waivers", dict), ("snapshots", dict)):
+        if not isinstance(evidence.get(key), kind):
+            raise MergeError(f"{evidence_path}: `{key}` is missing or not a{'n object' if kind is dict else ' list'}")
+    if evidence["run"].get("merged_from"):
+        raise MergeError(f"{directory}: is itself a merged run; merge the shards' own directories")
+    junit = None
+    if (directory / JUNIT).is_file():
+        try:
+            junit = ET.parse(directory / JUNIT).getroot()  # noqa: S314 (the stdlib parser expands no external entity)
+        except ET.ParseError as exc:
+            raise MergeError(f"{directory / JUNIT}: not XML ({exc})") from None
+    manifest_sha256 = hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()
+    return ShardRun(directory, evidence, junit, manifest_sha256)
+
+
+def check_one_audit(shards: Sequence[ShardRun]) -> None:
+    """Refuse shards that are not the parts of one audit."""
+    first = shards[0]
+    for other in shards[1:]:
+        if other.run.get("inventory_sha256") != first.run.get("inventory_sha256"):
+            raise MergeError(
+                f"{other.directory} and {first.directory} audited different inventories "
+                f"(SHA-256 {other.run.get('inventory_sha256')} and {first.run.get('inventory_sha256')})"
+            )
+        if _waiver_rules(other) != _waiver_rules(first):
+            raise MergeError(f"{other.directory} and {first.directory} used different waivers")
+    sharded = [s for s in shards if s.shard]
+    if sharded and len(sharded) != len(shards):
+        plain = next(s for s in shards if not s.shard)
+        raise MergeError(f"{plain.directory} is not a shard (no --shard), but {sharded[0].label()} is")
+    if sharded:
+        counts = {s.shard["count"] for s in sharded if s.shard}
+        if len(counts) > 1:
+            raise MergeError(f"the shards split the hosts in different numbers of parts: {sorted(counts)}")
+        count = counts.pop()
+        seen: dict[int, ShardRun] = {}
+        for run in sharded:
+            assert run.shard is not None
+            index = run.shard["index"]
+            if index in seen:
+                raise MergeError(f"shard {index}/{count} is given twice: {seen[index].directory} and {run.directory}")
+            seen[index] = run
+        missing = [f"{i}/{count}" for i in range(1, count + 1) if i not in seen]
+        if missing:
+            raise MergeError(f"incomplete: shard {', '.join(missing)} missing (every shard is needed to cover the inventory)")
+        totals = sorted({s.shard["inventory_hosts"] for s in sharded if s.shard})
+        held = sum(len(s.run.get("hosts_expected", [])) for s in sharded)
+        if totals != [held]:  # e.g. shards run with different --limit
+            raise MergeError(f"the shards hold {held} hosts between them, but their inventory has {totals}")
+    owner: dict[str, ShardRun] = {}
+    for run in shards:
+        for host in run.run.get("hosts_expected", []):
+            if host in owner:
+                raise MergeError(f"host {host} is in both {owner[host].directory} and {run.directory}")
+            owner[host] = run
+
+
+def _waiver_rules(run: ShardRun) -> list[dict[str, Any]]:
+    """The waivers as written (what each run found they covered aside)."""
+    keep = ("index", "control", "hosts", "reason", "approver", "ticket", "expires", "status", "problem")
+    return [{k: e.get(k) for k in keep} for e in run.evidence["waivers"].get("entries", [])]
+
+
+def merged_status(statuses: Iterable[int]) -> int:
+    found = set(statuses)
+    return next((s for s in STATUS_PRIORITY if s in found), 0) if found else 0
+
+
+def merged_evidence(shards: Sequence[ShardRun], job: str | None) -> dict[str, Any]:
+    runs = [s.run for s in shards]
+    results = sorted((r for s in shards for r in s.evidence["results"]), key=lambda r: (r["host"], r["control"], r["nodeid"]))
+    waivers = dict(shards[0].evidence["waivers"])
+    entries = [dict(e) for e in waivers.get("entries", [])]
+    for entry in entries:
+        # A waiver covered (or matched) what it covered in any shard; it is unused only if unused in all.
+        entry["covered"] = sorted(c for s in shards for e in s.evidence["waivers"]["entries"] if e["index"] == entry["index"]
+                                  for c in e.get("covered", []))  # fmt: skip
+        entry["matched_passing"] = sorted(
+            c for s in shards for e in s.evidence["waivers"]["entries"] if e["index"] == entry["index"]
+            for c in e.get("matched_passing", [])
+        )  # fmt: skip
+    unused = set.intersection(*(set(s.evidence["waivers"].get("unused", [])) for s in shards))
+    policies: dict[str, Any] = {}
+    for run in runs:
+        policies.update(run.get("policies", {}))
+    run = {
+        "run_id": uuid.uuid4().hex,
+        "job": job or runs[0].get("job", "audit"),
+        "started": min(r["started"] for r in runs),
+        "finished": max(r["finished"] for r in runs),
+        "operator": f"{getpass.getuser()}@{socket.gethostname()}",
+        "ci_job": ci_job(),
+        "certaudit_version": __version__,
+        "certaudit_commit": certaudit_commit(),
+        "inventory": runs[0].get("inventory"),
+        "inventory_sha256": runs[0].get("inventory_sha256"),
+        "waivers_file": runs[0].get("waivers_file"),
+        "hosts_expected": sorted({h for r in runs for h in r.get("hosts_expected", [])}),
+        "hosts_reached": sorted({h for r in runs for h in r.get("hosts_reached", [])}),
+        "policies": dict(sorted(policies.items())),
+        "versions": runs[0].get("versions", {}),
+        "exit_status": merged_status(int(r.get("exit_status", 0)) for r in runs),
+        "merged_from": [
+            {
+                "directory": s.directory.name,
+                "manifest_sha256": s.manifest_sha256,
+                "run_id": s.run["run_id"],
+                "shard": s.shard,
+                "operator": s.run.get("operator"),
+                "ci_job": s.run.get("ci_job"),
+                "started": s.run["started"],
+                "finished": s.run["finished"],
+                "exit_status": s.run.get("exit_status"),
+                "certaudit_commit": s.run.get("certaudit_commit"),
+            }
+            for s in sorted(shards, key=lambda s: (s.shard or {}).get("index", 0))
+        ],
+    }
+    return {
+        "$schema": EVIDENCE_SCHEMA_ID,
+        "schema_version": EVIDENCE_SCHEMA_VERSION,
+        "run": run,
+        "results": results,
+        "unreachable": dict(sorted((h, m) for s in shards for h, m in s.evidence["unreachable"].items())),
+        "waivers": {**waivers, "entries": entries, "unused": sorted(unused)},
+        "snapshots": dict(sorted((h, snap) for s in shards for h, snap in s.evidence["snapshots"].items())),
+    }
+
+
+# --- JUnit ----------------------------------------------------------------------------------------
+def merged_junit(shards: Sequence[ShardRun]) -> bytes:
+    """One <testsuite> with every shard's test cases; a case in several shards (not a host's) once."""
+    cases: list[ET.Element] = []
+    seen: set[tuple[str, str]] = set()
+    times: list[float] = []
+    stamps: list[str] = []
+    for shard in shards:
+        if shard.junit is None:
+            continue
+        suites = [shard.junit] if shard.junit.tag == "testsuite" else shard.junit.findall("testsuite")
+        for suite in suites:
+            times.append(_float(suite.get("time")))
+            stamps.extend([suite.get("timestamp", "")] if suite.get("timestamp") else [])
+            for case in suite.findall("testcase"):
+                key = (case.get("classname", ""), case.get("name", ""))
+                if key not in seen:
+                    seen.add(key)
+                    cases.append(case)
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": "pytest",
+            "errors": str(sum(1 for c in cases if c.find("error") is not None)),
+            "failures": str(sum(1 for c in cases if c.find("failure") is not None)),
+            "skipped": str(sum(1 for c in cases if c.find("skipped") is not None)),
+            "tests": str(len(cases)),
+            "time": f"{max(times, default=0.0):.3f}",  # the shards ran side by side
+            "timestamp": min(stamps, default=""),
+            "hostname": socket.gethostname(),
+        },
+    )
+    suite.extend(cases)
+    root = ET.Element("testsuites", {"name": "certaudit merged shards"})
+    root.append(suite)
+    return b'<?xml version="1.0" encoding="utf-8"?>' + bytes(ET.tostring(root, encoding="utf-8", xml_declaration=False))
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0
+
+
+# --- the HTML report -------------------------------------------------------------------------------
+def _metadata_rows(run: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in run.items():
+        label = report_html.METADATA_LABELS.get(key, key)
+        if key == "policies" and isinstance(value, dict) and value:
+            distinct = {json.dumps(p, sort_keys=True, default=str) for p in value.values()}
+            if len(distinct) == 1:
+                rows.append((f"{label} (all {len(value)} hosts)", _shown(next(iter(value.values())))))
+            else:
+                rows.extend((f"{label} of {host}", _shown(policy)) for host, policy in value.items())
+        elif key == "merged_from" and isinstance(value, list):
+            for part in value:
+                shard = part.get("shard") or {}
+                name = f"shard {shard.get('index')}/{shard.get('count')}" if shard else part.get("directory")
+                rows.append((f"Merged from {name}", _shown(part)))
+        elif key == "exit_status" and isinstance(value, int):
+            rows.append((label, report_html.exit_status_text(value)))
+        else:
+            rows.append((label, _shown(value)))
+    return rows
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list | tuple):
+        return ", ".join(report_html.format_value(v) for v in value) if value else "(none)"
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {report_html.format_value(v)}" for k, v in value.items()) if value else "(none)"
+    return report_html.format_value(value)
+
+
+def merged_report(evidence: Mapping[str, Any]) -> str:
+    """A self-contained page: the same summary sections as a run's report, then one row per result."""
+    run = evidence["run"]
+    records = [Record(**r) for r in evidence["results"]]
+    expected = list(run["hosts_expected"])
+    reached = list(run["hosts_reached"])
+    unreachable: dict[str, str] = dict(evidence["unreachable"])
+    hosts = sorted(set(expected) | {r.host for r in records})
+    thresholds = {
+        h: (int(p.get("warn_days", report_html.DEFAULT_WARN_DAYS)), int(p.get("crit_days", report_html.DEFAULT_CRIT_DAYS)))
+        for h, p in run["policies"].items()
+        if isinstance(p, dict)
+    }
+    reasons: dict[str, str] = {}
+    for host in hosts:
+        crt = [r for r in records if r.host == host and r.control == report_html.EXPIRY_CONTROL]
+        if host in unreachable and host not in reached:
+            reasons[host] = "host not reached"
+        elif not crt:
+            reasons[host] = f"{report_html.EXPIRY_CONTROL} did not run"
+        else:
+            label = report_html.outcome_label(crt[0].outcome)[0]
+            reasons[host] = f"{report_html.EXPIRY_CONTROL} {label}: {report_html.first_line(crt[0].message)}"
+    parts = len(run.get("merged_from", []))
+    lead = (
+        f"Job {run['job']}, merged by {run['operator']} from {parts} shard(s), started {run['started']}; "
+        f"inventory {run.get('inventory')}: {len(expected)} host(s) expected, {len(set(reached) & set(expected))} reached; "
+        f"{len(records)} result(s)."
+    )
+    header = "".join(report_html.header_cells())
+    rows = "".join(
+        f'<tr><td class="col-result">{report_html.text(r.outcome)}</td><td class="col-testId">{report_html.text(r.nodeid)}</td>'
+        f"{''.join(report_html.result_cells(r))}</tr>"
+        for r in records
+    )
+    title = f"certaudit {run['job']} report, merged from {parts} shard(s), {run['started'][:10]} (UTC)"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{report_html.text(title)}</title>{report_html.STYLE}</head><body>"
+        f"<h1>{report_html.text(title)}</h1>"
+        f'<div class="certaudit" id="certaudit-summary"><h2>certaudit audit evidence</h2>'
+        f'<p class="ca-lead">{report_html.text(lead)}</p>'
+        f"{report_html.render_matrix(records, hosts)}"
+        f"{report_html.render_counts(records, hosts)}"
+        f"{report_html.render_hosts(expected, reached, unreachable)}"
+        f"{report_html.render_horizon(hosts, report_html.days_left_of(records), thresholds, reasons)}"
+        f"{report_html.render_metadata(_metadata_rows(run))}</div>"
+        '<h2>Results</h2><table id="results-table" class="ca-table"><thead><tr><th>Result</th><th>Test</th>'
+        f"{header}</tr></thead><tbody>{rows}</tbody></table></body></html>\n"
+    )
+
+
+# --- the merge -------------------------------------------------------------------------------------
+def merge_runs(
+    directories: Sequence[Path],
+    out: Path,
+    signing_key: Path | None = None,
+    public_key: Path | None = None,
+    job: str | None = None,
+) -> Merged:
+    """Merge the shards' run directories into the new run directory `out` (written whole, or not at all)."""
+    if not directories:
+        raise MergeError("no run directory to merge")
+    if len({d.resolve() for d in directories}) != len(directories):
+        raise MergeError("a run directory is given twice")
+    partial = out.with_name(out.name + ".partial")
+    if out.exists() or partial.exists():
+        raise MergeError(f"{out if out.exists() else partial} already exists; merge into a new directory")
+    shards = [load_shard(d, public_key) for d in directories]
+    check_one_audit(shards)
+    evidence = merged_evidence(shards, job)
+    try:
+        partial.mkdir(parents=True)
+    except OSError as exc:
+        raise MergeError(f"{partial}: cannot be created: {exc.strerror or exc}") from None
+    try:
+        write_atomically(partial / EVIDENCE, json.dumps(evidence, indent=1, sort_keys=True).encode())
+        if any(s.junit is not None for s in shards):
+            write_atomically(partial / JUNIT, merged_junit(shards))
+        write_atomically(partial / REPORT, merged_report(evidence).encode())
+        files = write_manifest(partial, signing_key)
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # nothing half-written may pass for a run
+        raise
+    run = evidence["run"]
+    return Merged(
+        directory=out,
+        shards=len(shards),
+        hosts=len(run["hosts_expected"]),
+        results=len(evidence["results"]),
+        exit_status=run["exit_status"],
+        signed=signing_key is not None,
+        files=files,
+    )
