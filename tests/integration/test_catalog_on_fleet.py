@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ import yaml
 
 from tests.fleet import pki
 from tests.fleet.fleet import PEBBLE_ADDRESS, Fleet
-from tests.integration.audit_run import AuditRun, run_audit
+from tests.integration.audit_run import AuditRun, Check, Expect, assert_verdict, run_audit
 from tests.scenarios_catalog import PROMETHEUS_HOSTS, SCENARIOS
 
 NEW_CONTROLS = ("KEY-03", "CRT-02", "CRT-03", "CRT-04", "LIVE-02", "MON-01", "MON-02", "REN-04", "REN-05")
@@ -31,14 +29,6 @@ HOSTS = ["compliant", "down", *(s.name for s in SCENARIOS)]
 ALSO = {"not-reloaded": ("LIVE-02",), "custom-ca": ("CRT-03", "CRT-04", "REN-05")}
 CUSTOM_CA_HOSTS = {s.name for s in SCENARIOS if s.inventory_vars.get("certaudit_renewal") == "custom-ca"}
 DOMAIN = "stemedb.example.com"
-Check = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Expect:
-    outcome: str
-    says: tuple[str, ...] = ()  # fragments the message must contain
-    evidence: Check | None = None
 
 
 def observed(**expected: Any) -> Check:
@@ -404,20 +394,7 @@ CASES = [(h, c) for h in HOSTS for c in JUDGED] + [(h, c) for h, controls in ALS
 def test_catalog_verdict(fleet: Fleet, catalog_audit: AuditRun, host: str, control: str) -> None:
     want = expected(host, control)
     record = catalog_audit.result(control, host)
-    assert record["outcome"] == want.outcome, (
-        f"{control}[{host}]: {record['outcome']}, expected {want.outcome}\n{record['message']}"
-    )
-    for fragment in (f.format(address=fleet.hosts[host].address) for f in want.says):
-        assert fragment in record["message"], f"{control}[{host}]: {fragment!r} not in message:\n{record['message']}"
-    if want.outcome in ("pass", "fail"):
-        # Evidence whatever the verdict: a pass shows what it saw.
-        assert record["observed"], f"{control}[{host}] recorded no observation"
-        assert record["expected"], f"{control}[{host}] recorded no expectation"
-    if want.outcome == "fail":
-        assert record["message"].startswith(f"{control} on {host}: "), record["message"]
-        assert "rule: " in record["message"] and "fix: " in record["message"]
-    if want.evidence is not None:
-        want.evidence(record)
+    assert_verdict(record, want, host, control, fleet.hosts[host].address)
 
 
 @pytest.mark.fleet

@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fleet.fleet import Fleet
-from tests.integration.audit_run import AuditRun, run_audit, run_audit_args
+from tests.integration.audit_run import AuditRun, Check, Expect, assert_verdict, run_audit, run_audit_args
 from tests.scenarios import RUNBOOK
 
 CONTROLS = ("REN-01", "REN-02", "REN-03", "KEY-01", "KEY-02", "CRT-01", "LIVE-01")
-Check = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Expect:
-    outcome: str
-    says: tuple[str, ...] = ()  # fragments the message must contain
-    evidence: Check | None = None  # further assertions on the record
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def observed(**expected: Any) -> Check:
@@ -181,20 +170,7 @@ CASES = [(s.name, c) for s in RUNBOOK for c in CONTROLS]
 def test_control_verdict(fleet: Fleet, fleet_audit: AuditRun, host: str, control: str) -> None:
     want = expected(host, control)
     record = fleet_audit.result(control, host)
-    assert record["outcome"] == want.outcome, (
-        f"{control}[{host}]: {record['outcome']}, expected {want.outcome}\n{record['message']}"
-    )
-    for fragment in (f.format(address=fleet.hosts[host].address) for f in want.says):
-        assert fragment in record["message"], f"{control}[{host}]: {fragment!r} not in message:\n{record['message']}"
-    if want.outcome in ("pass", "fail"):
-        # Evidence is recorded whatever the verdict: a pass must show what it saw.
-        assert record["observed"], f"{control}[{host}] recorded no observation"
-        assert record["expected"], f"{control}[{host}] recorded no expectation"
-    if want.outcome == "fail":
-        assert record["message"].startswith(f"{control} on {host}: "), record["message"]
-        assert "rule: " in record["message"] and "fix: " in record["message"]
-    if want.evidence is not None:
-        want.evidence(record)
+    assert_verdict(record, want, host, control, fleet.hosts[host].address)
 
 
 @pytest.mark.fleet

@@ -39,7 +39,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tests.fleet import machine
 from tests.fleet.fleet import SSH_OPTIONS, Fleet, fleet_address
-from tests.integration.test_controls_on_fleet import CONTROLS, Expect
+from tests.integration.audit_run import Expect
+from tests.integration.test_controls_on_fleet import CONTROLS
 from tests.integration.test_controls_on_fleet import expected as runbook_expected
 from tests.scenarios import RUNBOOK
 from tests.scenarios_hardening import (
