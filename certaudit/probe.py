@@ -61,7 +61,9 @@ def probe_argv(target: Target) -> list[str]:
     }
     encoded = base64.b64encode(json.dumps(params).encode()).decode()
     # The loader pops the script off argv, so the script finds its parameters in sys.argv[1].
-    return ["python3", "-c", LOADER, SCRIPT_B64, encoded]
+    # -I: no PYTHON* variable or user site of the account can change what the probe runs; -S: no
+    # site-packages either (the probe needs the standard library only), and a few ms less a host.
+    return ["python3", "-I", "-S", "-c", LOADER, SCRIPT_B64, encoded]
 
 
 def probe_command(target: Target) -> str:
