@@ -1,4 +1,5 @@
-"""The scheduled run's templates: GitHub Actions and GitLab CI workflows, and the bastion's systemd units.
+"""The scheduled run's templates: GitHub Actions and GitLab CI workflows (one job, or shards then a
+merge), and the bastion's systemd units.
 
 The workflows are checked for what a nightly audit needs (a schedule, `make audit`, the report
 directory kept as an artifact even when the audit fails); the units by systemd's own
@@ -55,6 +56,45 @@ def test_gitlab_ci_nightly_job() -> None:
     assert artifacts["when"] == "always"
     assert artifacts["paths"] == ["reports/"]
     assert artifacts["reports"]["junit"] == "reports/*/junit.xml"
+
+
+def test_github_actions_sharded_workflow_audits_every_shard_then_merges() -> None:
+    workflow = load("ci/github-actions/certaudit-nightly-sharded.yml")
+    shards = int(workflow["env"]["SHARDS"])
+    audit, merge = workflow["jobs"]["audit"], workflow["jobs"]["merge"]
+    # One job a shard, 1..n, all run to their end even when one finds something.
+    assert audit["strategy"]["matrix"]["shard"] == list(range(1, shards + 1))
+    assert audit["strategy"]["fail-fast"] is False
+    (run,) = [s for s in audit["steps"] if "make audit" in s.get("run", "")]
+    assert "--shard ${{ matrix.shard }}/$SHARDS" in run["run"] and "REPORTS=reports" in run["run"]
+    (keep,) = [s for s in audit["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert keep["if"] == "always()" and keep["with"]["path"] == "reports/"
+    # The merge waits for every shard, runs whatever they found, and reads each artifact's run directory.
+    assert merge["needs"] == "audit" and merge["if"] == "always()"
+    (fetch,) = [s for s in merge["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@")]
+    assert fetch["with"]["path"] == "shards/"
+    assert fetch["with"]["pattern"].startswith("certaudit-shard-") and keep["with"]["name"].startswith("certaudit-shard-")
+    (merging,) = [s for s in merge["steps"] if "certaudit merge" in s.get("run", "")]
+    assert "certaudit merge shards/*/*/ --out" in merging["run"]
+    (kept,) = [s for s in merge["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert kept["if"] == "always()" and kept["with"]["path"] == "reports/"
+    for job in (audit, merge):
+        assert all("${{ secrets." not in s.get("run", "") for s in job["steps"])
+
+
+def test_gitlab_ci_sharded_jobs_audit_every_shard_then_merge() -> None:
+    jobs = load("ci/gitlab/certaudit-nightly-sharded.gitlab-ci.yml")
+    shard, merge = jobs["certaudit-shard"], jobs["certaudit-merge"]
+    assert isinstance(shard["parallel"], int) and shard["parallel"] > 1
+    (run,) = [line for line in shard["script"] if "make audit" in line]
+    # Each shard job writes under its own directory, so the merge finds shards/<i>/<run directory>/.
+    assert "--shard $CI_NODE_INDEX/$CI_NODE_TOTAL" in run and 'REPORTS="shards/$CI_NODE_INDEX"' in run
+    assert shard["artifacts"]["when"] == "always" and shard["artifacts"]["paths"] == ["shards/"]
+    assert merge["needs"] == [{"job": "certaudit-shard", "artifacts": True}]
+    assert all(rule["when"] == "always" for rule in merge["rules"])
+    assert any("certaudit merge shards/*/*/ --out" in line for line in merge["script"])
+    assert merge["artifacts"]["when"] == "always" and merge["artifacts"]["paths"] == ["reports/"]
+    assert merge["artifacts"]["reports"]["junit"] == "reports/*/junit.xml"
 
 
 def unit(name: str) -> configparser.ConfigParser:
