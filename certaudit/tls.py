@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import ssl
 import time
+from typing import cast
 
 from certaudit.facts import Endpoint, MetricsPage
 
@@ -18,20 +20,23 @@ def fetch_leaf(address: str, port: int, server_name: str, timeout: float) -> End
 
     Verification is off on purpose: this records what is served, so LIVE-01 can compare it with
     the disk. A refused connection or a failed handshake is an observation (the endpoint does not
-    serve the certificate); a timeout is not, and is marked undeterminable.
+    serve the certificate); a timeout is not, and is marked undeterminable. `timeout` bounds the
+    whole exchange, not each read: an endpoint that trickles its answer a byte at a time is cut off
+    there, and the probe's worker is free again.
     """
+    deadline = time.monotonic() + timeout
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     sni = server_name if not _is_ip(server_name) else None
     try:
         with socket.create_connection((address, port), timeout=timeout) as raw:
-            raw.settimeout(timeout)
+            raw.settimeout(_left(deadline))  # CPython bounds the whole handshake by it
             with context.wrap_socket(raw, server_hostname=sni) as tls:
                 der = tls.getpeercert(binary_form=True)
                 # Over the same connection: the whole chain served (CRT-03) and the metrics page (MON-01).
                 chain, chain_error = _served_chain(tls)
-                metrics = _get_metrics(tls, server_name, port, timeout) if der else None
+                metrics = _get_metrics(tls, server_name, port, timeout, deadline) if der else None
     except ConnectionRefusedError:
         return Endpoint(address, port, server_name, error=f"connection refused: nothing listens on {address}:{port}")
     except TimeoutError:
@@ -62,25 +67,59 @@ def _served_chain(tls: ssl.SSLSocket) -> tuple[tuple[bytes, ...], str]:
     return tuple(bytes(c.public_bytes(encoding)) for c in private() or ()), ""
 
 
-def _get_metrics(tls: ssl.SSLSocket, server_name: str, port: int, timeout: float) -> MetricsPage:
-    """GET /metrics on the open connection, bounded in size; a timeout is not an observation."""
+def _get_metrics(tls: ssl.SSLSocket, server_name: str, port: int, timeout: float, deadline: float) -> MetricsPage:
+    """GET /metrics on the open connection, bounded in size and by the deadline; a timeout is not an observation."""
     url = f"https://{server_name}:{port}{METRICS_PATH}"
     request = (
         f"GET {METRICS_PATH} HTTP/1.1\r\nHost: {server_name}:{port}\r\nAccept: text/plain\r\n"
         "User-Agent: certaudit\r\nConnection: close\r\n\r\n"
     )
     try:
+        tls.settimeout(_left(deadline))
         tls.sendall(request.encode("ascii"))
-        response = http.client.HTTPResponse(tls)  # reads the TLS socket through its makefile()
+        # http.client reads the socket through its makefile(): this one checks the deadline at each read.
+        response = http.client.HTTPResponse(cast(socket.socket, _DeadlineSocket(tls, deadline)))
         response.begin()
         body = response.read(METRICS_LIMIT + 1)
     except TimeoutError:
-        return MetricsPage(url, error=f"no answer to GET {METRICS_PATH} within {timeout:g} s", determinable=False)
+        return MetricsPage(url, error=f"no complete answer to GET {METRICS_PATH} within {timeout:g} s", determinable=False)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return MetricsPage(url, error=f"GET {METRICS_PATH} failed: {type(exc).__name__}: {exc}")
     if len(body) > METRICS_LIMIT:
         return MetricsPage(url, status=response.status, error=f"the answer to GET {METRICS_PATH} is over {METRICS_LIMIT} bytes")
     return MetricsPage(url, status=response.status, body=body, fetched_at=time.time())
+
+
+def _left(deadline: float) -> float:
+    """Seconds left before `deadline`; a TimeoutError once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket, each read bounded by what is left of one deadline for the whole answer."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        self._sock.settimeout(_left(self._deadline))
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineSocket:
+    """What http.client.HTTPResponse needs of a socket: makefile("rb"), here bounded by a deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
 
 
 def _is_ip(value: str) -> bool:

@@ -3,12 +3,15 @@ endpoint (tls), typed (facts), and the policy variables that steer them."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +205,47 @@ def test_stand_in_can_leave_the_metric_out(stand_in: int) -> None:
 def test_nothing_listening_is_no_metrics() -> None:
     endpoint = fetch_leaf("127.0.0.1", _free_port(), "stemedb.example.com", timeout=5)
     assert endpoint.metrics is None and endpoint.chain_der == () and "connection refused" in endpoint.error
+
+
+def _trickling_endpoint(stop: threading.Event) -> tuple[int, threading.Thread]:
+    """A TLS endpoint that answers GET /metrics with 400 bytes, one every 50 ms (20 s in all)."""
+    leaf = trustme.CA().issue_cert("stemedb.example.com")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    leaf.configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener, contextlib.suppress(OSError):
+            raw, _ = listener.accept()
+            with context.wrap_socket(raw, server_side=True) as tls:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += tls.recv(4096)
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 400\r\n\r\n")
+                for _ in range(400):
+                    if stop.wait(0.05):
+                        return
+                    tls.sendall(b"#")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return int(listener.getsockname()[1]), thread
+
+
+def test_an_endpoint_that_trickles_is_cut_off_at_the_timeout_of_the_whole_exchange() -> None:
+    # Each byte comes well within the timeout: only a bound on the whole exchange ends it (at 1 s,
+    # not 20), so that a probe worker is not held by one host long after its budget.
+    stop = threading.Event()
+    port, server = _trickling_endpoint(stop)
+    try:
+        endpoint = fetch_leaf("127.0.0.1", port, "stemedb.example.com", timeout=1)
+    finally:
+        stop.set()
+        server.join(timeout=10)
+    assert endpoint.leaf_der is not None and endpoint.error == ""  # the handshake itself was prompt
+    page = endpoint.metrics
+    assert page is not None and page.body is None and page.determinable is False
+    assert page.error == "no complete answer to GET /metrics within 1 s"
 
 
 # --- policy ---------------------------------------------------------------------------------------------
