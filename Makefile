@@ -8,11 +8,12 @@ INVENTORY ?= inventories/local.yml
 JOB ?= audit
 REPORTS ?= reports
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # The quarterly audit drills a real renewal on the hosts whose inventory allows it (certaudit_drill_ok: true).
 QUARTERLY_ARGS ?= --renewal-drill
 DEBIAN_TEST_PACKAGES := systemd-container debootstrap pebble openssh-client chromium coreutils
 
-.PHONY: audit gate quarterly test lint venv test-venv debian-test-packages clean
+.PHONY: audit gate quarterly test lint venv test-venv debian-test-packages bench clean
 
 $(BIN)/.certaudit-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,12 @@ lint: test-venv
 ## The suite's own tests: unit tests, then the fleet of real hosts (builds and caches their base image).
 test: test-venv debian-test-packages lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+## Benchmarks (on demand, root, about 30 minutes; bench/README.md): fleets of 10, 50 and 100 hosts against
+## the testinfra baseline, on loopback and behind 20 ms a packet; BENCH_ARGS e.g. --modes loopback --sizes 10.
+bench: DEBIAN_TEST_PACKAGES += iproute2 iptables
+bench: test-venv debian-test-packages
+	CERTAUDIT_FLEET_ID=$${CERTAUDIT_FLEET_ID:-5} $(BIN)/python -m bench.bench_fleet $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

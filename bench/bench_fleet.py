@@ -46,6 +46,7 @@ from typing import Any
 from certaudit.transport import ROUND_TRIPS_ENV
 from tests.fleet import image
 from tests.fleet.fleet import Fleet, fleet_id
+from tests.fleet.machine import cgroup_dirs
 from tests.fleet.scenario import Scenario
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ CLIENTS = {"default": "default connection", "openssh": "ansible_connection=ssh"}
 TARGETS = {"round_trips": 2.0, "wall_100_s": 20.0, "speedup_50": 5.0, "memory_mb": 300.0, "gate_s": 2.0}
 NETNS_DIR = Path("/run/netns")
 IN_NETNS_ENV = "CERTAUDIT_BENCH_NETNS"
+STARTED = dt.datetime.now(dt.UTC)
 
 
 def bench_scenarios(count: int) -> list[Scenario]:
@@ -75,10 +77,21 @@ class Measurement:
     per_host_max: int
     outcomes: str
     not_passed: str = ""
+    cpu_s: float = 0.0  # user + system CPU of the run's process and the children it waited for
+    hosts_cpu_s: float | None = None  # CPU the test hosts spent meanwhile (their cgroups), when known
 
     @property
     def round_trips_per_host(self) -> float:
         return (self.commands + self.tls) / self.hosts if self.hosts else 0.0
+
+
+@dataclass
+class Run:
+    wall_s: float
+    status: int
+    peak_rss_mb: float
+    cpu_s: float
+    output: str
 
 
 @dataclass
@@ -91,8 +104,8 @@ class ModeResult:
     network: str = "loopback"
 
 
-def run_measured(argv: Sequence[str], env: dict[str, str], counter: Path, timeout: float) -> tuple[float, int, float, str]:
-    """Run argv; return wall time, exit status, peak RSS (MB, the process and its waited-for children), output."""
+def run_measured(argv: Sequence[str], env: dict[str, str], counter: Path, timeout: float) -> Run:
+    """Run argv: wall time, exit status, peak RSS (MB) and CPU of the process and its waited-for children, output."""
     counter.write_text("")
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
@@ -119,7 +132,23 @@ def run_measured(argv: Sequence[str], env: dict[str, str], counter: Path, timeou
         output = out.read().decode("utf-8", "replace")
     if proc.returncode not in (0, 1):  # 1 is findings; anything else means the run itself went wrong
         show_tail(argv, proc.returncode, output)
-    return wall, proc.returncode, usage.ru_maxrss / 1024, output
+    return Run(wall, proc.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, output)
+
+
+def hosts_cpu_s(fleet: Fleet) -> float | None:
+    """CPU the fleet's hosts have spent so far (cgroup v2 cpu.stat of each host's cgroup), or None.
+
+    The hosts share the auditing machine's cores: their CPU (sshd's logins and sessions, the probe,
+    the TLS service) is part of what a run costs here, and would be spent on the hosts elsewhere.
+    """
+    total, found = 0, False
+    for name in fleet.hosts:
+        for directory in cgroup_dirs(fleet.cgroup_group, name):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                for line in (directory / "cpu.stat").read_text().splitlines():
+                    if line.startswith("usage_usec "):
+                        total, found = total + int(line.split()[1]), True
+    return total / 1e6 if found else None
 
 
 def show_tail(argv: Sequence[str], status: int, output: str) -> None:
@@ -198,11 +227,21 @@ class Bench:
         argv = [sys.executable, "-m", "pytest", "checks", "--inventory", str(inventory), "--report-dir", str(reports),
                 "-p", "no:cacheprovider", *plugin_args(), "-q", *extra]  # fmt: skip
         env = dict(self.env, **{ROUND_TRIPS_ENV: str(counter)})
-        wall, status, rss, output = run_measured(argv, env, counter, self.timeout)
+        run, hosts_cpu = self.measured(argv, env, counter)
         commands, tls, most, via = count_round_trips(counter)
         what = label or f"certaudit ({CLIENTS[client]}: {via})"
         (run_dir,) = reports.iterdir()
-        return Measurement(what, count, wall, status, rss, commands, tls, most, outcome_line(output), not_passed(run_dir))
+        return Measurement(
+            what, count, run.wall_s, run.status, run.peak_rss_mb, commands, tls, most, outcome_line(run.output),
+            not_passed(run_dir), run.cpu_s, hosts_cpu,
+        )  # fmt: skip
+
+    def measured(self, argv: Sequence[str], env: dict[str, str], counter: Path) -> tuple[Run, float | None]:
+        """One measured run, and the CPU the hosts spent during it."""
+        before = hosts_cpu_s(self.fleet)
+        run = run_measured(argv, env, counter, self.timeout)
+        after = hosts_cpu_s(self.fleet)
+        return run, (after - before if before is not None and after is not None else None)
 
     def baseline(self, count: int, multiplexed: bool = True) -> Measurement:
         """The baseline suite; `multiplexed`: with a ControlMaster per host (tuned), else as testinfra comes (plain)."""
@@ -223,14 +262,17 @@ class Bench:
                 "-n", str(self.baseline_workers), "-p", "no:cacheprovider", *plugin_args(), "-q"]  # fmt: skip
         env = dict(self.env, **{ROUND_TRIPS_ENV: str(counter), "ANSIBLE_CONFIG": str(cfg)})
         try:
-            wall, status, rss, output = run_measured(argv, env, counter, self.timeout)
+            run, hosts_cpu = self.measured(argv, env, counter)
         finally:
             close_masters(control)
-        if status == 1:  # the baseline checks only the runbook's seven, which every bench host passes
-            show_tail(argv, status, output)
+        if run.status == 1:  # the baseline checks only the runbook's seven, which every bench host passes
+            show_tail(argv, run.status, run.output)
         commands, tls, most, _ = count_round_trips(counter)
         label = f"baseline testinfra, {'ControlMaster' if multiplexed else 'plain'} (-n {self.baseline_workers})"
-        return Measurement(label, count, wall, status, rss, commands, tls, most, outcome_line(output))
+        return Measurement(
+            label, count, run.wall_s, run.status, run.peak_rss_mb, commands, tls, most, outcome_line(run.output),
+            "", run.cpu_s, hosts_cpu,
+        )  # fmt: skip
 
 
 def close_masters(control: Path) -> None:
@@ -304,7 +346,7 @@ def best_of(repeat: int, measure: Callable[[], Measurement]) -> Measurement:
 def print_row(mode: str, m: Measurement) -> None:
     print(
         f"[{mode}] {m.what:<34} {m.hosts:>4} hosts  {m.wall_s:7.2f} s  {m.round_trips_per_host:5.1f} rt/host  "
-        f"{m.peak_rss_mb:6.0f} MB  exit {m.exit_status}  {m.outcomes}"
+        f"{m.peak_rss_mb:6.0f} MB  cpu {cpu_text(m)}  exit {m.exit_status}  {m.outcomes}"
         + (f"  (not passed: {m.not_passed})" if m.not_passed else ""),
         flush=True,
     )
@@ -395,12 +437,13 @@ def mode_from_json(data: dict[str, Any]) -> ModeResult:
 # --- the table ---------------------------------------------------------------------------------------
 def table(results: list[ModeResult], args: argparse.Namespace, load: str) -> str:
     lines = [
-        f"certaudit bench, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, on {machine()}; load before: {load}",
+        f"certaudit bench, started {STARTED:%Y-%m-%d %H:%M} UTC, on {machine()}; load before: {load}",
         "full audit = `pytest checks --report-dir` (every control on every host; HTML + JUnit + JSON + manifest); "
-        f"median of {args.repeat} run(s); round trips = commands sent + TLS connections, per host",
+        f"median of {args.repeat} run(s); round trips = commands sent + TLS connections, per host; CPU = user + "
+        "system of the run's process and its children, and of the test hosts' cgroups during it (same 2 cores)",
         "",
-        "| network | hosts | run | wall time | round trips / host | peak memory | result |",
-        "|---|---:|---|---:|---:|---:|---|",
+        "| network | hosts | run | wall time | round trips / host | peak memory | CPU: audit + hosts | result |",
+        "|---|---:|---|---:|---:|---:|---:|---|",
     ]
     notes: list[str] = []
     for mode in results:
@@ -414,10 +457,15 @@ def table(results: list[ModeResult], args: argparse.Namespace, load: str) -> str
                 notes.append(f"[{mode.mode}] {m.hosts} hosts, {what}: not passed: {m.not_passed}")
             lines.append(
                 f"| {network} | {m.hosts} | {what} | {m.wall_s:.2f} s | {m.round_trips_per_host:.1f} "
-                f"(max {m.per_host_max}) | {m.peak_rss_mb:.0f} MB | {m.outcomes} (exit {m.exit_status}) |"
+                f"(max {m.per_host_max}) | {m.peak_rss_mb:.0f} MB | {cpu_text(m)} | {m.outcomes} (exit {m.exit_status}) |"
             )
     lines += ["", *notes, *verdicts(results)]
     return "\n".join(lines)
+
+
+def cpu_text(m: Measurement) -> str:
+    hosts = f"{m.hosts_cpu_s:.2f} s" if m.hosts_cpu_s is not None else "?"
+    return f"{m.cpu_s:.2f} s + {hosts}"
 
 
 def verdicts(results: list[ModeResult]) -> list[str]:
@@ -440,6 +488,8 @@ def verdicts(results: list[ModeResult]) -> list[str]:
             if m.hosts == 100:
                 say(m.wall_s <= TARGETS["wall_100_s"], f"100 hosts in at most 20 s ({m.what}): {m.wall_s:.2f} s")
             for base in (b for b in bases if b.hosts == 50 and m.hosts == 50):
+                # The issue's baseline is the plain suite (testinfra as it comes); the tuned one is
+                # judged against the same target, so that a reader sees both.
                 speedup = base.wall_s / m.wall_s
                 text = f"at least 5x faster than the baseline at 50 hosts ({m.what} against {base.what}): {speedup:.1f}x"
                 say(speedup >= TARGETS["speedup_50"], text)

@@ -1,0 +1,59 @@
+"""The bench's own arithmetic (bench/bench_fleet.py): how it counts round trips and judges the targets.
+
+The bench runs on demand (it boots 100 hosts for half an hour); what it concludes from its figures
+is pure logic and is tested here, so that a MISSED target cannot be printed as met.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from bench.bench_fleet import Measurement, ModeResult, count_round_trips, table, verdicts
+from certaudit.transport import ROUND_TRIPS_ENV, count_round_trip
+
+
+def measured(what: str, hosts: int, wall_s: float, commands: int = 0, tls: int = 0, rss: float = 100.0) -> Measurement:
+    return Measurement(what, hosts, wall_s, 1, rss, commands or hosts, tls or hosts, 2, "ok", cpu_s=1.5, hosts_cpu_s=2.5)
+
+
+def test_round_trips_are_counted_from_what_the_transport_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = tmp_path / "round-trips.jsonl"
+    monkeypatch.setenv(ROUND_TRIPS_ENV, str(counter))
+    for host in ("a", "b"):
+        count_round_trip(host, "command", "inprocess")
+        count_round_trip(host, "tls")
+    count_round_trip("a", "command", "openssh")
+    assert count_round_trips(counter) == (3, 2, 3, "inprocess+openssh")
+
+
+def test_each_target_is_judged_and_a_miss_is_said() -> None:
+    loopback = ModeResult("loopback", 0.1)
+    loopback.rows = [
+        measured("certaudit (default connection: inprocess)", 50, 3.7),
+        measured("baseline testinfra, ControlMaster (-n 2)", 50, 14.1, commands=1200),
+        measured("baseline testinfra, plain (-n 2)", 50, 117.6, commands=1200),
+        measured("certaudit (default connection: inprocess)", 100, 21.0, rss=310.0),
+    ]
+    loopback.gate, loopback.gate_kind = measured("gate", 1, 0.8), "`pytest checks -m gate`, one host"
+    said = verdicts([loopback, ModeResult("latency", 40.7)])
+    assert "- [loopback] met: round trips per host at most 2: 2.0" in said
+    assert any(
+        line.startswith("- [loopback] MISSED: at least 5x") and "ControlMaster" in line and "3.8x" in line for line in said
+    )
+    assert any(line.startswith("- [loopback] met: at least 5x") and "plain" in line and "31.8x" in line for line in said)
+    assert any(line.startswith("- [loopback] MISSED: 100 hosts in at most 20 s") for line in said)
+    assert "- [loopback] MISSED: peak memory at most 300 MB: 310 MB" in said
+    assert any(line.startswith("- [loopback] met: gate on one host at most 2 s") for line in said)
+    assert "- [latency] figures only: the targets are for loopback" in said
+
+
+def test_the_table_names_machine_load_and_cpu() -> None:
+    mode = ModeResult("loopback", 0.1, rows=[measured("certaudit (default connection: inprocess)", 10, 1.3)])
+    args = argparse.Namespace(repeat=3, delay_ms=20.0)
+    text = table([mode], args, "0.00 / 0.01 / 0.05 (1/5/15 min)")
+    assert "cores" in text.splitlines()[0] and "load before: 0.00" in text.splitlines()[0]
+    assert "| loopback (TCP RTT 0.1 ms) | 10 | certaudit (default connection: inprocess) | 1.30 s | 2.0 (max 2) | 100 MB" in text
+    assert "| 1.50 s + 2.50 s |" in text
