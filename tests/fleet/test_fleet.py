@@ -102,7 +102,10 @@ def test_service_serves_tls_and_reloads_a_new_certificate(fleet: Fleet) -> None:
 
 
 TEARDOWN_SCRIPT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as in a terminal: a job started in the background (nohup, `&`) inherits SIGINT ignored,
+# and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from tests.fleet.fleet import Fleet
@@ -130,13 +133,18 @@ def test_teardown_on_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.strip() == "UP", proc.stderr.read() if proc.stderr else ""
-    nspawn = [d for d in machine.cgroup_dirs(group, "teardown-probe") if d.is_dir()]
-    assert nspawn, "the host's cgroup should exist while it runs"
-    proc.send_signal(signal.SIGINT)  # Ctrl-C
-    out, err = proc.communicate(timeout=60)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "UP", proc.stderr.read() if proc.stderr else ""
+        nspawn = [d for d in machine.cgroup_dirs(group, "teardown-probe") if d.is_dir()]
+        assert nspawn, "the host's cgroup should exist while it runs"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # the test failed: end its fleet with SIGTERM, which it also tears down on
+            proc.terminate()
+            proc.communicate(timeout=60)
     assert "DOWN" in out, err
     assert machine.leftover_cgroups(group) == []
     assert not any(d.exists() for d in machine.cgroup_dirs(group, "teardown-probe"))
