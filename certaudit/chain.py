@@ -25,10 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from cryptography.utils import CryptographyDeprecationWarning
 
 from certaudit.errors import CertauditError
-from certaudit.x509 import fingerprint_sha256
+from certaudit.x509 import WEAK_HASHES, fingerprint_sha256, signature_hash
 
 MAX_DEPTH = 8
-WEAK_HASHES = ("md5", "sha1")
 SYSTEM_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu
     "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, Fedora
@@ -100,14 +99,6 @@ def _load(source: str, mtime_ns: int, size: int) -> TrustStore:
     if not roots:
         raise TrustStoreError(f"CA bundle {source}: no PEM certificate in it")
     return TrustStore(source, tuple(roots), skipped)
-
-
-def signature_hash(cert: x509.Certificate) -> str:
-    try:
-        algorithm = cert.signature_hash_algorithm
-    except UnsupportedAlgorithm:
-        return f"unknown ({cert.signature_algorithm_oid.dotted_string})"
-    return "none" if algorithm is None else algorithm.name
 
 
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -196,11 +196,30 @@ def _key_description(cert: x509.Certificate) -> str:
     return type(key).__name__
 
 
-def _signature_hash(cert: x509.Certificate) -> str:
+# Signature algorithms named by their OID: cryptography refuses to name some of them (MD2, MD4),
+# and a certificate signed with one is still something to report by name.
+WEAK_SIGNATURE_OIDS = {
+    "1.2.840.113549.1.1.2": "md2",
+    "1.2.840.113549.1.1.3": "md4",
+    "1.2.840.113549.1.1.4": "md5",
+    "1.2.840.113549.1.1.5": "sha1",
+    "1.2.840.10045.4.1": "sha1",
+    "1.2.840.10040.4.3": "sha1",
+    "1.3.14.3.2.29": "sha1",
+}
+WEAK_HASHES = ("md2", "md4", "md5", "sha1")
+
+
+def signature_hash(cert: x509.Certificate) -> str:
+    """The hash of the certificate's signature: "sha256", "sha1", ...; "none" for Ed25519 and Ed448;
+    "unknown (<oid>)" for an algorithm nobody here can name."""
+    oid = cert.signature_algorithm_oid.dotted_string
+    if oid in WEAK_SIGNATURE_OIDS:
+        return WEAK_SIGNATURE_OIDS[oid]
     try:
         algorithm = cert.signature_hash_algorithm
     except UnsupportedAlgorithm:
-        return f"unsupported ({cert.signature_algorithm_oid.dotted_string})"
+        return f"unknown ({oid})"
     return "none" if algorithm is None else algorithm.name
 
 
@@ -247,6 +266,6 @@ def summary(cert: x509.Certificate) -> dict[str, str]:
         "not_after": _iso(cert.not_valid_after_utc),
         "sha256": fingerprint_sha256(cert),
         "key": _key_description(cert),
-        "signature_hash": _signature_hash(cert),
+        "signature_hash": signature_hash(cert),
         "san_dns": _san_dns(cert),
     }

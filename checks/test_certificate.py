@@ -19,7 +19,7 @@ from certaudit.evidence import Evidence
 from certaudit.facts import HostFacts
 from certaudit.policy import Policy
 from certaudit.thresholds import judge_expiry
-from certaudit.x509 import CertificateError, fingerprint_sha256, load_pem_certificates, summary
+from certaudit.x509 import WEAK_HASHES, CertificateError, fingerprint_sha256, load_pem_certificates, signature_hash, summary
 
 
 @control(
@@ -73,17 +73,6 @@ def test_certificate_does_not_expire_soon(facts: HostFacts, policy: Policy, evid
 
 _KEY_ADVICE = "use RSA of at least 2048 bits or EC P-256, P-384 or P-521"
 _NIST_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-# Signature algorithms cryptography names no hash for (it refuses them), by OID.
-_WEAK_SIGNATURE_OIDS = {
-    "1.2.840.113549.1.1.2": "md2",
-    "1.2.840.113549.1.1.3": "md4",
-    "1.2.840.113549.1.1.4": "md5",
-    "1.2.840.113549.1.1.5": "sha1",
-    "1.2.840.10045.4.1": "sha1",
-    "1.2.840.10040.4.3": "sha1",
-    "1.3.14.3.2.29": "sha1",
-}
-WEAK_HASHES = ("md2", "md4", "md5", "sha1")
 
 
 def _covering_name(names: list[str], domain: str) -> str | None:
@@ -109,17 +98,6 @@ def _key_problem(cert: x509.Certificate) -> str | None:
             return None
         return f"its key is EC on {key.curve.name}, not P-256 or larger: {_KEY_ADVICE}"
     return f"its key is {summary(cert)['key']}, which is neither RSA nor EC: {_KEY_ADVICE}"
-
-
-def _signature_hash(cert: x509.Certificate) -> str:
-    oid = cert.signature_algorithm_oid.dotted_string
-    if oid in _WEAK_SIGNATURE_OIDS:
-        return _WEAK_SIGNATURE_OIDS[oid]
-    try:
-        algorithm = cert.signature_hash_algorithm
-    except UnsupportedAlgorithm:
-        return f"unknown ({oid})"
-    return "none" if algorithm is None else algorithm.name
 
 
 @control(
@@ -154,7 +132,7 @@ def test_certificate_is_acceptable(facts: HostFacts, policy: Policy, evidence: E
         return
     now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
     shown = summary(leaf)
-    algorithm = _signature_hash(leaf)
+    algorithm = signature_hash(leaf)
     evidence.observe(certificate=shown, signature_hash=algorithm, judged_at=now.isoformat())
     try:
         names: list[str] | None = list(
