@@ -1,4 +1,4 @@
-"""The certificate the service uses, read from a host's snapshot, shared by the CRT and LIVE controls."""
+"""The certificate the service uses, on disk and as served, shared by the CRT, LIVE and MON controls."""
 
 from __future__ import annotations
 
@@ -31,3 +31,12 @@ def leaf_on_disk(facts: HostFacts, policy: Policy, evidence: Evidence) -> x509.C
         evidence.require(False, f"the service's certificate is unusable: {exc}")
         return None
     return chain[0]
+
+
+def served_leaf(der: bytes, evidence: Evidence) -> x509.Certificate | None:
+    """The certificate the endpoint presented, or None with the finding recorded (it does not parse)."""
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        evidence.require(False, f"the endpoint presents a certificate that does not parse: {exc}")
+        return None

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cryptography import x509 as cx509
-
-from certaudit.certificates import leaf_on_disk
+from certaudit.certificates import leaf_on_disk, served_leaf
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
 from certaudit.evidence import Evidence
@@ -49,10 +47,8 @@ def test_endpoint_serves_certificate_on_disk(facts: HostFacts, policy: Policy, e
         evidence.observe(served_sha256=None, endpoint_error=endpoint.error)
         evidence.require(False, f"the endpoint serves no certificate: {endpoint.error}")
         return
-    try:
-        served = cx509.load_der_x509_certificate(endpoint.leaf_der)
-    except ValueError as exc:
-        evidence.require(False, f"the endpoint presents a certificate that does not parse: {exc}")
+    served = served_leaf(endpoint.leaf_der, evidence)
+    if served is None:
         return
     served_sha256 = fingerprint_sha256(served)
     evidence.observe(served_sha256=served_sha256, served=summary(served))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from cryptography import x509 as cx509
-
+from certaudit.certificates import served_leaf
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
 from certaudit.evidence import Evidence
@@ -84,10 +83,8 @@ def test_metric_agrees_with_served_certificate(facts: HostFacts, policy: Policy,
         domains = sorted({s.label("domain") or "(no domain label)" for s in exported})
         evidence.require(False, f"/metrics exports {METRIC} for {', '.join(domains)}, not for domain={policy.domain}")
         return
-    try:
-        served = cx509.load_der_x509_certificate(endpoint.leaf_der)
-    except ValueError as exc:
-        evidence.require(False, f"the endpoint presents a certificate that does not parse: {exc}")
+    served = served_leaf(endpoint.leaf_der, evidence)
+    if served is None:
         return
     truth = served.not_valid_after_utc.timestamp() - page.fetched_at
     evidence.observe(served_not_after=served.not_valid_after_utc.isoformat(), served_seconds_left=round(truth))

@@ -308,12 +308,30 @@ def test_mon01_branches() -> None:
     nan = b'stemedb_tls_cert_expiry_seconds{domain="stemedb.example.com"} NaN\n'
     (finding,) = judge("MON-01", judge_mon, snapshot(endpoint=served(page(nan)))).findings
     assert "says nan s" in finding and "off by inf s" in finding
-    with pytest.raises(Undeterminable, match="no answer to GET /metrics within 10 s"):
+    with pytest.raises(Undeterminable, match="no complete answer to GET /metrics within 10 s"):
         judge(
             "MON-01",
             judge_mon,
-            snapshot(endpoint=served(page(None, status=None, error="no answer to GET /metrics within 10 s", determinable=False))),
+            snapshot(
+                endpoint=served(
+                    page(None, status=None, error="no complete answer to GET /metrics within 10 s", determinable=False)
+                )
+            ),
         )
+
+
+@pytest.mark.parametrize(
+    ("control", "check"),
+    [
+        ("LIVE-01", live.test_endpoint_serves_certificate_on_disk),
+        ("MON-01", monitoring.test_metric_agrees_with_served_certificate),
+    ],
+)
+def test_a_served_certificate_that_does_not_parse_is_a_finding(control: str, check: Any) -> None:
+    metrics = f'stemedb_tls_cert_expiry_seconds{{domain="stemedb.example.com"}} {86400 * 60}\n'.encode()
+    endpoint = Endpoint("10.0.0.1", 18180, "stemedb.example.com", leaf_der=b"0\x03\x02\x01\x00", metrics=page(metrics))
+    (finding,) = judge(control, check, snapshot(endpoint=endpoint)).findings
+    assert finding.startswith("the endpoint presents a certificate that does not parse: ")
 
 
 # --- MON-02 -------------------------------------------------------------------------------------------
