@@ -223,8 +223,9 @@ def verify_served_chain(served: Sequence[x509.Certificate], store: TrustStore, n
             is_ca = False
         if not is_ca:
             findings.append(f"{name} signs the chain but is not a CA certificate (basicConstraints CA:TRUE missing)")
-        if signature_hash(cert) in WEAK_HASHES:
-            findings.append(f"intermediate {name} is signed with {signature_hash(cert).upper()}, which clients reject")
+        algorithm = signature_hash(cert)
+        if algorithm in WEAK_HASHES:
+            findings.append(f"intermediate {name} is signed with {algorithm.upper()}, which clients reject")
     return ChainVerdict(verdict.path, anchor, tuple(findings), verdict.unused)
 
 

@@ -19,7 +19,7 @@ from certaudit.evidence import Evidence
 from certaudit.facts import HostFacts
 from certaudit.policy import Policy
 from certaudit.thresholds import judge_expiry
-from certaudit.x509 import WEAK_HASHES, CertificateError, fingerprint_sha256, load_pem_certificates, signature_hash, summary
+from certaudit.x509 import WEAK_HASHES, CertificateError, fingerprint_sha256, load_pem_certificates, summary
 
 
 @control(
@@ -132,7 +132,7 @@ def test_certificate_is_acceptable(facts: HostFacts, policy: Policy, evidence: E
         return
     now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
     shown = summary(leaf)
-    algorithm = signature_hash(leaf)
+    algorithm = shown["signature_hash"]  # the summary names it as signature_hash() does
     evidence.observe(certificate=shown, signature_hash=algorithm, judged_at=now.isoformat())
     try:
         names: list[str] | None = list(
