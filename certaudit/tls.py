@@ -10,6 +10,7 @@ import time
 from typing import cast
 
 from certaudit.facts import Endpoint, MetricsPage
+from certaudit.transport import DeadlineExceeded, remaining
 
 METRICS_PATH = "/metrics"
 METRICS_LIMIT = 1024 * 1024
@@ -31,7 +32,7 @@ def fetch_leaf(address: str, port: int, server_name: str, timeout: float) -> End
     sni = server_name if not _is_ip(server_name) else None
     try:
         with socket.create_connection((address, port), timeout=timeout) as raw:
-            raw.settimeout(_left(deadline))  # CPython bounds the whole handshake by it
+            raw.settimeout(remaining(deadline))  # CPython bounds the whole handshake by it
             with context.wrap_socket(raw, server_hostname=sni) as tls:
                 der = tls.getpeercert(binary_form=True)
                 # Over the same connection: the whole chain served (CRT-03) and the metrics page (MON-01).
@@ -39,7 +40,7 @@ def fetch_leaf(address: str, port: int, server_name: str, timeout: float) -> End
                 metrics = _get_metrics(tls, server_name, port, timeout, deadline) if der else None
     except ConnectionRefusedError:
         return Endpoint(address, port, server_name, error=f"connection refused: nothing listens on {address}:{port}")
-    except TimeoutError:
+    except (TimeoutError, DeadlineExceeded):
         return Endpoint(
             address, port, server_name, error=f"no TLS handshake from {address}:{port} within {timeout:g} s", determinable=False
         )
@@ -75,27 +76,19 @@ def _get_metrics(tls: ssl.SSLSocket, server_name: str, port: int, timeout: float
         "User-Agent: certaudit\r\nConnection: close\r\n\r\n"
     )
     try:
-        tls.settimeout(_left(deadline))
+        tls.settimeout(remaining(deadline))
         tls.sendall(request.encode("ascii"))
         # http.client reads the socket through its makefile(): this one checks the deadline at each read.
         response = http.client.HTTPResponse(cast(socket.socket, _DeadlineSocket(tls, deadline)))
         response.begin()
         body = response.read(METRICS_LIMIT + 1)
-    except TimeoutError:
+    except (TimeoutError, DeadlineExceeded):
         return MetricsPage(url, error=f"no complete answer to GET {METRICS_PATH} within {timeout:g} s", determinable=False)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return MetricsPage(url, error=f"GET {METRICS_PATH} failed: {type(exc).__name__}: {exc}")
     if len(body) > METRICS_LIMIT:
         return MetricsPage(url, status=response.status, error=f"the answer to GET {METRICS_PATH} is over {METRICS_LIMIT} bytes")
     return MetricsPage(url, status=response.status, body=body, fetched_at=time.time())
-
-
-def _left(deadline: float) -> float:
-    """Seconds left before `deadline`; a TimeoutError once it has passed."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("deadline passed")
-    return left
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -108,7 +101,7 @@ class _DeadlineReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        self._sock.settimeout(_left(self._deadline))
+        self._sock.settimeout(remaining(self._deadline))
         return self._sock.recv_into(buffer)
 
 
