@@ -43,7 +43,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from certaudit.transport import ROUND_TRIPS_ENV
+from certaudit.gather.transport import ROUND_TRIPS_ENV
 from tests.fleet import image
 from tests.fleet.fleet import Fleet, fleet_id
 from tests.fleet.machine import cgroup_dirs

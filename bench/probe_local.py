@@ -13,8 +13,8 @@ import statistics
 import sys
 import time
 
+from certaudit.gather.probe import probe_command, probe_host
 from certaudit.inventory import target_for
-from certaudit.probe import probe_command, probe_host
 
 
 def main(rounds: int) -> None:

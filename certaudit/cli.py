@@ -17,9 +17,9 @@ from pathlib import Path
 
 from certaudit import __version__
 from certaudit.errors import CertauditError
-from certaudit.manifest import MANIFEST, SIGNATURE, keygen, verify, write_manifest
-from certaudit.merge import merge_runs
-from certaudit.quarterly import diff, load_run, render
+from certaudit.evidence.manifest import MANIFEST, SIGNATURE, keygen, verify, write_manifest
+from certaudit.evidence.merge import merge_runs
+from certaudit.evidence.quarterly import diff, load_run, render
 
 __all__ = ["main"]
 

@@ -8,31 +8,29 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import uuid
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from certaudit import __version__, gate, prometheus, quarterly
+from certaudit import __version__
+from certaudit.audit import AUDIT_KEY, DEFAULT_INVENTORY, DEFAULT_WAIVERS, Audit
 from certaudit.controls import Control, control_of
 from certaudit.errors import CertauditError, ProbeError, Undeterminable
-from certaudit.evidence import USER_PROPERTY, Evidence, Outcome, Record
-from certaudit.facts import HostFacts
-from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
+from certaudit.evidence import quarterly
+from certaudit.evidence.run import RunDirectory, write_evidence
+from certaudit.host.facts import HostFacts
+from certaudit.inventory import Target
+from certaudit.jobs import gate, prometheus
 from certaudit.policy import Policy
-from certaudit.probe import Prober
-from certaudit.run import RunDirectory, run_metadata, write_evidence
-from certaudit.shard import Shard, ShardError, parse_shard
-from certaudit.waivers import Waiver, Waivers, load_waivers
+from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record
+from certaudit.waivers import Waiver
 
-DEFAULT_INVENTORY = "inventories/local.yml"
-DEFAULT_WAIVERS = "inventories/waivers.yml"
-__all__ = ["AUDIT_KEY", "Audit", "run_metadata"]
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
 RECORD_KEY = pytest.StashKey[Record]()
-AUDIT_KEY = pytest.StashKey["Audit"]()
+RUN_DIR_KEY = pytest.StashKey[RunDirectory]()
+QUARTERLY_DIFF_KEY = pytest.StashKey[quarterly.QuarterlyDiff]()
 USAGE_ERROR_KEY = pytest.StashKey[str]()
 
 
@@ -111,80 +109,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-class Audit:
-    """Session state: the inventory, the prober, and every record written."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self._inventory: Inventory | None = None
-        self.prober = Prober(
-            connect_timeout=config.getoption("connect_timeout"),
-            host_budget=config.getoption("host_budget"),
-        )
-        self.records: list[Record] = []
-        self.started = dt.datetime.now(dt.UTC)
-        self.facts: dict[str, HostFacts] = {}
-        self.probe_errors: dict[str, str] = {}
-        self.run_id = uuid.uuid4().hex
-        self.run_dir: RunDirectory | None = None
-        self._waivers: Waivers | None = None
-        self.gate = gate.requested(config)  # a gate run: CRT-01 reads it through the gate_mode fixture
-        self.quarterly_diff: quarterly.QuarterlyDiff | None = None
-        self.job_problems: list[str] = []
-        self.shard: Shard | None = None
-        self.inventory_hosts = 0  # hosts of the whole inventory, before --shard
-        if config.getoption("shard", None):
-            try:
-                self.shard = parse_shard(config.getoption("shard"))
-            except ShardError as exc:
-                raise pytest.UsageError(f"certaudit: {exc}") from None
-
-    def inventory_if_loaded(self) -> Inventory | None:
-        return self._inventory
-
-    def waivers(self) -> Waivers:
-        if self._waivers is None:
-            given = self.config.getoption("waivers")
-            path = Path(given) if given else Path(self.config.rootpath) / DEFAULT_WAIVERS
-            self._waivers = load_waivers(path, self.started.date())
-            if given and not path.exists():
-                self._waivers.path, self._waivers.file_problem = given, "does not exist"
-        return self._waivers
-
-    def inventory(self) -> Inventory:
-        if self._inventory is None:
-            specs = self.config.getoption("hosts", None)
-            path = self.config.getoption("inventory")
-            limit = self.config.getoption("limit")
-            if specs and not path:
-                self._inventory = targets_from_specs(
-                    [s for s in specs.split(",") if s],
-                    ssh_config=self.config.getoption("ssh_config", None),
-                    ssh_identity_file=self.config.getoption("ssh_identity_file", None),
-                )
-            else:
-                path = path or str(Path(self.config.rootpath) / DEFAULT_INVENTORY)
-                names = [n.strip() for n in limit.split(",") if n.strip()] if limit else None
-                self._inventory = load_inventory(path, iter(names) if names else None)
-            self.inventory_hosts = len(self._inventory.targets)
-            if self.shard is not None:
-                # Before any host is probed: a host outside this shard is never touched.
-                targets = self.shard.select(self._inventory.targets, lambda t: t.name)
-                self._inventory = Inventory(self._inventory.path, tuple(targets))
-        return self._inventory
-
-    def facts_of(self, target: Target) -> HostFacts:
-        if target.name in self.probe_errors:
-            raise ProbeError(self.probe_errors[target.name])
-        try:
-            facts = self.prober.facts(target)
-        except ProbeError as exc:
-            self.probe_errors[target.name] = str(exc)
-            raise
-        self.facts[target.name] = facts
-        return facts
-
-
 def _audit(config: pytest.Config) -> Audit:
     return config.stash[AUDIT_KEY]
 
@@ -209,14 +133,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if report_dir:
         reports = Path(report_dir) / quarterly.quarter_of(audit.started) if config.getoption("quarterly") else Path(report_dir)
         run = RunDirectory.create(reports, config.getoption("job"), audit.started)
-        audit.run_dir = run
+        config.stash[RUN_DIR_KEY] = run
         # Set before pytest-html's and junitxml's own pytest_configure read them (tryfirst).
         config.option.htmlpath = str(run.partial / "report.html")
         config.option.self_contained_html = True
         config.option.xmlpath = str(run.partial / "junit.xml")
         config.option.evidence = str(run.partial / "evidence.json")
     if getattr(config.option, "htmlpath", None) and not config.pluginmanager.has_plugin("certaudit-html"):
-        from certaudit.report_html import HtmlReport
+        from certaudit.evidence.report_html import HtmlReport
 
         config.pluginmanager.register(HtmlReport(config), "certaudit-html")
 
@@ -442,7 +366,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if empty_shard and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = exitstatus = pytest.ExitCode.OK  # an empty shard is a complete one
     path = session.config.getoption("evidence")
-    if path and (audit.records or audit.run_dir is not None or audit.shard is not None):
+    if path and (audit.records or RUN_DIR_KEY in session.config.stash or audit.shard is not None):
         write_evidence(Path(path), audit, exitstatus)
     _finish_jobs(session, audit)
 
@@ -450,10 +374,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
     """The quarterly diff (into the run directory, before it is sealed) and the Prometheus textfile."""
     config = session.config
-    run = audit.run_dir
+    run = config.stash.get(RUN_DIR_KEY, None)
     if config.getoption("quarterly") and run is not None and (run.partial / "evidence.json").exists():
         try:
-            audit.quarterly_diff = quarterly.write_diff(run.partial, run.final, Path(config.getoption("report_dir")))
+            config.stash[QUARTERLY_DIFF_KEY] = quarterly.write_diff(run.partial, run.final, Path(config.getoption("report_dir")))
         except (CertauditError, OSError) as exc:
             audit.job_problems.append(f"quarterly diff not written: {exc}")
     textfile = config.getoption("prometheus_textfile")
@@ -478,10 +402,11 @@ def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """After every plugin wrote its file (pytest-html and junitxml write at session finish): seal the run."""
     audit = config.stash.get(AUDIT_KEY, None)
-    if audit is None or audit.run_dir is None or not audit.run_dir.partial.exists():
+    run = config.stash.get(RUN_DIR_KEY, None)
+    if audit is None or run is None or not run.partial.exists():
         return
     key = config.getoption("signing_key")
-    final = audit.run_dir.finish(Path(key) if key else None)
+    final = run.finish(Path(key) if key else None)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         signed = " (signed)" if key else ""
@@ -508,9 +433,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def _jobs_summary(terminalreporter: pytest.TerminalReporter, audit: Audit) -> None:
     for problem in audit.job_problems:
         terminalreporter.write_line(f"certaudit: {problem}", red=True)
-    if audit.quarterly_diff is not None:
+    diff = audit.config.stash.get(QUARTERLY_DIFF_KEY, None)
+    if diff is not None:
         terminalreporter.section("certaudit quarterly diff")
-        for line in quarterly.render(audit.quarterly_diff):
+        for line in quarterly.render(diff):
             terminalreporter.write_line(line)
         if not audit.config.getoption("signing_key"):
             terminalreporter.write_line("certaudit: this quarterly run is NOT signed (no --signing-key or CERTAUDIT_SIGNING_KEY)")

@@ -11,15 +11,15 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from certaudit.certificates import leaf_on_disk
-from certaudit.chain import describe, load_der_chain, name_of, trust_store, verify_served_chain
 from certaudit.controls import control, renewal_by_certbot
 from certaudit.errors import Undeterminable
-from certaudit.evidence import Evidence
-from certaudit.facts import HostFacts
+from certaudit.host.certificates import leaf_on_disk
+from certaudit.host.chain import describe, load_der_chain, name_of, trust_store, verify_served_chain
+from certaudit.host.facts import HostFacts
+from certaudit.host.thresholds import judge_expiry
+from certaudit.host.x509 import WEAK_HASHES, CertificateError, fingerprint_sha256, load_pem_certificates, summary
 from certaudit.policy import Policy
-from certaudit.thresholds import judge_expiry
-from certaudit.x509 import WEAK_HASHES, CertificateError, fingerprint_sha256, load_pem_certificates, summary
+from certaudit.record import Evidence
 
 
 @control(

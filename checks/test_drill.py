@@ -1,7 +1,7 @@
 """DRL-*: a real renewal reaches the wire (runbook: Operational Best Practices 3, "Test renewal quarterly").
 
 The only control that changes a host: it runs with `--renewal-drill` on hosts whose inventory sets
-`certaudit_drill_ok: true`, and is not applicable anywhere else (see certaudit/drill.py).
+`certaudit_drill_ok: true`, and is not applicable anywhere else (see certaudit/jobs/drill.py).
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 from certaudit.controls import control
-from certaudit.drill import DrillSettings, reason_not_run, run_drill, unit_name
-from certaudit.evidence import Evidence
-from certaudit.facts import HostFacts
+from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
+from certaudit.jobs.drill import DrillSettings, reason_not_run, run_drill, unit_name
 from certaudit.policy import Policy
+from certaudit.record import Evidence
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import hashlib
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from certaudit.certificates import leaf_on_disk
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
-from certaudit.evidence import Evidence
-from certaudit.facts import FileFact, HostFacts
+from certaudit.host.certificates import leaf_on_disk
+from certaudit.host.facts import FileFact, HostFacts
+from certaudit.host.x509 import public_key_pem, same_public_key, summary
 from certaudit.policy import Policy
-from certaudit.x509 import public_key_pem, same_public_key, summary
+from certaudit.record import Evidence
 
 
 def _require_regular_file(evidence: Evidence, fact: FileFact, what: str) -> bool:

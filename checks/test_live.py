@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from certaudit.certificates import leaf_on_disk, served_leaf
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
-from certaudit.evidence import Evidence
-from certaudit.facts import HostFacts
+from certaudit.host.certificates import leaf_on_disk, served_leaf
+from certaudit.host.facts import HostFacts
+from certaudit.host.schedule import parse_systemd_time
+from certaudit.host.x509 import fingerprint_sha256, summary
 from certaudit.policy import Policy
-from certaudit.schedule import parse_systemd_time
-from certaudit.x509 import fingerprint_sha256, summary
+from certaudit.record import Evidence
 
 
 @control(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from certaudit.certificates import served_leaf
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
-from certaudit.evidence import Evidence
-from certaudit.facts import HostFacts
-from certaudit.metrics import MetricsError, finite, number, parse_metrics
-from certaudit.policy import PROMETHEUS_GROUP, Policy
-from certaudit.promrules import (
+from certaudit.host.certificates import served_leaf
+from certaudit.host.facts import HostFacts
+from certaudit.host.metrics import MetricsError, finite, number, parse_metrics
+from certaudit.host.promrules import (
     METRIC,
     SOON_ALERT,
     WARNING_ALERT,
@@ -20,6 +18,8 @@ from certaudit.promrules import (
     promtool_points,
     static_threshold,
 )
+from certaudit.policy import PROMETHEUS_GROUP, Policy
+from certaudit.record import Evidence
 
 TOLERANCE_S = 300
 

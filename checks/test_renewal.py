@@ -7,23 +7,18 @@ import errno
 import posixpath
 from dataclasses import asdict, dataclass
 
-from certaudit.certbot import (
-    CertbotConfError,
-    HookFile,
-    parse_interval,
-    parse_renewal_conf,
-    reason_certbot_skips,
-    reloads_service,
-)
-from certaudit.certbot_log import last_attempt
-from certaudit.certificates import leaf_on_disk
 from certaudit.controls import control, renewal_by_certbot
 from certaudit.errors import Undeterminable
-from certaudit.evidence import Evidence
-from certaudit.facts import HostFacts
+from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
+from certaudit.host.certbot.hooks import HookFile, reason_certbot_skips, reloads_service
+from certaudit.host.certbot.interval import parse_interval
+from certaudit.host.certbot.log import last_attempt
+from certaudit.host.certificates import leaf_on_disk
+from certaudit.host.facts import HostFacts
+from certaudit.host.schedule import cron_schedule, parse_systemd_time, timer_schedule
+from certaudit.host.thresholds import judge_expiry
 from certaudit.policy import Policy
-from certaudit.schedule import cron_schedule, parse_systemd_time, timer_schedule
-from certaudit.thresholds import judge_expiry
+from certaudit.record import Evidence
 
 
 @control(

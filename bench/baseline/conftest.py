@@ -19,7 +19,7 @@ from typing import Any
 
 from testinfra.backend import local, paramiko, ssh
 
-from certaudit.transport import ROUND_TRIPS_ENV, count_round_trip
+from certaudit.gather.transport import ROUND_TRIPS_ENV, count_round_trip
 
 
 def _counted(method: Callable[..., Any]) -> Callable[..., Any]:

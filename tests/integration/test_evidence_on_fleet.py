@@ -116,7 +116,7 @@ def test_one_changed_byte_is_named(sealed: SealedRun, tmp_path: Path, name: str)
 
 
 def test_evidence_follows_its_schema(sealed: SealedRun) -> None:
-    schema = json.loads((REPO / "certaudit" / "schema" / "evidence-v1.schema.json").read_text())
+    schema = json.loads((REPO / "certaudit" / "evidence" / "schema" / "evidence-v1.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(sealed.evidence, schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     run = sealed.evidence["run"]

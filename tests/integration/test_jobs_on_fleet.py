@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from prometheus_client.parser import text_string_to_metric_families
 
-from certaudit.quarterly import quarter_of
+from certaudit.evidence.quarterly import quarter_of
 from tests.fleet.fleet import Fleet
 from tests.fleet.scenario import DOMAIN, HOOK_PATH
 from tests.integration.audit_run import AuditRun, run_audit

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from certaudit.report_html import format_value
+from certaudit.evidence.report_html import format_value
 from tests.unit.test_report_html import AuditOutput, Node, cell_of, parse_html, run_audit_project
 
 pytest_plugins = ["pytester"]

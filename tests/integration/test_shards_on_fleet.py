@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from certaudit.shard import split
+from certaudit.jobs.shard import split
 from tests.fleet.fleet import Fleet
 from tests.scenarios import RUNBOOK
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.fleet
 
 REPO = Path(__file__).resolve().parents[2]
 CERTAUDIT = str(Path(sys.executable).parent / "certaudit")
-SCHEMA = json.loads((REPO / "certaudit/schema/evidence-v1.schema.json").read_text())
+SCHEMA = json.loads((REPO / "certaudit/evidence/schema/evidence-v1.schema.json").read_text())
 # Observations that are instants of judging, not facts of the host: two runs seconds apart differ there.
 
 

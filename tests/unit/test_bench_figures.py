@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.bench_fleet import Measurement, ModeResult, count_round_trips, table, verdicts
-from certaudit.transport import ROUND_TRIPS_ENV, count_round_trip
+from certaudit.gather.transport import ROUND_TRIPS_ENV, count_round_trip
 
 
 def measured(what: str, hosts: int, wall_s: float, commands: int = 0, tls: int = 0, rss: float = 100.0) -> Measurement:

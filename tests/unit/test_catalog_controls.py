@@ -23,9 +23,9 @@ import checks.test_monitoring as monitoring
 import checks.test_renewal as renewal
 from certaudit.controls import REGISTRY
 from certaudit.errors import Undeterminable
-from certaudit.evidence import Evidence
-from certaudit.facts import Endpoint, HostFacts, MetricsPage, facts_from_probe
+from certaudit.host.facts import Endpoint, HostFacts, MetricsPage, facts_from_probe
 from certaudit.policy import Policy
+from certaudit.record import Evidence
 from tests.fleet import pki
 from tests.scenarios_catalog import PROMETHEUS_CONFIG, RUNBOOK_RULES
 

@@ -1,4 +1,4 @@
-"""certaudit.certbot: renewal conf, interval, deploy hooks and reload detection, as certbot does them."""
+"""certaudit.host.certbot and .shell: renewal conf, interval, deploy hooks and reload detection, as certbot does them."""
 
 from __future__ import annotations
 
@@ -6,18 +6,10 @@ import datetime as dt
 
 import pytest
 
-from certaudit.certbot import (
-    CertbotConfError,
-    HookFile,
-    ShellCommand,
-    certbot_runs_hook,
-    parse_interval,
-    parse_renewal_conf,
-    reason_certbot_skips,
-    reloads_service,
-    shell_commands,
-    unwrap_command,
-)
+from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
+from certaudit.host.certbot.hooks import HookFile, certbot_runs_hook, reason_certbot_skips, reloads_service
+from certaudit.host.certbot.interval import parse_interval
+from certaudit.host.shell import ShellCommand, shell_commands, unwrap_command
 
 # What certbot 2.x writes for `certbot --nginx -d example.com` (storage.write_renewal_config).
 DEFAULT_CONF = """\

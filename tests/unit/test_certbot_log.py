@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from certaudit.certbot_log import last_attempt, runs_of
-from certaudit.facts import CertbotLog, CertbotLogs, LogLine
+from certaudit.host.certbot.log import last_attempt, runs_of
+from certaudit.host.facts import CertbotLog, CertbotLogs, LogLine
 
 T = "2026-11-28 00:52:15,684"
 NOTIFY = "DEBUG:certbot._internal.display.obj:Notifying user:"

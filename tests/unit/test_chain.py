@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from certaudit.chain import TrustStoreError, issued_by, load_der_chain, trust_store, verify_served_chain
-from certaudit.x509 import fingerprint_sha256
+from certaudit.host.chain import TrustStoreError, issued_by, load_der_chain, trust_store, verify_served_chain
+from certaudit.host.x509 import fingerprint_sha256
 from tests.fleet import pki
 
 NOW = dt.datetime.now(dt.UTC)

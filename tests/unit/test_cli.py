@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from certaudit.cli import main
-from certaudit.manifest import MANIFEST, SIGNATURE, write_manifest
+from certaudit.evidence.manifest import MANIFEST, SIGNATURE, write_manifest
 
 SCRIPT = Path(sys.executable).parent / "certaudit"
 EVIDENCE_FILES = {

@@ -1,10 +1,10 @@
-"""certaudit.cron: what Debian's cron reads and runs, and whether that renews certificates."""
+"""certaudit.host.cron: what Debian's cron reads and runs, and whether that renews certificates."""
 
 from __future__ import annotations
 
 import pytest
 
-from certaudit.cron import (
+from certaudit.host.cron import (
     CronEntry,
     CronError,
     cron_command,

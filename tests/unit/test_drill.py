@@ -10,7 +10,7 @@ import shlex
 
 import pytest
 
-from certaudit.drill import parse_certbot_output, parse_journal, reason_not_run, renew_command, unit_name
+from certaudit.jobs.drill import parse_certbot_output, parse_journal, reason_not_run, renew_command, unit_name
 from certaudit.policy import PolicyError, policy_for
 
 HOOK = "/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh"

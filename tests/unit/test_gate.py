@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from certaudit.evidence import Record
-from certaudit.gate import HostVerdict, expression_selects_gate, gate_markexpr, summary, verdicts
+from certaudit.jobs.gate import HostVerdict, expression_selects_gate, gate_markexpr, summary, verdicts
+from certaudit.record import Record
 from tests.unit.jobs_project import make_project, tls_endpoint, write_tls_dir
 
 pytest_plugins = ["pytester"]

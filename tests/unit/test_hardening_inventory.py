@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certaudit.errors import InventoryError
+from certaudit.gather.probe import probe_argv, probe_command
 from certaudit.inventory import Target, target_for
 from certaudit.policy import FIELDS, PREFIX
-from certaudit.probe import probe_argv, probe_command
 from certaudit.redact import REDACTED
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""certaudit.manifest: a run directory's evidence, hashed and signed, and every way it can be tampered with."""
+"""certaudit.evidence.manifest: a run directory's evidence, hashed and signed, and every way it can be tampered with."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from certaudit.manifest import MANIFEST, SIGNATURE, ManifestError, Verification, keygen, verify, write_manifest
+from certaudit.evidence.manifest import MANIFEST, SIGNATURE, ManifestError, Verification, keygen, verify, write_manifest
 
 EVIDENCE_FILES = {
     "report.html": b"<!DOCTYPE html><html><body><h1>certaudit</h1><p>7 passed</p></body></html>\n",

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from certaudit.metrics import MetricsError, Sample, number, parse_metrics
+from certaudit.host.metrics import MetricsError, Sample, number, parse_metrics
 
 PAGE = """\
 # HELP stemedb_tls_cert_expiry_seconds Seconds until the served certificate expires.

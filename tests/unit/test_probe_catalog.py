@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 import trustme
 
-from certaudit.facts import facts_from_probe
+from certaudit.gather.tls import fetch_leaf
+from certaudit.host.facts import facts_from_probe
 from certaudit.inventory import target_for
 from certaudit.policy import PolicyError, policy_for
-from certaudit.tls import fetch_leaf
 
 STAND_IN = Path(__file__).resolve().parents[1] / "fleet" / "files" / "stemedb_api.py"
 # The probe is untyped (it runs on the host's python3.6+): imported as a plain module, not type-checked.
-remote_probe: Any = importlib.import_module("certaudit.remote_probe")
+remote_probe: Any = importlib.import_module("certaudit.gather.remote_probe")
 
 
 # --- the host side ----------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from certaudit import prometheus
 from certaudit.errors import PathError
-from certaudit.evidence import Record
-from certaudit.facts import FileFact, HostFacts
+from certaudit.host.facts import FileFact, HostFacts
+from certaudit.jobs import prometheus
 from certaudit.policy import Policy, policy_for
+from certaudit.record import Record
 from tests.fleet import pki
 from tests.unit.jobs_project import make_project, tls_endpoint, write_tls_dir
 

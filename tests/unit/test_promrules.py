@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from certaudit.facts import Promtool
-from certaudit.promrules import RulesError, alert_rules, config_rule_files, promtool_points, static_threshold
+from certaudit.host.facts import Promtool
+from certaudit.host.promrules import RulesError, alert_rules, config_rule_files, promtool_points, static_threshold
 from tests.scenarios_catalog import CONFIG_WITHOUT_RULES, PROMETHEUS_CONFIG, RUNBOOK_RULES
 
 POINTS = (

@@ -26,19 +26,29 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certaudit.certbot import CertbotConfError, parse_interval, parse_renewal_conf, reloads_service, shell_commands
-from certaudit.cron import CronError, cron_command, cron_d_file_is_read, parse_crontab, runs_certbot_renew, skipped_under_systemd
-from certaudit.drill import parse_certbot_output, parse_journal
-from certaudit.facts import HostFacts, facts_from_probe
-from certaudit.metrics import MetricsError, parse_metrics
-from certaudit.promrules import RulesError, alert_rules, config_rule_files, static_threshold
-from certaudit.schedule import cron_schedule, parse_systemd_time, timer_schedule
-from certaudit.x509 import CertificateError, fingerprint_sha256, load_pem_certificates, summary
+from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
+from certaudit.host.certbot.hooks import reloads_service
+from certaudit.host.certbot.interval import parse_interval
+from certaudit.host.cron import (
+    CronError,
+    cron_command,
+    cron_d_file_is_read,
+    parse_crontab,
+    runs_certbot_renew,
+    skipped_under_systemd,
+)
+from certaudit.host.facts import HostFacts, facts_from_probe
+from certaudit.host.metrics import MetricsError, parse_metrics
+from certaudit.host.promrules import RulesError, alert_rules, config_rule_files, static_threshold
+from certaudit.host.schedule import cron_schedule, parse_systemd_time, timer_schedule
+from certaudit.host.shell import shell_commands
+from certaudit.host.x509 import CertificateError, fingerprint_sha256, load_pem_certificates, summary
+from certaudit.jobs.drill import parse_certbot_output, parse_journal
 from tests.fleet import pki
 from tests.scenarios_hardening import BAD_NAME_PEM
 
 # The probe runs on the audited host's python3 and is kept out of the type check (py3.6 syntax).
-remote_probe: Any = importlib.import_module("certaudit.remote_probe")
+remote_probe: Any = importlib.import_module("certaudit.gather.remote_probe")
 EXAMPLES = 200
 SETTINGS = settings(
     max_examples=EXAMPLES,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from certaudit import quarterly
 from certaudit.cli import main
 from certaudit.errors import CertauditError
-from certaudit.manifest import keygen, write_manifest
-from certaudit.quarterly import Entry, diff, load_run, previous_run, quarter_of, render, write_diff
+from certaudit.evidence import quarterly
+from certaudit.evidence.manifest import keygen, write_manifest
+from certaudit.evidence.quarterly import Entry, diff, load_run, previous_run, quarter_of, render, write_diff
 from tests.unit.jobs_project import make_project, tls_endpoint, write_tls_dir
 
 pytest_plugins = ["pytester"]

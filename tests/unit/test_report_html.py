@@ -24,9 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certaudit import report_html
-from certaudit.evidence import USER_PROPERTY, Record
-from certaudit.report_html import (
+from certaudit.evidence import report_html
+from certaudit.evidence.report_html import (
     HtmlReport,
     format_value,
     record_from_json,
@@ -41,6 +40,7 @@ from certaudit.report_html import (
     run_metadata_rows,
     text,
 )
+from certaudit.record import USER_PROPERTY, Record
 
 pytest_plugins = ["pytester"]
 
@@ -57,7 +57,7 @@ CONFTEST = textwrap.dedent(
 
     def pytest_configure(config):
         if not config.pluginmanager.has_plugin("certaudit-html"):
-            from certaudit.report_html import HtmlReport
+            from certaudit.evidence.report_html import HtmlReport
 
             config.pluginmanager.register(HtmlReport(config), "certaudit-html")
     """
@@ -66,7 +66,7 @@ CONFTEST = textwrap.dedent(
 HOSTILE_CHECK = textwrap.dedent(
     '''\
     from certaudit.controls import control
-    from certaudit.evidence import Evidence
+    from certaudit.record import Evidence
 
 
     @control("XSS-01", title="Escape <b>everything</b> a host says", source="tests")
@@ -580,8 +580,6 @@ def test_testid_cell_is_escaped_and_columns_are_inserted_after_test() -> None:
 
 
 def test_metadata_rows_label_known_keys_and_show_unknown_ones_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    from certaudit import plugin
-
     metadata = {
         "job": "nightly",
         "started": "2026-01-01T00:00:00+00:00",
@@ -594,7 +592,7 @@ def test_metadata_rows_label_known_keys_and_show_unknown_ones_as_is(monkeypatch:
         "brand_new_key": {"nested": [1, 2]},
         HOSTILE: HOSTILE,
     }
-    monkeypatch.setattr(plugin, "run_metadata", lambda audit: metadata)
+    monkeypatch.setattr(report_html, "run_metadata", lambda audit: metadata)
     rows = run_metadata_rows(object())  # type: ignore[arg-type]
     assert rows == [
         ("Job", "nightly"),

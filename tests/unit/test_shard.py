@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from certaudit.cli import main
-from certaudit.manifest import MANIFEST, SIGNATURE, keygen, verify, write_manifest
-from certaudit.merge import MergeError, merge_runs, merged_status
+from certaudit.evidence.manifest import MANIFEST, SIGNATURE, keygen, verify, write_manifest
+from certaudit.evidence.merge import MergeError, merge_runs, merged_status
+from certaudit.jobs.shard import Shard, ShardError, parse_shard, shard_index, split
 from certaudit.policy import policy_for
-from certaudit.shard import Shard, ShardError, parse_shard, shard_index, split
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = json.loads((REPO / "certaudit/schema/evidence-v1.schema.json").read_text())
+SCHEMA = json.loads((REPO / "certaudit/evidence/schema/evidence-v1.schema.json").read_text())
 NAMES = ["web-1", "web-2", "web-3", "db-1", "db-2", "api-1", "api-2", "cache-1", "lb-1", "compliant"]
 # Computed once and kept: a change here would move hosts between the shards of running pipelines.
 SHARDS_OF_3 = [2, 2, 3, 1, 1, 2, 1, 3, 1, 3]
@@ -65,7 +65,7 @@ def test_a_host_lands_in_the_same_shard_everywhere() -> None:
 
 
 def test_the_split_does_not_depend_on_the_interpreter_hash_seed() -> None:
-    code = f"from certaudit.shard import shard_index; print([shard_index(n, 3) for n in {NAMES!r}])"
+    code = f"from certaudit.jobs.shard import shard_index; print([shard_index(n, 3) for n in {NAMES!r}])"
     for seed in ("0", "1", "12345"):
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}

@@ -8,8 +8,8 @@ import pytest
 import trustme
 from cryptography import x509
 
+from certaudit.host.thresholds import judge_expiry
 from certaudit.policy import Policy, policy_for
-from certaudit.thresholds import judge_expiry
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 CA = trustme.CA()

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from certaudit import probe, transport
 from certaudit.errors import ProbeError
-from certaudit.inventory import SSH_BOUNDS, Target, target_for
-from certaudit.probe import Prober, fd_bounded_workers
-from certaudit.transport import (
+from certaudit.gather import probe, transport
+from certaudit.gather.probe import Prober, fd_bounded_workers
+from certaudit.gather.transport import (
     DeadlineExceeded,
     NeedsOpenSSH,
     client_for,
@@ -28,6 +27,7 @@ from certaudit.transport import (
     parse_ssh_args,
     run_process,
 )
+from certaudit.inventory import SSH_BOUNDS, Target, target_for
 
 FLEET_ARGS = (
     "-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes "

@@ -1,4 +1,4 @@
-"""certaudit.x509: loading untrusted certificate files and describing certificates."""
+"""certaudit.host.x509: loading untrusted certificate files and describing certificates."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from certaudit.x509 import (
+from certaudit.host.x509 import (
     CertificateError,
     days_left,
     fingerprint_der_sha256,

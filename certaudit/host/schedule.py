@@ -7,8 +7,8 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from certaudit.cron import CronEntry, cron_d_file_is_read, parse_crontab, runs_certbot_renew, skipped_under_systemd
-from certaudit.facts import HostFacts, Listing
+from certaudit.host.cron import CronEntry, cron_d_file_is_read, parse_crontab, runs_certbot_renew, skipped_under_systemd
+from certaudit.host.facts import HostFacts, Listing
 
 TIMER = "certbot.timer"
 NEXT_RUN_WITHIN = dt.timedelta(hours=24)

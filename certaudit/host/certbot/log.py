@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from certaudit.facts import CertbotLog, CertbotLogs
+from certaudit.host.facts import CertbotLog, CertbotLogs
 
 Kind = Literal["renew", "issue", "other"]
 Outcome = Literal["success", "failure", "unknown"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from certaudit.errors import CertauditError
-from certaudit.manifest import SIGNATURE, verify
+from certaudit.evidence.manifest import SIGNATURE, verify
 
 QUARTER_RE = re.compile(r"^(\d{4})-Q([1-4])$")
 FINDING_OUTCOMES = ("fail", "error", "waived")

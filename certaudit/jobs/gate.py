@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from certaudit.evidence import Record
+from certaudit.record import Record
 
 MARKER = "gate"
 MARKER_HELP = "gate: a control the pre-deploy gate runs (set by @control(..., gate=True))"

@@ -12,8 +12,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from certaudit.certbot import ShellCommand, iter_commands, shell_commands, unwrap_command
 from certaudit.errors import PathError
+from certaudit.host.shell import ShellCommand, iter_commands, shell_commands, unwrap_command
 
 __all__ = [
     "CronEntry",

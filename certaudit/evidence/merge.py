@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from certaudit import __version__, report_html
+from certaudit import __version__
 from certaudit.errors import CertauditError
-from certaudit.evidence import Record
-from certaudit.manifest import MANIFEST, verify, write_manifest
-from certaudit.run import EVIDENCE_SCHEMA_ID, EVIDENCE_SCHEMA_VERSION, certaudit_commit, ci_job, write_atomically
+from certaudit.evidence import report_html
+from certaudit.evidence.manifest import MANIFEST, verify, write_manifest
+from certaudit.evidence.run import EVIDENCE_SCHEMA_ID, EVIDENCE_SCHEMA_VERSION, certaudit_commit, ci_job, write_atomically
+from certaudit.record import Record
 
 __all__ = ["MergeError", "Merged", "merge_runs"]
 

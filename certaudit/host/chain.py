@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from cryptography.utils import CryptographyDeprecationWarning
 
 from certaudit.errors import CertauditError
-from certaudit.x509 import WEAK_HASHES, fingerprint_sha256, signature_hash
+from certaudit.host.x509 import WEAK_HASHES, fingerprint_sha256, signature_hash
 
 MAX_DEPTH = 8
 SYSTEM_BUNDLES = (

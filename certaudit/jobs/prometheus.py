@@ -26,10 +26,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from certaudit.errors import PathError
-from certaudit.evidence import Record
-from certaudit.facts import HostFacts
+from certaudit.host.facts import HostFacts
+from certaudit.host.x509 import CertificateError, load_pem_certificates, seconds_left
 from certaudit.policy import Policy
-from certaudit.x509 import CertificateError, load_pem_certificates, seconds_left
+from certaudit.record import Record
 
 STATUS = {"pass": 1, "fail": 0, "error": -1, "waived": 2, "not applicable": 3}
 STATUS_HELP = "Outcome of a certaudit control on a host in the last run: 1 pass, 0 fail, -1 error, 2 waived, 3 not applicable."

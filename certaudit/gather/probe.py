@@ -24,13 +24,13 @@ from importlib import resources
 from typing import Any
 
 from certaudit.errors import ProbeError
-from certaudit.facts import HostFacts, facts_from_probe
+from certaudit.gather.tls import fetch_leaf
+from certaudit.gather.transport import CommandResult, DeadlineExceeded, TransportError, count_round_trip, run_command
+from certaudit.host.facts import HostFacts, facts_from_probe
 from certaudit.inventory import Target
 from certaudit.policy import PROMETHEUS_GROUP
-from certaudit.tls import fetch_leaf
-from certaudit.transport import CommandResult, DeadlineExceeded, TransportError, count_round_trip, run_command
 
-REMOTE_SCRIPT = resources.files("certaudit").joinpath("remote_probe.py").read_text()
+REMOTE_SCRIPT = resources.files("certaudit.gather").joinpath("remote_probe.py").read_text()
 # The script travels compressed inside the command line and is run by a one-line loader, so the
 # host needs nothing but python3; parameters travel as base64 JSON, never as shell words.
 LOADER = "import base64,sys,zlib;s=sys.argv.pop(1);exec(compile(zlib.decompress(base64.b64decode(s)),'certaudit-probe','exec'))"

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from certaudit.facts import Promtool
+from certaudit.host.facts import Promtool
 
 METRIC = "stemedb_tls_cert_expiry_seconds"
 WARNING_ALERT = "CertificateExpiringWarning"

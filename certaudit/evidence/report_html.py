@@ -23,15 +23,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
+from certaudit.audit import AUDIT_KEY, Audit
 from certaudit.controls import REGISTRY
-from certaudit.evidence import USER_PROPERTY, Record
-
-if TYPE_CHECKING:
-    from certaudit.plugin import Audit
+from certaudit.evidence.run import run_metadata
+from certaudit.record import USER_PROPERTY, Record
 
 PLUGIN_NAME = "certaudit-html"
 EXPIRY_CONTROL = "CRT-01"
@@ -54,7 +53,7 @@ NOT_RUN = ("NOT RUN", "ca-o-notrun")
 # teardown error): the most severe.
 SEVERITY = {"fail": 5, "error": 4, "waived": 3, "not applicable": 2, "pass": 1}
 
-# Labels of certaudit.plugin.run_metadata's keys; a key not listed here is shown as it is.
+# Labels of certaudit.evidence.run.run_metadata's keys; a key not listed here is shown as it is.
 METADATA_LABELS = {
     "run_id": "Run id",
     "job": "Job",
@@ -471,11 +470,10 @@ def _metadata_value(value: Any) -> str:
 
 
 def run_metadata_rows(audit: Audit) -> list[tuple[str, str]]:
-    """certaudit.plugin.run_metadata(audit) as (label, value) rows; a key not known here is shown as it is."""
-    from certaudit import plugin  # plugin.py imports this module: import it when called, not when loaded
+    """run_metadata(audit) as (label, value) rows; a key not known here is shown as it is."""
 
     rows: list[tuple[str, str]] = []
-    for key, value in plugin.run_metadata(audit).items():
+    for key, value in run_metadata(audit).items():
         label = METADATA_LABELS.get(key, key)
         if key == "policies" and isinstance(value, dict):
             distinct = {json.dumps(p, sort_keys=True, default=str) for p in value.values()}
@@ -664,9 +662,7 @@ class HtmlReport:
         self.config = config
 
     def _audit(self) -> Audit | None:
-        from certaudit import plugin
-
-        return self.config.stash.get(plugin.AUDIT_KEY, None)
+        return self.config.stash.get(AUDIT_KEY, None)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report: Any) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from certaudit.evidence import Evidence
-from certaudit.facts import HostFacts
+from certaudit.host.facts import HostFacts
+from certaudit.host.x509 import CertificateError, load_pem_certificates
 from certaudit.policy import Policy
-from certaudit.x509 import CertificateError, load_pem_certificates
+from certaudit.record import Evidence
 
 
 def leaf_on_disk(facts: HostFacts, policy: Policy, evidence: Evidence) -> x509.Certificate | None:

@@ -22,6 +22,7 @@ READ_LIMIT = 1024 * 1024
 HOOK_READ_LIMIT = 64 * 1024
 LISTING_LIMIT = 200
 TIME_BUDGET_S = 60
+CRON_DIRS = ("/etc/cron.d", "/var/spool/cron/crontabs")
 
 KIND_BY_MODE = (
     (stat.S_ISREG, "file"),
@@ -563,54 +564,72 @@ def prometheus_facts(params, files, add):
     return result
 
 
-def gather(params):
-    le = params["letsencrypt_dir"]
-    domain = params["domain"]
-    tls = params["tls_dir"]
-    live = os.path.join(le, "live", domain)
-    archive = os.path.join(le, "archive", domain)
-    hooks_dir = os.path.join(le, "renewal-hooks", "deploy")
-    cron_dirs = ["/etc/cron.d", "/var/spool/cron/crontabs"]
+class Gathered(object):
+    """What the gatherers found so far: file facts by path and directory listings by path."""
 
-    files = {}
+    def __init__(self):
+        self.files = {}
+        self.listings = {}
 
-    def add(path, read_limit=0):
-        files[path] = describe(path, read_limit)
+    def add(self, path, read_limit=0):
+        self.files[path] = describe(path, read_limit)
 
-    add(os.path.join(tls, "cert.pem"), READ_LIMIT)
-    add(os.path.join(tls, "key.pem"))
+    def listed(self, directory):
+        self.listings[directory] = listing(directory)
+        return self.listings[directory].get("names", [])
+
+
+def lineage_paths(params):
+    le, domain = params["letsencrypt_dir"], params["domain"]
+    return {
+        "le": le,
+        "live": os.path.join(le, "live", domain),
+        "archive": os.path.join(le, "archive", domain),
+        "hooks": os.path.join(le, "renewal-hooks", "deploy"),
+    }
+
+
+def gather_certificate_files(params, found):
+    """The service's copy, the lineage's live files, its renewal conf and every archived generation."""
+    paths = lineage_paths(params)
+    found.add(os.path.join(params["tls_dir"], "cert.pem"), READ_LIMIT)
+    found.add(os.path.join(params["tls_dir"], "key.pem"))
     for name in ("cert.pem", "chain.pem", "fullchain.pem"):
-        add(os.path.join(live, name), READ_LIMIT)
-    add(os.path.join(live, "privkey.pem"))
-    add(os.path.join(le, "renewal", domain + ".conf"), READ_LIMIT)
-    add(params["deploy_hook"], HOOK_READ_LIMIT)
-    add("/etc/crontab", READ_LIMIT)
-
-    listings = {}
-    for directory in [hooks_dir, archive] + cron_dirs:
-        listings[directory] = listing(directory)
-    for name in listings[hooks_dir].get("names", []):
-        add(os.path.join(hooks_dir, name), HOOK_READ_LIMIT)
-    for name in listings[archive].get("names", []):
+        found.add(os.path.join(paths["live"], name), READ_LIMIT)
+    found.add(os.path.join(paths["live"], "privkey.pem"))
+    found.add(os.path.join(paths["le"], "renewal", params["domain"] + ".conf"), READ_LIMIT)
+    for name in found.listed(paths["archive"]):
         # Archived certificates are public; archived private keys are only stat'ed.
-        add(os.path.join(archive, name), 0 if name.startswith("privkey") else READ_LIMIT)
-    for directory in cron_dirs:
-        for name in listings[directory].get("names", []):
-            add(os.path.join(directory, name), READ_LIMIT)
+        found.add(os.path.join(paths["archive"], name), 0 if name.startswith("privkey") else READ_LIMIT)
 
-    # Other lineages of the same domain (`<domain>-0001`) and which lineages certbot renews (CRT-04).
-    for directory in (os.path.join(le, "live"), os.path.join(le, "renewal")):
-        listings[directory] = listing(directory)
-    for name in listings[os.path.join(le, "live")].get("names", []):
-        if other_lineage(name, domain):
-            add(os.path.join(le, "live", name, "cert.pem"), READ_LIMIT)
-    prometheus = prometheus_facts(params, files, add) if params.get("prometheus") else None
 
-    key_paths = [os.path.join(tls, "key.pem"), os.path.join(live, "privkey.pem")]
-    systemd = os.path.isdir("/run/systemd/system")
-    service_cert = files[os.path.join(tls, "cert.pem")]
-    unit_names = ["certbot.timer", "certbot.service", "cron.service", params["service"] + ".service"]
+def gather_hooks(params, found):
+    """The configured deploy hook and every file certbot may run from renewal-hooks/deploy."""
+    hooks_dir = lineage_paths(params)["hooks"]
+    found.add(params["deploy_hook"], HOOK_READ_LIMIT)
+    for name in found.listed(hooks_dir):
+        found.add(os.path.join(hooks_dir, name), HOOK_READ_LIMIT)
 
+
+def gather_cron(found):
+    """/etc/crontab, /etc/cron.d and the users' crontabs."""
+    found.add("/etc/crontab", READ_LIMIT)
+    for directory in CRON_DIRS:
+        for name in found.listed(directory):
+            found.add(os.path.join(directory, name), READ_LIMIT)
+
+
+def gather_other_lineages(params, found):
+    """Other lineages of the same domain (`<domain>-0001`) and which lineages certbot renews (CRT-04)."""
+    le = params["letsencrypt_dir"]
+    found.listed(os.path.join(le, "renewal"))
+    for name in found.listed(os.path.join(le, "live")):
+        if other_lineage(name, params["domain"]):
+            found.add(os.path.join(le, "live", name, "cert.pem"), READ_LIMIT)
+
+
+def gather_accounts(params, files):
+    """The service's user and group, and the name of every owner seen on a file."""
     accounts = {
         "service_user": account(user=params["service_user"]),
         "service_group": account(group=params["service_group"]),
@@ -622,22 +641,46 @@ def gather(params):
             accounts["users"][str(fact["uid"])] = (account(uid=fact["uid"]) or {}).get("name")
         if "gid" in fact and str(fact["gid"]) not in accounts["groups"]:
             accounts["groups"][str(fact["gid"])] = (account(gid=fact["gid"]) or {}).get("name")
+    return accounts
 
+
+def gather_services(params, service_cert):
+    """Unit states (under systemd) and the service's starts and reloads since the certificate changed."""
+    if not os.path.isdir("/run/systemd/system"):
+        return {"systemd": False, "units": {}, "service_events": None}
+    service = params["service"] + ".service"
+    events = service_events(service, service_cert["ctime"]) if "ctime" in service_cert else None
+    return {
+        "systemd": True,
+        "units": units(["certbot.timer", "certbot.service", "cron.service", service]),
+        "service_events": events,
+    }
+
+
+def gather(params):
+    """Every fact of one host, gatherer by gatherer, as one JSON-ready document."""
+    found = Gathered()
+    gather_certificate_files(params, found)
+    gather_hooks(params, found)
+    gather_cron(found)
+    gather_other_lineages(params, found)
+    prometheus = prometheus_facts(params, found.files, found.add) if params.get("prometheus") else None
+    tls, live = params["tls_dir"], lineage_paths(params)["live"]
+    key_paths = [os.path.join(tls, "key.pem"), os.path.join(live, "privkey.pem")]
+    services = gather_services(params, found.files[os.path.join(tls, "cert.pem")])
     return {
         "probe_version": PROBE_VERSION,
         "hostname": socket.gethostname(),
         "time": time.time(),
         "euid": os.geteuid(),
-        "systemd": systemd,
-        "files": files,
-        "listings": listings,
+        "systemd": services["systemd"],
+        "files": found.files,
+        "listings": found.listings,
         "public_keys": {path: public_key(path) for path in key_paths},
-        "units": units(unit_names) if systemd else {},
+        "units": services["units"],
         "processes": processes(),
-        "accounts": accounts,
-        "service_events": service_events(params["service"] + ".service", service_cert["ctime"])
-        if systemd and "ctime" in service_cert
-        else None,
+        "accounts": gather_accounts(params, found.files),
+        "service_events": services["service_events"],
         "certbot_logs": certbot_logs(CERTBOT_LOG_DIR),
         "prometheus": prometheus,
     }

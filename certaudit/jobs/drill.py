@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from certaudit.errors import Undeterminable
+from certaudit.gather.tls import fetch_leaf
+from certaudit.host.x509 import CertificateError, fingerprint_der_sha256, fingerprint_sha256, load_pem_certificates
 from certaudit.inventory import Target
 from certaudit.policy import Policy
-from certaudit.tls import fetch_leaf
-from certaudit.x509 import CertificateError, fingerprint_der_sha256, fingerprint_sha256, load_pem_certificates
 
 OPTION = "--renewal-drill"
 # certbot's console shows the hooks it runs only at INFO level, hence -v.

@@ -9,8 +9,8 @@ import ssl
 import time
 from typing import cast
 
-from certaudit.facts import Endpoint, MetricsPage
-from certaudit.transport import DeadlineExceeded, remaining
+from certaudit.gather.transport import DeadlineExceeded, remaining
+from certaudit.host.facts import Endpoint, MetricsPage
 
 METRICS_PATH = "/metrics"
 METRICS_LIMIT = 1024 * 1024

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 from certaudit import __version__
 
 if TYPE_CHECKING:
-    from certaudit.plugin import Audit
+    from certaudit.audit import Audit
 
 EVIDENCE_SCHEMA_VERSION = 1
 EVIDENCE_SCHEMA_ID = "https://certaudit.invalid/schema/evidence-v1.json"
 VERSIONS_OF = ("pytest", "pytest-testinfra", "cryptography", "pytest-html", "ansible-core", "paramiko")
 CI_VARIABLES = ("CI_JOB_URL", "GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "BUILD_URL", "CI_JOB_ID")
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # certaudit/, above evidence/
 
 
 def _versions() -> dict[str, str]:
@@ -161,7 +161,7 @@ class RunDirectory:
 
     def finish(self, signing_key: Path | None) -> Path:
         """Seal the run: manifest (and signature), then the rename that makes it a complete run."""
-        from certaudit.manifest import write_manifest
+        from certaudit.evidence.manifest import write_manifest
 
         write_manifest(self.partial, signing_key)
         os.replace(self.partial, self.final)

@@ -18,8 +18,8 @@ from typing import Literal
 
 from cryptography import x509
 
+from certaudit.host.x509 import days_left
 from certaudit.policy import Policy, ThresholdMode
-from certaudit.x509 import days_left
 
 Tier = Literal["ok", "warning", "critical"]
 
