@@ -6,7 +6,7 @@ from certaudit.controls import control
 from certaudit.errors import Undeterminable
 from certaudit.host.certificates import served_leaf
 from certaudit.host.facts import HostFacts
-from certaudit.host.metrics import MetricsError, finite, number, parse_metrics
+from certaudit.host.metrics import MetricsError, MetricsUnread, finite, number, parse_metrics
 from certaudit.host.promrules import (
     METRIC,
     SOON_ALERT,
@@ -70,6 +70,8 @@ def test_metric_agrees_with_served_certificate(facts: HostFacts, policy: Policy,
         return
     try:
         samples = parse_metrics(page.body.decode("utf-8", "replace"))
+    except MetricsUnread as exc:
+        raise Undeterminable(f"host {facts.host}: /metrics {exc}") from None
     except MetricsError as exc:
         evidence.require(False, f"/metrics is not in the Prometheus text format: {exc}")
         return

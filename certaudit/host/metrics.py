@@ -1,24 +1,37 @@
-"""The Prometheus text exposition format (0.0.4), as a host's /metrics serves it (MON-01).
+"""The Prometheus text exposition format (0.0.4), as a host's /metrics serves it (MON-01), read by
+prometheus_client's own parser (`text_string_to_metric_families`).
 
 Only what a sample line says is kept: name, labels, value, timestamp. The page comes from the
-audited host and is untrusted: anything that does not follow the format raises MetricsError with
-the line number and what was expected, never quoting more than a little of the line.
+audited host and is untrusted: it is bounded in size before the parser sees it (the parser's
+quote scanning is quadratic in a line's escapes), and a line the parser rejects raises
+MetricsError naming the line, never quoting more than a little of it.
+
+The parser is given one line at a time: its rules are all per line (every `raise` in
+`prometheus_client.parser` is in the handling of the line just read; `test_metrics` proves a
+page is rejected whole exactly when one of its lines is rejected alone), and alone each line keeps
+its number and the name it was written with (in a page, a `# TYPE x counter` makes the parser
+rename x's samples to x_total). Versions: prometheus_client>=0.20,<1 (the parser is the same
+through 0.26).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
-_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+from prometheus_client.parser import text_string_to_metric_families
+
 MAX_LINES = 200_000
+MAX_PAGE_CHARS = 1024 * 1024  # what the probe fetches at most (gather.tls.METRICS_LIMIT)
+MAX_LINE_CHARS = 16 * 1024  # a sample with many long labels is a few hundred characters
 
 
 class MetricsError(ValueError):
     """The page does not follow the exposition format; the message names the line."""
+
+
+class MetricsUnread(MetricsError):
+    """The page is over a bound and was not parsed: nothing is known of its format."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +39,7 @@ class Sample:
     name: str
     labels: tuple[tuple[str, str], ...]
     value: float
-    timestamp_ms: int | None
+    timestamp_ms: float | None
     line: int
 
     def label(self, name: str) -> str | None:
@@ -42,104 +55,42 @@ def _fail(number: int, line: str, what: str) -> MetricsError:
     return MetricsError(f"line {number}: {what}: {shown!r}")
 
 
-def _value(text: str) -> float:
-    lowered = text.lower()
-    if lowered in ("nan", "+inf", "inf", "-inf"):
-        return float(lowered)
-    # Go's ParseFloat, as Prometheus reads values: no underscores, no "infinity", no hex.
-    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
-        raise ValueError(text)
-    return float(text)
+def _why(exc: Exception) -> str:
+    """The parser's reason, without the line it quotes (the caller shows a cut of it)."""
+    text = str(exc.args[0]) if exc.args else ""
+    reason = text.split(":", 1)[0].strip() if text else ""
+    return f"prometheus_client rejects it ({reason})" if reason else "prometheus_client rejects it"
 
 
-def _labels(line: str, start: int, number: int) -> tuple[tuple[tuple[str, str], ...], int]:
-    """Parse `{a="x",b="y"}` from line[start] (the brace); return the labels and the index after `}`."""
-    labels: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    i = start + 1
-    while True:
-        while i < len(line) and line[i] in " \t":
-            i += 1
-        if i < len(line) and line[i] == "}":
-            return tuple(labels), i + 1
-        match = _LABEL.match(line, i)
-        if not match:
-            raise _fail(number, line, "expected a label name or '}'")
-        name = match.group(0)
-        i = match.end()
-        while i < len(line) and line[i] in " \t":
-            i += 1
-        if i >= len(line) or line[i] != "=":
-            raise _fail(number, line, f"expected '=' after label {name}")
-        i += 1
-        while i < len(line) and line[i] in " \t":
-            i += 1
-        if i >= len(line) or line[i] != '"':
-            raise _fail(number, line, f"expected a quoted value for label {name}")
-        i += 1
-        value: list[str] = []
-        while True:
-            if i >= len(line):
-                raise _fail(number, line, f"unterminated value of label {name}")
-            char = line[i]
-            if char == "\\":
-                if i + 1 >= len(line) or line[i + 1] not in _ESCAPES:
-                    raise _fail(number, line, f"bad escape in the value of label {name}")
-                value.append(_ESCAPES[line[i + 1]])
-                i += 2
-            elif char == '"':
-                i += 1
-                break
-            else:
-                value.append(char)
-                i += 1
-        if name in seen:
-            raise _fail(number, line, f"label {name} given twice")
-        seen.add(name)
-        labels.append((name, "".join(value)))
-        while i < len(line) and line[i] in " \t":
-            i += 1
-        if i < len(line) and line[i] == ",":
-            i += 1
-        elif i < len(line) and line[i] == "}":
-            return tuple(labels), i + 1
-        else:
-            raise _fail(number, line, "expected ',' or '}' after a label")
+def _bound(text: str) -> list[str]:
+    if len(text) > MAX_PAGE_CHARS:
+        raise MetricsUnread(f"over {MAX_PAGE_CHARS} characters: not parsed")
+    lines = text.split("\n")  # the parser's own line split (StringIO iteration)
+    if len(lines) > MAX_LINES:
+        raise MetricsUnread(f"over {MAX_LINES} lines: not parsed")
+    for number, line in enumerate(lines, 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise MetricsUnread(f"line {number}: over {MAX_LINE_CHARS} characters: not parsed")
+    return lines
+
+
+def _sample(line: str, number: int) -> Sample | None:
+    try:
+        families = list(text_string_to_metric_families(line))
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise _fail(number, line.strip(), _why(exc)) from None
+    samples = [s for family in families for s in family.samples]
+    if not samples:
+        return None  # HELP, TYPE, comments and blank lines say nothing about a value
+    (sample,) = samples
+    timestamp = None if sample.timestamp is None else float(sample.timestamp) * 1000
+    return Sample(sample.name, tuple(sample.labels.items()), float(sample.value), timestamp, number)
 
 
 def parse_metrics(text: str) -> list[Sample]:
-    """Every sample of the page, in order; raises MetricsError at the first line that is not valid."""
-    samples: list[Sample] = []
-    for number, raw in enumerate(text.split("\n"), 1):
-        if number > MAX_LINES:
-            raise MetricsError(f"over {MAX_LINES} lines")
-        line = raw.rstrip("\r").strip(" \t")
-        if not line or line.startswith("#"):
-            continue  # HELP, TYPE and comments say nothing about a value
-        match = _NAME.match(line)
-        if not match:
-            raise _fail(number, line, "expected a metric name")
-        name = match.group(0)
-        i = match.end()
-        labels: tuple[tuple[str, str], ...] = ()
-        if i < len(line) and line[i] == "{":
-            labels, i = _labels(line, i, number)
-        if i < len(line) and line[i] not in " \t":
-            raise _fail(number, line, "expected a space before the value")
-        fields = line[i:].split()
-        if not 1 <= len(fields) <= 2:
-            raise _fail(number, line, "expected a value and at most a timestamp")
-        try:
-            value = _value(fields[0])
-        except ValueError:
-            raise _fail(number, line, "the value is not a number") from None
-        timestamp: int | None = None
-        if len(fields) == 2:
-            if not re.fullmatch(r"-?\d{1,19}", fields[1]):
-                raise _fail(number, line, "the timestamp is not whole milliseconds")
-            timestamp = int(fields[1])
-        samples.append(Sample(name, labels, value, timestamp, number))
-    return samples
+    """Every sample of the page, in order; raises MetricsError at the first line the parser rejects."""
+    found = (_sample(line, number) for number, line in enumerate(_bound(text), 1))
+    return [s for s in found if s is not None]
 
 
 def finite(value: float) -> bool:

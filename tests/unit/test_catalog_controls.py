@@ -304,7 +304,10 @@ def test_mon01_branches() -> None:
         "GET /metrics answered HTTP 404, not 200"
     ]
     (finding,) = judge("MON-01", judge_mon, snapshot(endpoint=served(page(b"m{x=1} 2\n")))).findings
-    assert finding.startswith("/metrics is not in the Prometheus text format: line 1: expected a quoted value for label x")
+    assert (
+        finding
+        == "/metrics is not in the Prometheus text format: line 1: prometheus_client rejects it (Invalid labels): 'm{x=1} 2'"
+    )
     nan = b'stemedb_tls_cert_expiry_seconds{domain="stemedb.example.com"} NaN\n'
     (finding,) = judge("MON-01", judge_mon, snapshot(endpoint=served(page(nan)))).findings
     assert "says nan s" in finding and "off by inf s" in finding

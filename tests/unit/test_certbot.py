@@ -6,7 +6,14 @@ import datetime as dt
 
 import pytest
 
-from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
+from certaudit.errors import Undeterminable
+from certaudit.host.certbot.conf import (
+    MAX_CONF_BYTES,
+    MAX_LINE_CHARS,
+    MAX_SECTION_LINE_CHARS,
+    CertbotConfError,
+    parse_renewal_conf,
+)
 from certaudit.host.certbot.hooks import HookFile, certbot_runs_hook, reason_certbot_skips, reloads_service
 from certaudit.host.certbot.interval import parse_interval
 from certaudit.host.shell import ShellCommand, shell_commands, unwrap_command
@@ -119,7 +126,8 @@ def test_webroot_map_subsection_and_list_value() -> None:
         "example.com": "/var/www/html",
         "www.example.com": "/var/www/html",
     }
-    assert conf.sections["renewalparams"]["webroot_path"] == "/var/www/html,"
+    # ConfigObj reads a trailing comma as a list of one (the old hand parser kept "/var/www/html,")
+    assert conf.sections["renewalparams"]["webroot_path"] == ["/var/www/html"]
 
 
 @pytest.mark.parametrize(
@@ -161,15 +169,22 @@ def test_autorenew_false_is_reported_as_written() -> None:
     [
         ("cert = /x\nthis line is junk\n", "/etc/r.conf: line 2: neither `key = value`, a [section] nor a comment"),
         ("= value\n", "/etc/r.conf: line 1: neither `key = value`, a [section] nor a comment"),
-        ("[renewalparams\n", "/etc/r.conf: line 1: malformed section header"),
+        # ConfigObj finds no section in an unclosed or empty header: it is an invalid line to it
+        ("[renewalparams\n", "/etc/r.conf: line 1: neither `key = value`, a [section] nor a comment"),
         ("[[renewalparams]\n", "/etc/r.conf: line 1: malformed section header"),
-        ("[]\n", "/etc/r.conf: line 1: malformed section header"),
+        ("[]\n", "/etc/r.conf: line 1: neither `key = value`, a [section] nor a comment"),
         ("[[webroot_map]]\n", "/etc/r.conf: line 1: section [webroot_map] is nested too deep"),
         ("cert = a\ncert = b\n", "/etc/r.conf: line 2: duplicate key 'cert'"),
         ("[a]\n[a]\n", "/etc/r.conf: line 2: duplicate section [a]"),
-        ("key = 'unterminated\n", "/etc/r.conf: line 1: unterminated quote in the value of 'key'"),
-        ("key = 'a' b\n", "/etc/r.conf: line 1: text after the quoted value of 'key'"),
-        ("key = '''never closed\nmore\n", "/etc/r.conf: line 1: unterminated ''' value for 'key'"),
+        (
+            "key = 'unterminated\n",
+            "/etc/r.conf: line 1: unparseable value of 'key' (an unterminated quote, or text after a quoted value)",
+        ),
+        (
+            "key = 'a' b\n",
+            "/etc/r.conf: line 1: unparseable value of 'key' (an unterminated quote, or text after a quoted value)",
+        ),
+        ("key = '''never closed\nmore\n", "/etc/r.conf: line 1: unterminated triple-quoted value of 'key'"),
     ],
 )
 def test_lines_configobj_rejects_raise_naming_path_and_line(text: str, message: str) -> None:
@@ -189,6 +204,67 @@ def test_error_does_not_quote_the_line() -> None:
     with pytest.raises(CertbotConfError) as info:
         parse_renewal_conf("eab_hmac_key secret-material\n", "/r.conf")
     assert "secret-material" not in str(info.value)
+
+
+def test_lines_are_split_as_configobj_reads_a_file() -> None:
+    """certbot hands ConfigObj a path, which reads `readlines()` of the bytes: only \\n ends a line."""
+    conf = parse_renewal_conf("a = 1\rb = 2\nc = 3\x0cd\n")
+    assert conf.top == {"a": "1\rb = 2", "c": "3\x0cd"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "renew_before_expiry = 30 days, 2 weeks\n",
+            "renew_before_expiry is a list of 2 values (a comma), where certbot reads one",
+        ),
+        ("cert = /a,\n", "cert is a list of 1 values (a comma), where certbot reads one"),
+        ("[renew_before_expiry]\n", "renew_before_expiry is a section, where certbot reads one value"),
+        (
+            "[renewalparams]\nrenew_hook = systemctl reload a, echo b\n",
+            "[renewalparams] renew_hook is a list of 2 values (a comma), where certbot reads one",
+        ),
+        ("[renewalparams]\n[[autorenew]]\n", "[renewalparams] autorenew is a section, where certbot reads one value"),
+    ],
+)
+def test_a_list_or_section_where_certbot_reads_one_string_is_refused(text: str, message: str) -> None:
+    with pytest.raises(CertbotConfError) as info:
+        parse_renewal_conf(text, "/etc/r.conf")
+    assert str(info.value) == "/etc/r.conf: " + message
+
+
+def test_a_quoted_comma_is_one_value() -> None:
+    assert parse_renewal_conf('renew_before_expiry = "30 days, 2 weeks"\n').renew_before_expiry == "30 days, 2 weeks"
+
+
+def test_bytes_that_are_not_utf8_are_what_certbots_configobj_cannot_decode() -> None:
+    with pytest.raises(CertbotConfError) as info:
+        parse_renewal_conf(b"cert = \xff\n", "/etc/r.conf")
+    assert str(info.value) == "/etc/r.conf: not UTF-8 (byte 7 of a line): certbot's ConfigObj cannot decode it"
+    assert parse_renewal_conf(b"\xef\xbb\xbfcert = /\xc3\xa9\n").cert == "/\u00e9"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("#" * (MAX_CONF_BYTES + 1), f"/r.conf: {MAX_CONF_BYTES + 1} bytes, over certaudit's {MAX_CONF_BYTES}-byte bound"),
+        ("a = 1\n" + "[" * 20_000 + "\n", f"/r.conf: line 2 is over certaudit's {MAX_SECTION_LINE_CHARS}-character bound"),
+        ("k = " + " " * MAX_LINE_CHARS + "v\n", f"/r.conf: line 1 is over certaudit's {MAX_LINE_CHARS}-character bound"),
+    ],
+)
+def test_a_conf_over_the_bounds_is_not_parsed_and_not_a_finding(text: str, message: str) -> None:
+    """ConfigObj takes minutes over a 64 KiB run of `[` (its section pattern is cubic in it): such a
+    conf is not read at all, which is an error, not "certbot cannot read it"."""
+    with pytest.raises(Undeterminable) as info:
+        parse_renewal_conf(text, "/r.conf")
+    assert str(info.value).startswith(message)
+
+
+def test_the_worst_conf_within_the_bounds_is_parsed() -> None:
+    worst = ("[" * (MAX_SECTION_LINE_CHARS - 1) + "\n") * (MAX_CONF_BYTES // MAX_SECTION_LINE_CHARS)
+    with pytest.raises(CertbotConfError, match="line 1: neither"):
+        parse_renewal_conf(worst)
 
 
 # --- renew_before_expiry ----------------------------------------------------------------------
@@ -288,6 +364,31 @@ def test_interval_negative_number_word_counts_as_zero_like_parsedatetime() -> No
 def test_interval_needs_an_aware_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         parse_interval("30 days", dt.datetime(2024, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # parsedatetime's date words, which the old hand parser ignored: certbot counts them
+        ("30 days ago", dt.timedelta(days=-30)),
+        ("in 30 days", dt.timedelta(days=30)),
+        ("tomorrow", dt.timedelta(hours=21)),  # tomorrow at 09:00, from 12:00
+        ("2024-03-01", dt.timedelta(days=30)),  # a date, at now's time of day
+    ],
+)
+def test_interval_date_words_count_as_parsedatetime_counts_them(text: str, expected: dt.timedelta) -> None:
+    assert parse_interval(text, NOW) == expected
+
+
+def test_interval_parsedatetime_raises_on_is_none() -> None:
+    """parsedatetime raises TypeError past datetime's range of months; certbot's renewal of the
+    lineage then fails every time (found by the property test)."""
+    assert parse_interval("240000000000000020MONTH", dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) is None
+
+
+def test_interval_is_whole_seconds_like_parsedatetime() -> None:
+    """parsedatetime works on a struct_time: the interval does not lose now's microseconds."""
+    assert parse_interval("30 days", NOW.replace(microsecond=999_999)) == dt.timedelta(days=30)
 
 
 # --- deploy hooks -----------------------------------------------------------------------------

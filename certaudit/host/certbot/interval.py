@@ -1,107 +1,58 @@
-"""`renew_before_expiry` as certbot reads it: `storage.add_time_interval`, through parsedatetime.
+"""`renew_before_expiry` as certbot reads it: `storage.add_time_interval`, with parsedatetime itself.
 
-A bare number means days, and text parsedatetime finds no interval in adds nothing at all.
+certbot (every release in the field: 1.12 on Debian 11, 2.1 on Debian 12, 4.0 on Debian 13, and
+pip's) does, word for word:
+
+    textparser = parsedatetime.Calendar()          # a default argument, built once
+    if interval.strip().isdigit():
+        interval += " days"
+    tzinfo = base_time.tzinfo or pytz.UTC
+    return textparser.parseDT(interval, base_time, tzinfo=tzinfo)[0]
+
+and renews when notAfter < that. `parse_interval` makes the same calls with the same arguments.
+Versions: certbot requires parsedatetime>=2.4; all three Debian releases ship 2.6, as does pip
+(2.6 is the last release since 2020); pyproject pins >=2.6,<3.
 """
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
-import re
+
+import parsedatetime
 
 __all__ = ["parse_interval"]
 
-_UNITS: dict[str, tuple[str, ...]] = {
-    "seconds": ("second", "seconds", "sec", "secs", "s"),
-    "minutes": ("minute", "minutes", "min", "mins", "m"),
-    "hours": ("hour", "hours", "hr", "h"),
-    "days": ("day", "days", "dy", "d"),
-    "weeks": ("week", "weeks", "wk", "w"),
-    "months": ("month", "months", "mth"),
-    "years": ("year", "years", "yr", "y"),
-}
-_UNIT_OF = {word: unit for unit, words in _UNITS.items() for word in words}
-# parsedatetime's number words; its table really has no "twelve".
-_NUMBER_WORDS = {
-    "zero": 0, "one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
-}  # fmt: skip
+_TEXTPARSER = parsedatetime.Calendar()  # certbot's own: no arguments, one instance for every call
 
 
-def _alternation(words: list[str]) -> str:
-    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-
-
-# parsedatetime's RE_UNITS: \b(-?(digits[.digits]|numberword\b)\s*(unit))\b
-_TERM_RE = re.compile(
-    rf"\b(?P<qty>\d+(?:\.\d+)?|(?:{_alternation(list(_NUMBER_WORDS))})\b)\s*(?P<unit>{_alternation(list(_UNIT_OF))})\b",
-    re.ASCII,
-)
-
-
-def _add_months(base: dt.datetime, months: float) -> dt.datetime:
-    """parsedatetime's Calendar.inc: whole months by calendar (day clamped to the month's end),
-    then any fraction as that many of the target month's days."""
-    whole = int(months)
-    fraction = months - whole
-    years = int(whole / 12)
-    month = base.month + whole - years * 12
-    if month < 1:
-        years -= 1
-        month += 12
-    elif month > 12:
-        years += 1
-        month -= 12
-    year = base.year + years
-    if not dt.MINYEAR <= year <= dt.MAXYEAR:
-        raise OverflowError("year is out of range")
-    max_day = calendar.monthrange(year, month)[1]
-    target = base.replace(year=year, month=month, day=min(base.day, max_day))
-    if fraction:
-        target += dt.timedelta(days=fraction * max_day)
-    return target
+def _add_time_interval(base_time: dt.datetime, interval: str) -> tuple[dt.datetime, int]:
+    """storage.add_time_interval, plus parsedatetime's status (0: nothing parsed) that certbot drops."""
+    if interval.strip().isdigit():
+        interval += " days"
+    tzinfo = base_time.tzinfo or dt.UTC
+    target, status = _TEXTPARSER.parseDT(interval, base_time, tzinfo=tzinfo)
+    return target, int(status)
 
 
 def parse_interval(text: str, now: dt.datetime) -> dt.timedelta | None:
     """How far before expiry certbot renews for `renew_before_expiry = text`, judged at `now`.
 
-    Mirrors `storage.add_time_interval`: a bare integer gets " days" appended; every
-    "<number> <unit>" term (parsedatetime's units and number words, case-insensitive, a `-` just
-    before it making it negative) is added left to right, months and years by calendar from `now`.
-    Words that are not such terms are ignored, as parsedatetime ignores them.
+    A bare integer means days; every term parsedatetime reads ("30 days", "4 weeks", "1 month"
+    by calendar from `now`, number words, "-" before a term, and its date words such as
+    "tomorrow" or "2030-01-01") counts as parsedatetime counts it.
 
-    Returns None when no term is found (or every term overflows, which parsedatetime drops too):
-    certbot then adds nothing, so it renews only once the certificate has expired.
-    Not modelled: parsedatetime's date words ("tomorrow", "next week", "ago"), which no sane
-    renewal conf uses.
+    Returns None when parsedatetime parses nothing (status 0): certbot then adds nothing, so it
+    renews only once the certificate has expired. Also None where parsedatetime raises (a
+    month count past datetime's range raises TypeError inside it): certbot's renewal of the
+    lineage then fails with that error every time, which renews no earlier. parsedatetime works on whole seconds (a
+    time.struct_time), so the interval is measured from `now` without its microseconds.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    if text.strip().isdigit():
-        text += " days"
-    text = text.lower()
-    target = now
-    found = False
-    previous_end = 0
-    for match in _TERM_RE.finditer(text):
-        qty_text = match.group("qty")
-        negative = text[previous_end : match.start()].rstrip().endswith("-")
-        if qty_text in _NUMBER_WORDS:
-            # parsedatetime cannot read "-one" as a number and counts it as zero
-            qty = 0.0 if negative else float(_NUMBER_WORDS[qty_text])
-        else:
-            qty = -float(qty_text) if negative else float(qty_text)
-        previous_end = match.end()
-        unit = _UNIT_OF[match.group("unit")]
-        try:
-            if unit == "years":
-                target = _add_months(target, qty * 12)
-            elif unit == "months":
-                target = _add_months(target, qty)
-            else:
-                target = target + dt.timedelta(**{unit: qty})
-        except OverflowError:
-            continue
-        found = True
-    return target - now if found else None
+    try:
+        target, status = _add_time_interval(now, text)
+    except Exception:  # certbot's `renew` catches anything here too, and fails the lineage
+        return None
+    if status == 0:
+        return None
+    return target - now.replace(microsecond=0)
