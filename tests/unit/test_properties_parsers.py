@@ -92,7 +92,8 @@ def check_renewal_conf(text: str) -> None:
     except CertbotConfError as exc:
         message = str(exc)
     except Undeterminable as exc:  # over a size bound: not parsed at all
-        assert str(exc).startswith("/etc/letsencrypt/renewal/x.conf: line ") and "bound" in str(exc), str(exc)
+        message = str(exc)
+        assert message.startswith("/etc/letsencrypt/renewal/x.conf: line ") and "bound" in message, message
         return
     else:
         message = ""
