@@ -4,6 +4,10 @@ cron is lenient in what it skips and strict in what it runs: a line with a bad t
 dropped without a word, a file in /etc/cron.d with a dot in its name is never read, and Debian's
 own /etc/cron.d/certbot does nothing on a host that runs systemd. Each function here answers one
 such question the way cron (and the shell it starts) would.
+
+Hand-written, not croniter or python-crontab: each accepts schedules Debian's cron drops (Quartz's
+`L`/`W`/`#`/`?`, backwards ranges) or refuses ones it runs (`@reboot`, `N/step`), and neither reads
+cron.d's user field, vixie's environment lines or `%` (tests/unit/test_differential_cron.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Reading shell: which commands a script, a one-line hook or a cron command really runs.
 
+Hand-written, not bashlex: bashlex misread 301 of 1500 generated command lines that this lexer and
+/bin/sh read alike, and raises on `case` and `$((...))` (tests/unit/test_differential_shell.py).
+
 Shared by the deploy-hook rules (certaudit.host.certbot.hooks) and the cron rules
 (certaudit.host.cron), which ask the same question: does a command the shell would really run do X?
 """
