@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from certaudit.host.metrics import MAX_LINE_CHARS, MAX_PAGE_CHARS, MetricsError, MetricsUnread, Sample, number, parse_metrics
+from tests.unit.test_properties_parsers import metric_pages
 
 PAGE = """\
 # HELP stemedb_tls_cert_expiry_seconds Seconds until the served certificate expires.
@@ -93,3 +96,47 @@ def test_long_lines_are_cut_in_messages() -> None:
     with pytest.raises(MetricsError) as caught:
         parse_metrics("m " + "x" * 500)
     assert len(str(caught.value)) < 200
+
+
+def _whole_page_rejects(text: str) -> bool:
+    try:
+        list(text_string_to_metric_families(text))
+    except (ValueError, IndexError, KeyError, TypeError):
+        return True
+    return False
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(metric_pages)
+def test_the_parser_rejects_a_page_exactly_when_it_rejects_one_of_its_lines(text: str) -> None:
+    """parse_metrics hands prometheus_client one line at a time; this is the proof that it rejects
+    the same pages as when handed the whole page (its rules are per line), on the property
+    tests' pages."""
+    try:
+        parse_metrics(text)
+    except MetricsUnread:
+        return
+    except MetricsError:
+        assert _whole_page_rejects(text)
+    else:
+        assert not _whole_page_rejects(text)
+
+
+@pytest.mark.parametrize(
+    ("line", "name", "value"),
+    [
+        # found by the differential run against the old hand parser: a line with no blank is read
+        # as a name of all but its last character and a value of the whole line
+        ("NaN", "Na", math.nan),
+        ("Infinity", "Infinit", math.inf),
+    ],
+)
+def test_a_line_without_a_blank_reads_as_prometheus_client_reads_it(line: str, name: str, value: float) -> None:
+    (sample,) = parse_metrics(line)
+    assert sample.name == name and (sample.value == value or (math.isnan(sample.value) and math.isnan(value)))
+
+
+def test_an_unknown_metric_type_is_named_on_its_own_line() -> None:
+    with pytest.raises(MetricsError) as caught:
+        parse_metrics("ok 1\n# TYPE x gauges\nx 1\n")
+    assert str(caught.value) == "line 2: prometheus_client rejects it (Invalid metric type): '# TYPE x gauges'"
