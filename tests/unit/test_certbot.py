@@ -234,6 +234,23 @@ def test_a_list_or_section_where_certbot_reads_one_string_is_refused(text: str, 
     assert str(info.value) == "/etc/r.conf: " + message
 
 
+@pytest.mark.parametrize(
+    ("text", "top"),
+    [
+        # found by the differential run against the old hand parser, which rejected or split these
+        ("[= x\n", {"[": "x"}),  # a key may be `[`: the line is no section to ConfigObj
+        ("a = 1\x1eb = 2\n", {"a": "1\x1eb = 2"}),  # str.splitlines() broke lines at \x1e, \x85, \u2028...
+    ],
+)
+def test_lines_configobj_reads_that_the_old_parser_did_not(text: str, top: dict[str, str]) -> None:
+    assert parse_renewal_conf(text).top == top
+
+
+def test_a_value_starting_with_a_comma_is_rejected() -> None:
+    with pytest.raises(CertbotConfError, match=r"^/r\.conf: line 1: unparseable value of 'key'"):
+        parse_renewal_conf("key = ,x\n", "/r.conf")
+
+
 def test_a_quoted_comma_is_one_value() -> None:
     assert parse_renewal_conf('renew_before_expiry = "30 days, 2 weeks"\n').renew_before_expiry == "30 days, 2 weeks"
 
@@ -374,6 +391,10 @@ def test_interval_needs_an_aware_now() -> None:
         ("in 30 days", dt.timedelta(days=30)),
         ("tomorrow", dt.timedelta(hours=21)),  # tomorrow at 09:00, from 12:00
         ("2024-03-01", dt.timedelta(days=30)),  # a date, at now's time of day
+        # found by the differential run against the old hand parser, which called these unparseable:
+        ("1.5", dt.timedelta(days=340)),  # not all digits, so no " days": the next January 5
+        ("5/1", dt.timedelta(days=91)),  # May 1
+        ("0 a", dt.timedelta(hours=-12)),  # 0 am: midnight today
     ],
 )
 def test_interval_date_words_count_as_parsedatetime_counts_them(text: str, expected: dt.timedelta) -> None:
