@@ -311,6 +311,9 @@ def test_mon01_branches() -> None:
     nan = b'stemedb_tls_cert_expiry_seconds{domain="stemedb.example.com"} NaN\n'
     (finding,) = judge("MON-01", judge_mon, snapshot(endpoint=served(page(nan)))).findings
     assert "says nan s" in finding and "off by inf s" in finding
+    long_line = b'm{a="' + b"x" * 20_000 + b'"} 1\n'  # over the bound: not parsed, so nothing is known
+    with pytest.raises(Undeterminable, match=r"/metrics line 1: over 16384 characters: not parsed$"):
+        judge("MON-01", judge_mon, snapshot(endpoint=served(page(long_line))))
     with pytest.raises(Undeterminable, match="no complete answer to GET /metrics within 10 s"):
         judge(
             "MON-01",
