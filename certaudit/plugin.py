@@ -449,8 +449,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     write(f"certaudit: evidence of run {audit.run_id} in {final}{signed}")
     # pytest-html and junitxml named the files in `.partial`, which is gone now: their final paths.
     for label, name in (("html report", "report.html"), ("junit xml", "junit.xml"), ("evidence", "evidence.json")):
-        if (final / name).is_file():
-            write(f"certaudit: {label}: {(final / name).as_uri() if name.endswith('.html') else final / name}")
+        path = final.absolute() / name  # --report-dir may be relative; a file URI never is
+        if path.is_file():
+            write(f"certaudit: {label}: {path.as_uri() if name.endswith('.html') else path}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -212,7 +212,8 @@ def test_a_waiver_date_is_yyyy_mm_dd_strictly(tmp_path: Path, expires: str, vali
 
 def test_a_waiver_label_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "waivers.yml"
-    path.write_text('waivers:\n  - {control: "KEY-01\\nFAKE", hosts: "web-*\\n", reason: r, approver: a, ticket: T, expires: x}\n')
+    entry = '{control: "KEY-01\\nFAKE", hosts: "web-*\\n", reason: r, approver: a, ticket: T, expires: x}'
+    path.write_text(f"waivers:\n  - {entry}\n")
     (problem,) = load_waivers(path, TODAY).findings()
     assert problem.isprintable() and "KEY-01\\nFAKE" in problem
 
@@ -325,8 +326,9 @@ def _wrong_shapes() -> dict[str, Any]:
     def finished_before_started(d: dict[str, Any]) -> None:
         d["run"]["finished"] = "2026-11-28T01:00:00+00:00"
 
-    return {f.__name__: f for f in (results_not_records, no_start, entries_not_waivers, shard_as_text,
-                                    result_without_nodeid, hosts_as_text, result_of_another_host, finished_before_started)}  # fmt: skip
+    shapes = (results_not_records, no_start, entries_not_waivers, shard_as_text, result_without_nodeid, hosts_as_text,
+              result_of_another_host, finished_before_started)  # fmt: skip
+    return {f.__name__: f for f in shapes}
 
 
 WRONG_SHAPES = _wrong_shapes()
