@@ -7,23 +7,47 @@ report and the run directory the same state without an import circle.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 import uuid
 from pathlib import Path
 
 import pytest
 
-from certaudit.errors import ProbeError
+from certaudit.errors import CertauditError, ProbeError
 from certaudit.gather.probe import Prober
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
 from certaudit.jobs import gate
 from certaudit.jobs.shard import Shard, ShardError, parse_shard
+from certaudit.readers import shown_text
 from certaudit.record import Record
 from certaudit.waivers import Waivers, load_waivers
 
 DEFAULT_INVENTORY = "inventories/local.yml"
 DEFAULT_WAIVERS = "inventories/waivers.yml"
 AUDIT_KEY = pytest.StashKey["Audit"]()
+# A job name becomes a directory name and a title: a safe file name, never a path.
+JOB_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+# Seconds: finite and positive; a day bounds any one host however slow (a bound nobody reaches).
+MAX_SECONDS = 86400.0
+
+
+def check_job(job: str) -> str:
+    """The job name, or CertauditError: it names a directory, so `../../x` must never pass."""
+    if not JOB_RE.fullmatch(job) or job.endswith(".partial"):
+        raise CertauditError(
+            f"--job {shown_text(repr(job), 80)}: expected a name of letters, digits, '.', '_' and '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    return job
+
+
+def check_seconds(option: str, value: float) -> float:
+    """A time bound given on the command line: a positive, finite number of seconds up to a day."""
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise CertauditError(f"{option} {value!r}: expected a number of seconds above 0 and at most {MAX_SECONDS:g}")
+    return value
 
 
 class Audit:
@@ -32,10 +56,16 @@ class Audit:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._inventory: Inventory | None = None
-        self.prober = Prober(
-            connect_timeout=config.getoption("connect_timeout"),
-            host_budget=config.getoption("host_budget"),
-        )
+        self._inventory_error: CertauditError | None = None  # an inventory is read once, even when it fails
+        try:
+            connect_timeout = check_seconds("--connect-timeout", config.getoption("connect_timeout"))
+            host_budget = check_seconds("--host-budget", config.getoption("host_budget"))
+            check_job(config.getoption("job"))
+        except CertauditError as exc:
+            raise pytest.UsageError(f"certaudit: {exc}") from None
+        self.prober = Prober(connect_timeout=connect_timeout, host_budget=host_budget)
+        self.complete = False  # set when the session ends: every selected control judged, no stop
+        self.exit_status: int | None = None
         self.records: list[Record] = []
         self.started = dt.datetime.now(dt.UTC)
         self.facts: dict[str, HostFacts] = {}
@@ -50,7 +80,7 @@ class Audit:
             try:
                 self.shard = parse_shard(config.getoption("shard"))
             except ShardError as exc:
-                raise pytest.UsageError(f"certaudit: {exc}") from None
+                raise pytest.UsageError(f"certaudit: {shown_text(str(exc), 300)}") from None
 
     def inventory_if_loaded(self) -> Inventory | None:
         return self._inventory
@@ -65,6 +95,17 @@ class Audit:
         return self._waivers
 
     def inventory(self) -> Inventory:
+        """The inventory, read once: a failure is remembered, so an executable inventory is never
+        run again, nor a slow one waited for again, for the next control."""
+        if self._inventory_error is not None:
+            raise self._inventory_error
+        try:
+            return self._load_inventory()
+        except CertauditError as exc:
+            self._inventory_error = exc
+            raise
+
+    def _load_inventory(self) -> Inventory:
         if self._inventory is None:
             specs = self.config.getoption("hosts", None)
             path = self.config.getoption("inventory")

@@ -8,20 +8,25 @@ builds the testinfra host itself.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import re
+import selectors
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from certaudit.errors import InventoryError
-from certaudit.policy import Policy, PolicyError, policy_for
+from certaudit.policy import Policy, PolicyError, policy_for, port_number
+from certaudit.readers import ReadError, check_yaml, shown_text
 from certaudit.redact import value_error
 
 CONNECTIONS = {"ssh": "ssh", "smart": "ssh", "paramiko": "paramiko", "paramiko_ssh": "paramiko", "local": "local"}
@@ -64,7 +69,8 @@ class Inventory:
 
 
 def _bad(host: str, variable: str, value: Any, why: str) -> InventoryError:
-    return InventoryError(value_error(host, variable, value, why))
+    # The host name is inventory text too: a newline or 100,000 characters in it stay out of the message.
+    return InventoryError(value_error(shown_text(host, 80), variable, value, why))
 
 
 def _address(host: str, value: Any) -> str:
@@ -147,8 +153,10 @@ def target_for(name: str, variables: Mapping[str, Any], groups: tuple[str, ...] 
     if user is not None and (not isinstance(user, str) or not USER_RE.fullmatch(user)):
         raise _bad(name, "ansible_user", user, "expected a user name")
     port = variables.get("ansible_port")
-    if port is not None and (isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536):
+    if port is not None and port_number(port) is None:
         raise _bad(name, "ansible_port", port, "expected a TCP port from 1 to 65535")
+    if port is not None:
+        port = port_number(port)
     for password in ("ansible_password", "ansible_ssh_pass"):
         if password in variables:
             raise _bad(name, password, "", "password logins are not supported; use an ssh key")
@@ -206,31 +214,132 @@ def _ansible_inventory() -> str:
     return str(beside) if beside.exists() else "ansible-inventory"
 
 
-def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
-    """Read an inventory with ansible-inventory and validate every host before any is touched."""
-    if not os.path.exists(path):
-        raise InventoryError(f"inventory {path} does not exist")
+# Bounds on what the inventory may be. Ansible parses the inventory itself, so certaudit checks
+# each file it will read (kind, size, YAML alias expansion) before handing it over, and bounds
+# ansible-inventory's time and output: an inventory script or plugin may still do anything else.
+INVENTORY_TIMEOUT_S = 120
+MAX_INVENTORY_FILE_BYTES = 16 * 1024 * 1024
+MAX_INVENTORY_FILES = 10_000
+MAX_INVENTORY_OUTPUT_BYTES = 256 * 1024 * 1024
+_STDERR_KEPT = 64 * 1024
+
+
+def _inventory_files(path: Path) -> list[Path]:
+    """The files Ansible reads for this inventory: the file itself (or every file below the
+    directory), and the group_vars/ and host_vars/ beside it."""
+    roots = [path]
+    if not path.is_dir():
+        roots += [p for p in (path.parent / "group_vars", path.parent / "host_vars") if p.exists()]
+    files: list[Path] = []
+    for root in roots:
+        if not root.is_dir():
+            files.append(root)
+            continue
+        for directory, _subdirs, names in os.walk(root):
+            files += [Path(directory) / n for n in sorted(names)]
+            if len(files) > MAX_INVENTORY_FILES:
+                raise InventoryError(
+                    f"inventory {shown_text(str(path), 300)}: more than {MAX_INVENTORY_FILES} files to read, "
+                    "more than a real inventory holds"
+                )
+    return files
+
+
+def check_inventory_files(path: Path) -> None:
+    """Refuse, before Ansible reads it, an inventory file that is not a regular file (a FIFO would
+    block ansible-inventory), is too large, or whose YAML aliases expand past the bound."""
+    for file in _inventory_files(path):
+        try:
+            # An INI inventory or a script is not YAML: Ansible's YAML parser refuses it too, and it has no alias.
+            check_yaml(file, MAX_INVENTORY_FILE_BYTES, yaml_only=False)
+        except ReadError as exc:
+            raise InventoryError(f"inventory {exc}") from None
+
+
+def _run_bounded(argv: list[str], timeout: float, limit: int) -> tuple[int, bytes, bytes]:
+    """(status, stdout, the start of stderr) of argv, killed (with everything it started) when it
+    runs past `timeout` or writes more than `limit` bytes: an inventory script's child holding
+    the pipe open cannot make the wait endless either."""
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, killed whole
+        env=dict(os.environ, ANSIBLE_VERBOSITY="0", ANSIBLE_NOCOLOR="1", ANSIBLE_INVENTORY_UNPARSED_FAILED="1"),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    out: list[bytes] = []
+    err: list[bytes] = []
+    sizes = {"out": 0, "err": 0}
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ, "out")
+    selector.register(process.stderr, selectors.EVENT_READ, "err")
+    problem = ""
     try:
-        done = subprocess.run(
-            [_ansible_inventory(), "-i", path, "--list"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            env=dict(os.environ, ANSIBLE_VERBOSITY="0", ANSIBLE_NOCOLOR="1", ANSIBLE_INVENTORY_UNPARSED_FAILED="1"),
+        while selector.get_map() and not problem:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                problem = f"did not finish within {timeout:g} s"
+                break
+            for key, _ in selector.select(left):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                sizes[key.data] += len(chunk)
+                if key.data == "out":
+                    out.append(chunk)
+                    if sizes["out"] > limit:
+                        problem = f"wrote more than {limit} bytes"
+                elif sizes["err"] <= _STDERR_KEPT:
+                    err.append(chunk)
+        if problem:
+            raise InventoryError(problem)
+        try:
+            status = process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise InventoryError(f"did not finish within {timeout:g} s") from None
+    finally:
+        selector.close()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    return status, b"".join(out), b"".join(err)[:_STDERR_KEPT]
+
+
+def _ansible_list(path: str) -> Any:
+    shown = shown_text(path, 300)
+    try:
+        status, stdout, stderr = _run_bounded(
+            [_ansible_inventory(), "-i", path, "--list"], INVENTORY_TIMEOUT_S, MAX_INVENTORY_OUTPUT_BYTES
         )
     except FileNotFoundError:
         raise InventoryError("ansible-inventory is not installed (pip install ansible-core)") from None
-    except subprocess.TimeoutExpired:
-        raise InventoryError(f"ansible-inventory did not read {path} within 120 s") from None
-    if done.returncode != 0:
-        message = " ".join(done.stderr.split())[:500]
-        raise InventoryError(f"ansible-inventory could not read {path}: {message}")
+    except InventoryError as exc:
+        raise InventoryError(f"ansible-inventory reading {shown} {exc}") from None
+    if status != 0:
+        message = shown_text(" ".join(stderr.decode("utf-8", "replace").split()), 500)
+        raise InventoryError(f"ansible-inventory could not read {shown}: {message}")
     try:
-        data = json.loads(done.stdout)
-    except json.JSONDecodeError as exc:
-        raise InventoryError(f"ansible-inventory gave unreadable output for {path}: {exc}") from None
+        return json.loads(stdout)
+    except (ValueError, RecursionError) as exc:
+        raise InventoryError(f"ansible-inventory gave unreadable output for {shown}: {shown_text(str(exc), 200)}") from None
+
+
+def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
+    """Read an inventory with ansible-inventory and validate every host before any is touched."""
+    shown = shown_text(path, 300)
+    if not os.path.exists(path):
+        raise InventoryError(f"inventory {shown} does not exist")
+    check_inventory_files(Path(path))
+    data = _ansible_list(path)
+    if not isinstance(data, dict):
+        raise InventoryError(f"ansible-inventory gave unreadable output for {shown}: not a JSON object")
     hostvars = (data.get("_meta") or {}).get("hostvars") or {}
     membership = _groups_of(data)
     names = sorted(membership)
@@ -238,10 +347,12 @@ def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
         wanted = set(limit)
         unknown = wanted - set(names)
         if unknown:
-            raise InventoryError(f"inventory {path} has no host named {', '.join(sorted(unknown))}")
+            listed = ", ".join(shown_text(n, 80) for n in sorted(unknown)[:5])
+            more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+            raise InventoryError(f"inventory {shown} has no host named {listed}{more}")
         names = [n for n in names if n in wanted]
     if not names:
-        raise InventoryError(f"inventory {path} lists no hosts")
+        raise InventoryError(f"inventory {shown} lists no hosts")
     targets = tuple(target_for(name, hostvars.get(name) or {}, tuple(sorted(membership[name] - {"all"}))) for name in names)
     return Inventory(path, targets)
 

@@ -19,7 +19,8 @@ from certaudit.audit import AUDIT_KEY, DEFAULT_INVENTORY, DEFAULT_WAIVERS, Audit
 from certaudit.controls import Control, control_of
 from certaudit.errors import CertauditError, ProbeError, Undeterminable
 from certaudit.evidence import quarterly
-from certaudit.evidence.run import RunDirectory, write_evidence
+from certaudit.evidence.manifest import check_signing_key
+from certaudit.evidence.run import RunDirectory, check_evidence_path, write_evidence
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
 from certaudit.jobs import gate, prometheus
@@ -119,20 +120,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", gate.MARKER_HELP)
     if config.getoption("gate"):
         config.option.markexpr = gate.gate_markexpr(config.option.markexpr or "")
-    config.stash[AUDIT_KEY] = Audit(config)
+    config.stash[AUDIT_KEY] = Audit(config)  # checks the time bounds, --job and --shard
     audit = config.stash[AUDIT_KEY]
     report_dir = config.getoption("report_dir")
-    textfile = config.getoption("prometheus_textfile")
-    if textfile:
-        try:
-            prometheus.check_destination(Path(textfile))
-        except CertauditError as exc:
-            raise pytest.UsageError(f"certaudit: --prometheus-textfile: {exc}") from None
-    if config.getoption("quarterly") and not report_dir:
-        raise pytest.UsageError("certaudit: --quarterly files the run under --report-dir DIR/<YYYY>-Q<n>/: give --report-dir")
+    _check_destinations(config)
     if report_dir:
         reports = Path(report_dir) / quarterly.quarter_of(audit.started) if config.getoption("quarterly") else Path(report_dir)
-        run = RunDirectory.create(reports, config.getoption("job"), audit.started)
+        try:
+            run = RunDirectory.create(reports, config.getoption("job"), audit.started)
+        except CertauditError as exc:
+            raise pytest.UsageError(f"certaudit: --report-dir {exc}") from None
         config.stash[RUN_DIR_KEY] = run
         # Set before pytest-html's and junitxml's own pytest_configure read them (tryfirst).
         config.option.htmlpath = str(run.partial / "report.html")
@@ -143,6 +140,26 @@ def pytest_configure(config: pytest.Config) -> None:
         from certaudit.evidence.report_html import HtmlReport
 
         config.pluginmanager.register(HtmlReport(config), "certaudit-html")
+
+
+def _check_destinations(config: pytest.Config) -> None:
+    """Every file the run will write, and the key it will sign with, checked before any host is
+    touched: a run must not audit the whole fleet (and drill renewals) only to fail at the end."""
+    report_dir = config.getoption("report_dir")
+    checks: list[tuple[str, str | None, Any]] = [
+        ("--prometheus-textfile:", config.getoption("prometheus_textfile"), lambda p: prometheus.check_destination(Path(p))),
+        ("--evidence", None if report_dir else config.getoption("evidence"), lambda p: check_evidence_path(Path(p))),
+        ("--signing-key", config.getoption("signing_key") if report_dir else None, lambda p: check_signing_key(Path(p))),
+    ]
+    for option, value, check in checks:
+        if not value:
+            continue
+        try:
+            check(value)
+        except CertauditError as exc:
+            raise pytest.UsageError(f"certaudit: {option} {exc}") from None
+    if config.getoption("quarterly") and not report_dir:
+        raise pytest.UsageError("certaudit: --quarterly files the run under --report-dir DIR/<YYYY>-Q<n>/: give --report-dir")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -365,8 +382,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     empty_shard = audit.shard is not None and inventory is not None and not inventory.targets
     if empty_shard and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = exitstatus = pytest.ExitCode.OK  # an empty shard is a complete one
-    path = session.config.getoption("evidence")
-    if path and (audit.records or RUN_DIR_KEY in session.config.stash or audit.shard is not None):
+    config = session.config
+    # Only an audit that ran every selected control to its end is sealed: a usage error, a crash,
+    # an interrupt, -x or --maxfail, or --collect-only leave the run directory `.partial`.
+    audit.exit_status = int(exitstatus)
+    audit.complete = (
+        exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        and not session.shouldstop
+        and not session.shouldfail
+        and not config.option.collectonly
+        and USAGE_ERROR_KEY not in config.stash
+    )
+    path = config.getoption("evidence")
+    if path and (audit.records or RUN_DIR_KEY in config.stash or audit.shard is not None):
         write_evidence(Path(path), audit, exitstatus)
     _finish_jobs(session, audit)
 
@@ -405,15 +433,53 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(RUN_DIR_KEY, None)
     if audit is None or run is None or not run.partial.exists():
         return
-    key = config.getoption("signing_key")
-    final = run.finish(Path(key) if key else None)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        signed = " (signed)" if key else ""
-        reporter.write_line(f"certaudit: evidence of run {audit.run_id} in {final}{signed}")
+    write = reporter.write_line if reporter is not None else lambda line, **_: None
+    if not audit.complete:
+        status = "" if audit.exit_status is None else f" (exit {audit.exit_status})"
+        write(f"certaudit: the run did not complete{status}: not sealed, its files stay in {run.partial}", red=True)
+        return
+    key = config.getoption("signing_key")
+    try:
+        final = run.finish(Path(key) if key else None)
+    except CertauditError as exc:
+        write(f"certaudit: the run was not sealed: {exc}; its files stay in {run.partial}", red=True)
+        return
+    signed = " (signed)" if key else ""
+    write(f"certaudit: evidence of run {audit.run_id} in {final}{signed}")
+    # pytest-html and junitxml named the files in `.partial`, which is gone now: their final paths.
+    for label, name in (("html report", "report.html"), ("junit xml", "junit.xml"), ("evidence", "evidence.json")):
+        path = final.absolute() / name  # --report-dir may be relative; a file URI never is
+        if path.is_file():
+            write(f"certaudit: {label}: {path.as_uri() if name.endswith('.html') else path}")
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
+    """pytest-html's and junitxml's "generated ... file" lines name the run's `.partial` directory,
+    renamed once the run is sealed: they are left out, and the final paths printed after sealing."""
+    run = terminalreporter.config.stash.get(RUN_DIR_KEY, None)
+    audit = terminalreporter.config.stash.get(AUDIT_KEY, None)
+    if run is None or audit is None or not audit.complete:  # an incomplete run stays where they say
+        yield
+        _certaudit_summary(terminalreporter)
+        return
+    original = terminalreporter.write_sep
+    partial = str(run.partial)
+
+    def write_sep(sep: str, title: str | None = None, **markup: Any) -> None:
+        if title is None or partial not in title:
+            original(sep, title, **markup)
+
+    setattr(terminalreporter, "write_sep", write_sep)  # noqa: B010
+    try:
+        yield
+    finally:
+        del terminalreporter.write_sep  # the class's own again
+    _certaudit_summary(terminalreporter)
+
+
+def _certaudit_summary(terminalreporter: pytest.TerminalReporter) -> None:
     audit = terminalreporter.config.stash.get(AUDIT_KEY, None)
     if audit is not None:
         _jobs_summary(terminalreporter, audit)

@@ -24,6 +24,10 @@ DOMAIN_RE = re.compile(r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)
 UNIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,199}$")
 ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
+# Numbers as text (an INI inventory gives every value as text) in ASCII digits only: str.isdigit()
+# accepts "²" and "١", which int() refuses or reads, and int() also takes " 7 " and "1_0".
+WHOLE_RE = re.compile(r"[0-9]{1,9}", re.ASCII)
+DECIMAL_RE = re.compile(r"[0-9]{0,9}\.?[0-9]{1,9}", re.ASCII)
 
 
 class PolicyError(ValueError):
@@ -94,13 +98,27 @@ def _fail(host: str, variable: str, value: Any, why: str) -> PolicyError:
     return PolicyError(value_error(host, PREFIX + variable, value, why))
 
 
+def whole_number(value: Any) -> int | None:
+    """An int, or text of ASCII digits, as an int; None for anything else (a bool too)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and WHOLE_RE.fullmatch(value):
+        return int(value)
+    return None
+
+
+def port_number(value: Any) -> int | None:
+    """A TCP port from 1 to 65535 (an int, or its ASCII digits), or None."""
+    port = whole_number(value)
+    return port if port is not None and 0 < port < 65536 else None
+
+
 def _days(host: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    days = whole_number(value)
+    if days is None:
         raise _fail(host, name, value, "expected a whole number of days")
-    try:
-        days = int(value)
-    except ValueError:
-        raise _fail(host, name, value, "expected a whole number of days") from None
     if not 0 < days <= 3650:
         raise _fail(host, name, value, "expected a number of days from 1 to 3650")
     return days
@@ -131,11 +149,10 @@ def _flag(host: str, name: str, value: Any) -> bool:
 def _fraction(host: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise _fail(host, name, value, "expected a share of the lifetime between 0 and 1, such as 0.33")
-    try:
-        share = float(value)
-    except ValueError:
-        raise _fail(host, name, value, "expected a share of the lifetime between 0 and 1, such as 0.33") from None
-    if not 0 < share < 1:
+    if isinstance(value, str) and not DECIMAL_RE.fullmatch(value):
+        raise _fail(host, name, value, "expected a share of the lifetime between 0 and 1, such as 0.33")
+    share = float(value)
+    if not 0 < share < 1:  # NaN and infinities too
         raise _fail(host, name, value, "expected a share of the lifetime between 0 and 1, such as 0.33")
     return share
 
@@ -156,14 +173,10 @@ def policy_for(host: str, variables: Mapping[str, Any], groups: Iterable[str] = 
         elif name in ("tls_dir", "letsencrypt_dir", "deploy_hook"):
             values[name] = _path(host, name, value)
         elif name == "endpoint_port":
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | str)
-                or not str(value).isdigit()
-                or not 0 < int(value) < 65536
-            ):
+            port = port_number(value)
+            if port is None:
                 raise _fail(host, name, value, "expected a TCP port from 1 to 65535")
-            values[name] = int(value)
+            values[name] = port
         elif name == "renewal":
             if value not in ("certbot", "custom-ca"):
                 raise _fail(host, name, value, "expected certbot or custom-ca")

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from certaudit.controls import ID_RE
+from certaudit.readers import ReadError, load_yaml, shown_text
 
 FIELDS = ("control", "hosts", "reason", "approver", "ticket", "expires")
 Status = Literal["valid", "expired", "malformed"]
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)  # YYYY-MM-DD and nothing else ("20990131" is not)
+# A waivers file is a few dozen entries written by hand; one this large is a mistake or an attack.
+MAX_WAIVERS_BYTES = 1024 * 1024
+MAX_WAIVER_NODES = 100_000
 
 
 @dataclass
@@ -40,7 +44,8 @@ class Waiver:
 
     @property
     def label(self) -> str:
-        return f"{self.source} waiver #{self.index} ({self.control or '?'} on {self.hosts or '?'})"
+        control, hosts = shown_text(self.control, 40) or "?", shown_text(self.hosts, 80) or "?"
+        return f"{shown_text(self.source, 80)} waiver #{self.index} ({control} on {hosts})"
 
     def covers(self, control: str, host: str) -> bool:
         return self.status == "valid" and control == self.control and fnmatch.fnmatchcase(host, self.hosts)
@@ -76,13 +81,14 @@ class Waivers:
 
 
 def _parse_date(value: Any) -> dt.date | None:
+    """A YAML date, or text that is exactly YYYY-MM-DD; None for anything else (a time of day too)."""
     if isinstance(value, dt.datetime):
-        return value.date()
+        return None
     if isinstance(value, dt.date):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and DATE_RE.fullmatch(value):
         try:
-            return dt.date.fromisoformat(value.strip())
+            return dt.date.fromisoformat(value)
         except ValueError:
             return None
     return None
@@ -94,7 +100,7 @@ def _entry(index: int, source: str, raw: Any, today: dt.date) -> Waiver:
         waiver.status, waiver.problem = "malformed", "expected a mapping with " + ", ".join(FIELDS)
         return waiver
     missing = [f for f in FIELDS if raw.get(f) in (None, "")]
-    unknown = sorted(set(map(str, raw)) - set(FIELDS))
+    unknown = sorted(shown_text(str(k), 40) for k in set(map(str, raw)) - set(FIELDS))
     for name in ("control", "hosts", "reason", "approver", "ticket"):
         value = raw.get(name)
         setattr(waiver, name, str(value).strip() if value is not None else "")
@@ -105,9 +111,9 @@ def _entry(index: int, source: str, raw: Any, today: dt.date) -> Waiver:
     if unknown:
         problems.append("unknown field " + ", ".join(unknown))
     if waiver.control and not ID_RE.fullmatch(waiver.control):
-        problems.append(f"control {waiver.control!r} is not a control id like KEY-01")
+        problems.append(f"control {shown_text(repr(waiver.control), 60)} is not a control id like KEY-01")
     if raw.get("expires") not in (None, "") and waiver.expires is None:
-        problems.append(f"expires {raw.get('expires')!r} is not a date (YYYY-MM-DD)")
+        problems.append(f"expires {shown_text(repr(raw.get('expires')), 60)} is not a date (YYYY-MM-DD)")
     if problems:
         waiver.status, waiver.problem = "malformed", "; ".join(problems)
     elif waiver.expires is not None and waiver.expires < today:
@@ -118,13 +124,13 @@ def _entry(index: int, source: str, raw: Any, today: dt.date) -> Waiver:
 
 def load_waivers(path: Path | None, today: dt.date) -> Waivers:
     """Read a waivers file; problems are recorded as findings, never raised."""
-    if path is None or not path.exists():
+    if path is None or not (path.exists() or path.is_symlink()):
         return Waivers(None)
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        reason = " ".join(str(exc).split())[:300]
-        return Waivers(str(path), file_problem=f"cannot be read as YAML: {reason}")
+        # Bounded before parsing: a FIFO never blocks, an alias bomb never expands.
+        document = load_yaml(path, MAX_WAIVERS_BYTES, MAX_WAIVER_NODES)
+    except ReadError as exc:
+        return Waivers(str(path), file_problem=exc.cause)
     if document is None:
         return Waivers(str(path))
     items: Iterable[Any]

@@ -35,9 +35,11 @@ from certaudit.errors import PathError
 
 __all__ = [
     "MANIFEST",
+    "MAX_MANIFEST_BYTES",
     "SIGNATURE",
     "ManifestError",
     "Verification",
+    "check_signing_key",
     "keygen",
     "verify",
     "write_manifest",
@@ -46,7 +48,9 @@ __all__ = [
 MANIFEST = "MANIFEST.sha256"
 SIGNATURE = "MANIFEST.sig"
 
-_KEY_FILE_LIMIT = 64 * 1024  # an Ed25519 PEM is ~120 bytes; anything this large is not a key
+_KEY_FILE_LIMIT = 64 * 1024
+# A manifest line is about 100 bytes: this is hundreds of thousands of files, more than any run writes.
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # an Ed25519 PEM is ~120 bytes; anything this large is not a key
 _CHUNK = 1024 * 1024
 _LINE_RE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 _SIGNATURE_RE = re.compile(
@@ -276,6 +280,12 @@ def _load_signing_key(path: Path) -> ed25519.Ed25519PrivateKey:
     return key
 
 
+def check_signing_key(path: Path) -> None:
+    """Raise ManifestError if the key cannot sign (missing, readable by others, not Ed25519): checked
+    when a run starts, not after the whole audit has run."""
+    _load_signing_key(path)
+
+
 def _load_public_key(path: Path) -> ed25519.Ed25519PublicKey:
     data = _read_key_file(path, private=False)
     if b"PRIVATE KEY" in data:
@@ -424,10 +434,8 @@ def _read_own(run_dir: Path, name: str) -> bytes | str:
         cause = "a symbolic link, not a regular file" if exc.errno == errno.ELOOP else _reason(exc)
         return f"{name}: cannot be read ({cause})"
     try:
-        chunks: list[bytes] = []
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        data = _read_limited(fd, MAX_MANIFEST_BYTES)
+        return data if data is not None else f"{name}: larger than {MAX_MANIFEST_BYTES} bytes"
     except OSError as exc:
         return f"{name}: cannot be read ({_reason(exc)})"
     finally:

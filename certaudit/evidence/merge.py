@@ -15,6 +15,8 @@ XML is parsed by the standard library's parser, which expands no external entity
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import getpass
 import hashlib
 import json
@@ -29,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from certaudit import __version__
+from certaudit.audit import JOB_RE
 from certaudit.errors import CertauditError
 from certaudit.evidence import report_html
-from certaudit.evidence.manifest import MANIFEST, verify, write_manifest
+from certaudit.evidence.manifest import MANIFEST, MAX_MANIFEST_BYTES, verify, write_manifest
 from certaudit.evidence.run import EVIDENCE_SCHEMA_ID, EVIDENCE_SCHEMA_VERSION, certaudit_commit, ci_job, write_atomically
+from certaudit.readers import ReadError, read_bounded, shown_text
 from certaudit.record import Record
 
 __all__ = ["MergeError", "Merged", "merge_runs"]
@@ -41,6 +45,8 @@ EVIDENCE = "evidence.json"
 JUNIT = "junit.xml"
 REPORT = "report.html"
 MAX_EVIDENCE_BYTES = 512 * 1024 * 1024
+MAX_JUNIT_BYTES = 256 * 1024 * 1024
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "evidence-v1.schema.json"
 SHOWN_PROBLEMS = 5
 # pytest's exit statuses, most telling first: an interrupted or broken shard makes the merged run so.
 STATUS_PRIORITY = (2, 3, 4, 1, 5, 0)
@@ -94,27 +100,85 @@ def load_shard(directory: Path, public_key: Path | None) -> ShardRun:
     evidence_path = directory / EVIDENCE
     if not evidence_path.is_file():
         raise MergeError(f"{directory}: has no {EVIDENCE} (run the shard with --report-dir)")
-    if evidence_path.stat().st_size > MAX_EVIDENCE_BYTES:
-        raise MergeError(f"{evidence_path}: larger than {MAX_EVIDENCE_BYTES} bytes")
-    try:
-        evidence = json.loads(evidence_path.read_bytes())
-    except ValueError as exc:
-        raise MergeError(f"{evidence_path}: not JSON ({exc})") from None
-    if not isinstance(evidence, dict) or evidence.get("schema_version") != EVIDENCE_SCHEMA_VERSION:
-        raise MergeError(f"{evidence_path}: not certaudit evidence of schema version {EVIDENCE_SCHEMA_VERSION}")
-    for key, kind in (("run", dict), ("results", list), ("unreachable", dict), ("waivers", dict), ("snapshots", dict)):
-        if not isinstance(evidence.get(key), kind):
-            raise MergeError(f"{evidence_path}: `{key}` is missing or not a{'n object' if kind is dict else ' list'}")
+    evidence = _evidence_of(evidence_path)
     if evidence["run"].get("merged_from"):
         raise MergeError(f"{directory}: is itself a merged run; merge the shards' own directories")
     junit = None
     if (directory / JUNIT).is_file():
         try:
-            junit = ET.parse(directory / JUNIT).getroot()  # noqa: S314 (the stdlib parser expands no external entity)
+            data = read_bounded(directory / JUNIT, MAX_JUNIT_BYTES)
+            junit = ET.fromstring(data)  # noqa: S314 (the stdlib parser expands no external entity, and expat bounds entity amplification)
+        except ReadError as exc:
+            raise MergeError(str(exc)) from None
         except ET.ParseError as exc:
             raise MergeError(f"{directory / JUNIT}: not XML ({exc})") from None
-    manifest_sha256 = hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()
+    try:
+        manifest_sha256 = hashlib.sha256(read_bounded(directory / MANIFEST, MAX_MANIFEST_BYTES)).hexdigest()
+    except ReadError as exc:
+        raise MergeError(str(exc)) from None
     return ShardRun(directory, evidence, junit, manifest_sha256)
+
+
+@functools.cache
+def _validator() -> Any:
+    import jsonschema  # here: only a merge needs it, not every certaudit command
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _evidence_of(path: Path) -> dict[str, Any]:
+    """A shard's evidence.json, valid against the evidence schema and consistent in itself, or
+    MergeError saying where it is not: a part whose manifest verifies is still untrusted input."""
+    try:
+        evidence = json.loads(read_bounded(path, MAX_EVIDENCE_BYTES))
+    except ReadError as exc:
+        raise MergeError(str(exc)) from None
+    except (ValueError, RecursionError) as exc:
+        raise MergeError(f"{path}: not JSON ({shown_text(str(exc), 200)})") from None
+    if not isinstance(evidence, dict) or evidence.get("schema_version") != EVIDENCE_SCHEMA_VERSION:
+        raise MergeError(f"{path}: not certaudit evidence of schema version {EVIDENCE_SCHEMA_VERSION}")
+    error = next(iter(sorted(_validator().iter_errors(evidence), key=lambda e: list(map(str, e.absolute_path)))), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(the document)"
+        raise MergeError(f"{path}: not valid certaudit evidence: at {shown_text(where, 120)}: {shown_text(error.message, 200)}")
+    problem = _inconsistency(evidence)
+    if problem:
+        raise MergeError(f"{path}: not valid certaudit evidence: {problem}")
+    return evidence
+
+
+def _inconsistency(evidence: dict[str, Any]) -> str:
+    """What the schema cannot say: hosts named in one place and not in the list of hosts expected,
+    a shard outside its count, a run that finished before it started, waivers named twice."""
+    run = evidence["run"]
+    expected = run["hosts_expected"]
+    if len(set(expected)) != len(expected):
+        return "run/hosts_expected names a host twice"
+    elsewhere = (
+        ("run/hosts_reached", run["hosts_reached"]),
+        ("run/policies", run["policies"]),
+        ("results", [r["host"] for r in evidence["results"]]),
+        ("unreachable", evidence["unreachable"]),
+        ("snapshots", evidence["snapshots"]),
+    )
+    for where, hosts in elsewhere:
+        stray = sorted(set(hosts) - set(expected))
+        if stray:
+            return f"{where} names host {shown_text(stray[0], 80)}, which run/hosts_expected does not list"
+    shard = run.get("shard")
+    if shard and not (shard["index"] <= shard["count"] and len(expected) <= shard["inventory_hosts"]):
+        return f"run/shard {shard['index']}/{shard['count']} of {shard['inventory_hosts']} hosts holds {len(expected)}"
+    try:
+        started, finished = (dt.datetime.fromisoformat(run[k]) for k in ("started", "finished"))
+        if started.tzinfo is None or finished.tzinfo is None or finished < started:
+            return "run/started and run/finished are not a UTC time span"
+    except ValueError:
+        return "run/started or run/finished is not a date-time"
+    indexes = [e["index"] for e in evidence["waivers"]["entries"]]
+    if len(set(indexes)) != len(indexes) or not set(evidence["waivers"]["unused"]) <= set(indexes):
+        return "waivers/entries and waivers/unused do not name each waiver once"
+    return ""
 
 
 def check_one_audit(shards: Sequence[ShardRun]) -> None:
@@ -372,6 +436,8 @@ def merge_runs(
     """Merge the shards' run directories into the new run directory `out` (written whole, or not at all)."""
     if not directories:
         raise MergeError("no run directory to merge")
+    if job is not None and not JOB_RE.fullmatch(job):
+        raise MergeError(f"--job {shown_text(repr(job), 80)}: expected a name of letters, digits, '.', '_' and '-'")
     if len({d.resolve() for d in directories}) != len(directories):
         raise MergeError("a run directory is given twice")
     partial = out.with_name(out.name + ".partial")

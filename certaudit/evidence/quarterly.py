@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from certaudit.errors import CertauditError
 from certaudit.evidence.manifest import SIGNATURE, verify
+from certaudit.readers import ReadError, read_bounded, shown_text
 
 QUARTER_RE = re.compile(r"^(\d{4})-Q([1-4])$")
 FINDING_OUTCOMES = ("fail", "error", "waived")
@@ -35,6 +36,7 @@ CLEAR_OUTCOMES = ("pass", "not applicable")
 DIFF_TEXT = "quarterly-diff.txt"
 DIFF_JSON = "quarterly-diff.json"
 _TEXT_LIMIT = 200
+MAX_EVIDENCE_BYTES = 512 * 1024 * 1024  # as certaudit merge reads a part
 
 Change = Literal["new", "fixed", "persisting", "not_rechecked"]
 CHANGES: tuple[Change, ...] = ("new", "fixed", "persisting", "not_rechecked")
@@ -109,13 +111,11 @@ def load_run(path: Path) -> RunSummary:
     """Read a run's evidence.json (or a run directory); raises CertauditError saying what is wrong."""
     evidence = _evidence_path(path)
     try:
-        document = json.loads(evidence.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CertauditError(f"{evidence}: does not exist") from None
-    except OSError as exc:
-        raise CertauditError(f"{evidence}: cannot be read ({exc.strerror or type(exc).__name__})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CertauditError(f"{evidence}: not certaudit evidence (not JSON: {exc})") from None
+        document = json.loads(read_bounded(evidence, MAX_EVIDENCE_BYTES))  # a FIFO never blocks, nor a huge file fills memory
+    except ReadError as exc:
+        raise CertauditError(str(exc)) from None
+    except (ValueError, RecursionError) as exc:
+        raise CertauditError(f"{evidence}: not certaudit evidence (not JSON: {shown_text(str(exc), 200)})") from None
     results = document.get("results") if isinstance(document, dict) else None
     if not isinstance(results, list):
         raise CertauditError(f"{evidence}: not certaudit evidence (no results list)")
@@ -123,8 +123,9 @@ def load_run(path: Path) -> RunSummary:
     for index, item in enumerate(results):
         if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("control", "host", "outcome")):
             raise CertauditError(f"{evidence}: result #{index + 1} lacks control, host or outcome")
-        findings = item.get("findings") or []
-        text = findings[0] if findings and isinstance(findings[0], str) else str(item.get("message", "")).split("\n")[0]
+        findings = item.get("findings")
+        first = findings[0] if isinstance(findings, list) and findings else None
+        text = first if isinstance(first, str) else str(item.get("message", "")).split("\n")[0]
         text = " ".join(text.split())
         found[(item["host"], item["control"])] = Result(
             item["control"], item["host"], item["outcome"], text[: _TEXT_LIMIT - 1] + "…" if len(text) > _TEXT_LIMIT else text

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certaudit import __version__
+from certaudit.errors import PathError
+from certaudit.readers import shown_text
 
 if TYPE_CHECKING:
     from certaudit.audit import Audit
@@ -140,19 +142,47 @@ def write_evidence(path: Path, audit: Audit, exitstatus: int) -> None:
     write_atomically(path, json.dumps(evidence_document(audit, exitstatus), indent=1, sort_keys=True).encode())
 
 
+def check_reports_dir(reports: Path) -> None:
+    """Refuse, with the reason, a --report-dir that exists but is not a writable directory."""
+    shown = shown_text(str(reports), 300)
+    for at in (reports, *reports.parents):  # the nearest part that exists decides
+        if at.is_symlink() and not at.exists():
+            raise PathError(shown, f"{'' if at == reports else shown_text(str(at), 300) + ' '}is a dangling symbolic link")
+        if not at.exists():
+            continue
+        if not at.is_dir():
+            raise PathError(shown, f"{'' if at == reports else shown_text(str(at), 300) + ' '}is not a directory")
+        if not os.access(at, os.W_OK | os.X_OK):
+            raise PathError(shown, f"{'' if at == reports else shown_text(str(at), 300) + ' '}is not writable")
+        return
+
+
+def check_evidence_path(path: Path) -> None:
+    """Refuse an --evidence path the run could not write its evidence.json to, before it starts."""
+    if path.is_dir():
+        raise PathError(shown_text(str(path), 300), "is a directory; --evidence names the file to write")
+    check_reports_dir(path.parent)
+
+
 @dataclass(frozen=True)
 class RunDirectory:
     final: Path
 
     @classmethod
     def create(cls, reports: Path, job: str, started: dt.datetime) -> RunDirectory:
+        """The run's `.partial` directory under `reports`, made now: before any host is touched, a
+        report directory that cannot hold it (a file, unwritable, a dangling link) is a PathError."""
+        check_reports_dir(reports)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         run = cls(reports / f"{stamp}-{job}")
         suffix = 1
         while run.final.exists() or run.partial.exists():  # two runs in one second stay apart
             suffix += 1
             run = cls(reports / f"{stamp}-{job}-{suffix}")
-        run.partial.mkdir(parents=True)
+        try:
+            run.partial.mkdir(parents=True)
+        except OSError as exc:
+            raise PathError(shown_text(str(reports), 300), f"cannot hold the run directory: {exc.strerror or exc}") from None
         return run
 
     @property

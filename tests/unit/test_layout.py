@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "certaudit"
 
 # Lowest first. A top-level module names its own layer; a folder's modules share the folder's.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("certaudit", "certaudit.errors", "certaudit.redact"),
+    ("certaudit", "certaudit.errors", "certaudit.redact", "certaudit.readers"),
     ("certaudit.policy", "certaudit.controls", "certaudit.record", "certaudit.inventory", "certaudit.waivers"),
     ("certaudit.host",),
     ("certaudit.gather",),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
 import os
 import subprocess
@@ -191,7 +192,7 @@ def evidence(hosts: list[str], shard: tuple[int, int] | None, total: int, outcom
 
 def junit(hosts: list[str]) -> str:
     cases = "".join(
-        f'<testcase classname="checks.test_x" name="{c}[{h}]" time="0.01">'
+        f'<testcase classname="checks.test_x" name="{html.escape(c + "[" + h + "]")}" time="0.01">'
         + ('<error message="host down" />' if h == "down" else "")
         + "</testcase>"
         for h in hosts
@@ -277,8 +278,7 @@ def test_the_merged_report_shows_the_whole_audit(shards: list[Path], tmp_path: P
 
 def test_a_host_name_never_becomes_markup(tmp_path: Path) -> None:
     evil = "<script>alert(1)</script>"
-    document = evidence(["a"], (1, 1), 1, {})
-    document["results"][0]["host"] = evil
+    document = evidence([evil], (1, 1), 1, {})  # the host in every place a part names it, as the merge requires
     document["results"][0]["message"] = evil
     merge_runs([write_run(tmp_path / "one", document)], tmp_path / "merged")
     html = (tmp_path / "merged" / "report.html").read_text()
