@@ -55,7 +55,12 @@ def certificates_only(data: bytes) -> list[str] | None:
 def file_evidence(item: dict[str, Any]) -> dict[str, Any]:
     """A file fact as evidence: lstat/stat and errors as the probe gave them, the content as
     content_sha256 and content_size (and certificates_pem when it is only certificates)."""
-    kept = {k: bounded(v) for k, v in item.items() if k != "content_b64"}
+    kept = {k: bounded(v) for k, v in item.items() if k not in ("content_b64", "certificates_pem")}
+    earlier = item.get("certificates_pem")  # a snapshot made minimal before (a merged part's)
+    if isinstance(earlier, list) and all(isinstance(p, str) for p in earlier):
+        checked = certificates_only("".join(earlier).encode("utf-8", "replace"))
+        if checked is not None:
+            kept["certificates_pem"] = checked
     content = item.get("content_b64")
     if isinstance(content, str):
         try:
