@@ -58,11 +58,13 @@ PEM_OMITTED = "<PEM block omitted>"
 # 64); hex digests and OpenSSH's `SHA256:` fingerprints are kept, they are what an auditor compares.
 _BASE64_RUN_RE = re.compile(r"(?<![A-Za-z0-9+/])(SHA256:)?([A-Za-z0-9+/]{40,})={0,2}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
-# `password=...`, `api_token: ...`, `secret = "..."`: the value goes, the name stays.
+# `password=...`, `export API_TOKEN=...`, and at a line's start `api_token: ...`: the value goes, the
+# name stays. A colon elsewhere is not an assignment: "CRT-01 on db-secrets-1: ..." names a host.
+_NAME_OF_SECRET = r"[A-Za-z0-9_]*(?:passw(?:or)?d|passphrase|secret|token|api_?key|private_?key)[A-Za-z0-9_]*"  # noqa: S105 (a pattern, not a password)
+_VALUE_OF_SECRET = r"(?!<redacted)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;]+)"  # noqa: S105
 _ASSIGNED_SECRET_RE = re.compile(
-    r"(\b[A-Za-z0-9_.-]*(?:passw(?:or)?d|passphrase|secret|token|api_?key|private_?key)[A-Za-z0-9_.-]*\s*[=:]\s*)"
-    r"(?!<redacted)(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;]+)",
-    re.IGNORECASE,
+    rf"((?<![A-Za-z0-9_.-]){_NAME_OF_SECRET}\s*=\s*|^[ \t]*{_NAME_OF_SECRET}[ \t]*:[ \t]*){_VALUE_OF_SECRET}",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 

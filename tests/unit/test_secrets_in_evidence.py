@@ -122,6 +122,8 @@ def test_certaudits_own_words_survive() -> None:
         "holds a private key (EC PRIVATE KEY block at line 1): its bytes stay on the host",
         "host web-1 (127.77.0.10): cannot connect: Permission denied (publickey,password).",
         "renew_before_expiry = 30 days; account = 0123456789abcdef0123456789abcdef",
+        "CRT-01 on db-secrets-1: the service's certificate; REN-01 on api_token_host: renewal is not scheduled",
+        "host secrets-ssh (127.0.0.1): cannot connect: /home/op/secret-token.key: line 1: Bad configuration option",
     ]
     for text in texts:
         assert redact_secrets(text) == text
@@ -130,6 +132,10 @@ def test_certaudits_own_words_survive() -> None:
 def test_assigned_secrets_lose_their_value() -> None:
     assert redact_secrets(f"{DB_PASSWORD} next") == "db_password=<redacted> next"
     assert redact_secrets("api_token: 'a b c', secret = \"x y\"") == "api_token: <redacted>, secret = <redacted>"
+    assert (
+        redact_secrets("x\n  private_key: abc\nexport GH_TOKEN=ghp_1")
+        == "x\n  private_key: <redacted>\nexport GH_TOKEN=<redacted>"
+    )
     assert redact_secrets(TOKEN_LINE) == "NOTIFY_TOKEN=<redacted>"
 
 
