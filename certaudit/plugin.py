@@ -26,6 +26,7 @@ from certaudit.inventory import Target
 from certaudit.jobs import gate, prometheus
 from certaudit.policy import Policy
 from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record
+from certaudit.redact import MESSAGE_CAP, untrusted
 from certaudit.waivers import Waiver
 
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
@@ -304,6 +305,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
 
 
 def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Outcome, str]:
+    """The outcome and its message, redacted and bounded: it quotes ssh, openssl and the host."""
+    outcome, message = _raw_outcome(report, call)
+    return outcome, untrusted(message, MESSAGE_CAP)
+
+
+def _raw_outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Outcome, str]:
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         return "not applicable", reason.removeprefix("Skipped: ")
@@ -335,8 +342,8 @@ def pytest_runtest_makereport(
         # outside the call phase an error, in its summary, JUnit and HTML alike.
         report.when = "setup"
         report.longrepr = message
-    elif outcome == "error":
-        report.longrepr = message
+    elif outcome in ("error", "fail"):
+        report.longrepr = message  # what junit.xml, report.html and the terminal show: the redacted text
     waiver = _audit(item.config).waivers().find(meta.id, target.name) if outcome in ("fail", "pass") else None
     if waiver is not None and outcome == "pass":
         waiver.matched_passing.append(item.name)

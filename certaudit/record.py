@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from certaudit.controls import Control
+from certaudit.redact import CUT_MARK, MESSAGE_CAP, bounded, untrusted
 
 Outcome = Literal["pass", "fail", "not applicable", "waived", "error"]
 USER_PROPERTY = "certaudit"
+MAX_ENTRIES = 100  # findings (and notes) one record keeps; the rest are counted, not listed
 
 
 def _plain(value: Any) -> Any:
@@ -37,20 +39,22 @@ class Evidence:
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    # Observations, notes and findings quote the host (a file's line, a certificate's subject) and
+    # ssh or openssl about it: each is redacted and bounded here, as it is recorded.
     def observe(self, **values: Any) -> None:
-        self.observed.update({k: _plain(v) for k, v in values.items()})
+        self.observed.update({k: bounded(_plain(v)) for k, v in values.items()})
 
     def expect(self, **values: Any) -> None:
-        self.expected.update({k: _plain(v) for k, v in values.items()})
+        self.expected.update({k: bounded(_plain(v)) for k, v in values.items()})
 
     def note(self, text: str) -> None:
         """Something worth the auditor's attention that is not a finding (e.g. an ignored cron entry)."""
-        self.notes.append(text)
+        _append_bounded(self.notes, untrusted(text), "notes")
 
     def require(self, condition: bool, finding: str) -> bool:
         """Record `finding` unless `condition` holds; the control fails at its end if any was recorded."""
         if not condition:
-            self.findings.append(finding)
+            _append_bounded(self.findings, untrusted(finding), "findings")
         return condition
 
     def failure_message(self) -> str:
@@ -64,8 +68,25 @@ class Evidence:
         return "\n".join(lines)
 
 
+def _append_bounded(entries: list[str], text: str, what: str) -> None:
+    """Append `text`, or past MAX_ENTRIES count it in one last entry: a host with 10,000 bad files
+    makes one record of a hundred findings, not of ten thousand."""
+    if len(entries) < MAX_ENTRIES:
+        entries.append(text)
+        return
+    more = int(entries[MAX_ENTRIES].split()[3]) + 1 if len(entries) > MAX_ENTRIES else 1
+    del entries[MAX_ENTRIES:]
+    entries.append(f"{CUT_MARK} {more} more {what} not listed]")
+
+
+INLINE_CAP = 1024  # characters of one value in a failure message (the record keeps it whole, bounded)
+
+
 def _inline(values: dict[str, Any]) -> str:
-    return "; ".join(f"{k}={json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}" for k, v in values.items())
+    return "; ".join(
+        f"{k}={untrusted(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v, INLINE_CAP)}"
+        for k, v in values.items()
+    )
 
 
 @dataclass
@@ -87,6 +108,20 @@ class Record:
     started: str = ""
     duration_s: float = 0.0
     waiver: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # However a record is made (a control's evidence, an error's text, a merged part), what it
+        # keeps of the host, ssh or openssl is redacted and bounded. Idempotent: bounded text stays.
+        if isinstance(self.message, str):
+            self.message = untrusted(self.message, MESSAGE_CAP)
+        for name in ("findings", "notes"):
+            entries = getattr(self, name)
+            if isinstance(entries, list):
+                setattr(self, name, [untrusted(e) if isinstance(e, str) else e for e in entries[: MAX_ENTRIES + 1]])
+        for name in ("observed", "expected"):
+            values = getattr(self, name)
+            if isinstance(values, dict):
+                setattr(self, name, {untrusted(str(k)): bounded(v) for k, v in values.items()})
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)

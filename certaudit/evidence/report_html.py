@@ -31,6 +31,7 @@ from certaudit.audit import AUDIT_KEY, Audit
 from certaudit.controls import REGISTRY
 from certaudit.evidence.run import run_metadata
 from certaudit.record import USER_PROPERTY, Record
+from certaudit.redact import untrusted
 
 PLUGIN_NAME = "certaudit-html"
 EXPIRY_CONTROL = "CRT-01"
@@ -282,7 +283,7 @@ def render_hosts(expected: Sequence[str], reached: Iterable[str], probe_errors: 
         if host in reached_set:
             status, css, why = "reached", "ca-o-pass", "facts gathered"
         elif host in probe_errors:
-            status, css, why = "UNREACHED", "ca-o-error", probe_errors[host]
+            status, css, why = "UNREACHED", "ca-o-error", untrusted(probe_errors[host])
         else:
             status, css, why = (
                 "NOT PROBED",

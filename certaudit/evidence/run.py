@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from certaudit import __version__
 from certaudit.errors import PathError
+from certaudit.evidence.snapshot import minimal_snapshot
 from certaudit.readers import shown_text
+from certaudit.redact import untrusted
 
 if TYPE_CHECKING:
     from certaudit.audit import Audit
@@ -116,14 +118,15 @@ def evidence_document(audit: Audit, exitstatus: int) -> dict[str, Any]:
         "schema_version": EVIDENCE_SCHEMA_VERSION,
         "run": {**run_metadata(audit), "exit_status": int(exitstatus)},
         "results": [json.loads(r.to_json()) for r in audit.records],
-        "unreachable": dict(sorted(audit.probe_errors.items())),
+        "unreachable": {host: untrusted(why) for host, why in sorted(audit.probe_errors.items())},
         "waivers": {
             "file": waivers.path,
             "file_problem": waivers.file_problem or None,
             "entries": [w.as_dict() for w in waivers.entries],
             "unused": [w.index for w in waivers.unused()],
         },
-        "snapshots": {name: facts.raw for name, facts in sorted(audit.facts.items())},
+        # Facts and digests, never whole files: see certaudit/evidence/snapshot.py.
+        "snapshots": {name: minimal_snapshot(facts.raw) for name, facts in sorted(audit.facts.items())},
     }
 
 

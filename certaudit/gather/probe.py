@@ -29,6 +29,7 @@ from certaudit.gather.transport import CommandResult, DeadlineExceeded, Transpor
 from certaudit.host.facts import HostFacts, facts_from_probe
 from certaudit.inventory import Target
 from certaudit.policy import PROMETHEUS_GROUP
+from certaudit.redact import redact_secrets
 
 REMOTE_SCRIPT = resources.files("certaudit.gather").joinpath("remote_probe.py").read_text()
 # The script travels compressed inside the command line and is run by a one-line loader, so the
@@ -71,7 +72,8 @@ def probe_command(target: Target) -> str:
 
 
 def _result_text(result: CommandResult) -> str:
-    stderr = result.stderr.decode("utf-8", "replace").strip()
+    # Redacted before it is cut: a cut can split a key's BEGIN line from its body.
+    stderr = redact_secrets(result.stderr.decode("utf-8", "replace").strip())
     return f"exit {result.rc}" + (f": {stderr[-400:]}" if stderr else "")
 
 
