@@ -129,7 +129,7 @@ def test_in_process_settings_follow_openssh_precedence(home: Path) -> None:
     settings = inprocess_settings(host(ansible_user="frominventory", ansible_ssh_private_key_file="/inv/key"))
     assert (settings.hostname, settings.user, settings.port) == ("127.0.0.10", "frominventory", 2200)
     assert settings.identities == ("/inv/key", str(home / ".ssh" / "cfgkey"))
-    assert not settings.accept_unknown  # OpenSSH in batch mode refuses a host it does not know
+    assert settings.host_keys == "yes"  # OpenSSH in batch mode refuses a host it does not know
     assert settings.known_hosts == (
         str(home / ".ssh/known_hosts"),
         str(home / ".ssh/known_hosts2"),
@@ -138,12 +138,15 @@ def test_in_process_settings_follow_openssh_precedence(home: Path) -> None:
     ours = inprocess_settings(host(ansible_user="frominventory", ansible_ssh_common_args="-o User=fromargs -p 2201"))
     assert (ours.user, ours.port) == ("fromargs", 2201)
     fleet = inprocess_settings(host(ansible_ssh_common_args=FLEET_ARGS))
-    assert fleet.accept_unknown and fleet.identities_only
+    assert fleet.host_keys == "no" and fleet.identities_only
     assert fleet.known_hosts == tuple(transport.GLOBAL_KNOWN_HOSTS)  # /dev/null: no user file at all
 
 
-def test_a_paramiko_connection_keeps_testinfras_trust_unless_told() -> None:
-    assert inprocess_settings(host(ansible_connection="paramiko")).accept_unknown
+def test_a_paramiko_connection_refuses_unknown_keys_unless_told() -> None:
+    """It used to keep testinfra's trust (any key accepted): anyone on the path could answer the probe."""
+    assert inprocess_settings(host(ansible_connection="paramiko")).host_keys == "yes"
+    # The inventory's ssh arguments apply to it as to the in-process client certaudit chooses.
+    assert inprocess_settings(host(ansible_connection="paramiko", ansible_ssh_common_args=FLEET_ARGS)).host_keys == "no"
 
 
 def test_openssh_argv() -> None:
