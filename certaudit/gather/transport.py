@@ -174,6 +174,8 @@ def run_process(argv: list[str], deadline: float, max_output: int) -> CommandRes
     except BaseException:
         _kill(proc)
         raise
+    finally:
+        _close_pipes(proc)
     return CommandResult(proc.returncode, stdout, stderr, truncated)
 
 
@@ -193,7 +195,7 @@ def _read_process(proc: subprocess.Popen[bytes], deadline: float, max_output: in
                 buffer: bytearray = key.data
                 buffer += chunk
                 if buffer is stdout and len(stdout) > max_output:
-                    return bytes(stdout[: max_output + 1]), bytes(stderr[-STDERR_LIMIT:]), True
+                    return _first_bytes(stdout, max_output + 1), bytes(stderr[-STDERR_LIMIT:]), True
                 if buffer is stderr and len(stderr) > 2 * STDERR_LIMIT:
                     del stderr[:-STDERR_LIMIT]
             remaining(deadline)
@@ -203,11 +205,14 @@ def _read_process(proc: subprocess.Popen[bytes], deadline: float, max_output: in
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    # Not communicate(): the pipes may still hold what the process wrote, which nobody will read.
+    _close_pipes(proc)  # not communicate(): what the process wrote past the cap is never read
+    proc.wait()
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
     for pipe in (proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
-    proc.wait()
 
 
 # --- the in-process SSH client ----------------------------------------------------------------------
@@ -518,7 +523,13 @@ def _read_all(channel: Any, deadline: float, limit: int, stderr: bool) -> tuple[
             return bytes(data), False
         data += chunk
         if len(data) > limit:
-            return bytes(data[: limit + 1]), True
+            return _first_bytes(data, limit + 1), True
+
+
+def _first_bytes(data: bytearray, size: int) -> bytes:
+    """data's first `size` bytes as one copy (a slice of the bytearray would be a second)."""
+    with memoryview(data) as view:
+        return bytes(view[:size])
 
 
 # --- host keys ----------------------------------------------------------------------------------------
