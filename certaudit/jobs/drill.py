@@ -235,7 +235,9 @@ class _Host:
             raise self._over_budget() from None
 
     def _over_budget(self) -> Undeterminable:
-        return Undeterminable(f"host {self.target.name}: the drill did not finish within the per-host budget of {self.budget:g} s")
+        return Undeterminable(
+            f"host {self.target.name}: the drill did not finish within the per-host budget of {self.budget:g} s"
+        )
 
     def run(self, argv: list[str]) -> CommandResult:
         name = self.target.name
@@ -246,7 +248,9 @@ class _Host:
         except DeadlineExceeded:
             raise self._over_budget() from None
         if done.truncated:
-            raise Undeterminable(f"host {name}: `{shlex.join(argv)[:200]}` wrote over {MAX_OUTPUT} bytes: the drill cannot judge it")
+            raise Undeterminable(
+                f"host {name}: `{shlex.join(argv)[:200]}` wrote over {MAX_OUTPUT} bytes: the drill cannot judge it"
+            )
         if done.rc == -1:  # the in-process client's word for "no exit status": the session ended under it
             raise Undeterminable(f"host {name}: connection lost during the drill")
         return done

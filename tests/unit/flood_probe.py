@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import time
 from pathlib import Path
 
 from certaudit.errors import ProbeError
@@ -26,9 +27,9 @@ def main() -> None:
     before = peak_mb()
     message = ""
     if path == "local":
-        probe.probe_argv = lambda target: ["head", "-c", size, "/dev/zero"]  # type: ignore[assignment]
+        probe.probe_argv = lambda target: ["head", "-c", size, "/dev/zero"]
         try:
-            probe.probe_host(target_for("localhost", {"ansible_connection": "local"}), 5, budget=60)
+            probe.probe_host(target_for("localhost", {"ansible_connection": "local"}), 5, time.monotonic() + 30, 30)
         except ProbeError as exc:
             message = str(exc)
     else:
@@ -40,7 +41,7 @@ def main() -> None:
                 "-o LogLevel=ERROR -o IdentitiesOnly=yes",
             })  # fmt: skip
             try:
-                probe.probe_host(target, 5, budget=60)
+                probe.probe_host(target, 5, time.monotonic() + 30, 30)
             except ProbeError as exc:
                 message = str(exc)
     print(json.dumps({"message": message, "before_mb": before, "peak_mb": peak_mb()}))

@@ -97,10 +97,8 @@ def ssh_server(tmp_path: Path, answer: bytes = b"{}", endless: bool = False) -> 
                 continue
             session = paramiko.Transport(conn)
             session.add_server_key(host_key)
-            try:
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
                 session.start_server(server=Answer())
-            except (paramiko.SSHException, EOFError, OSError):
-                pass
             sessions.append(session)
 
     thread = threading.Thread(target=serve, daemon=True)

@@ -28,7 +28,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setattr(transport, "SYSTEM_CONFIG", str(tmp_path / "no-system-config"))
     monkeypatch.setattr(transport, "GLOBAL_KNOWN_HOSTS", (str(tmp_path / "no-global-known-hosts"),))
-    for name in ("ANSIBLE_CONFIG", "ANSIBLE_HOST_KEY_CHECKING", "ANSIBLE_SSH_HOST_KEY_CHECKING", "ANSIBLE_PARAMIKO_HOST_KEY_CHECKING"):
+    for name in (
+        "ANSIBLE_CONFIG",
+        "ANSIBLE_HOST_KEY_CHECKING",
+        "ANSIBLE_SSH_HOST_KEY_CHECKING",
+        "ANSIBLE_PARAMIKO_HOST_KEY_CHECKING",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return home

@@ -341,3 +341,34 @@ def test_the_budget_ends_a_host_that_never_runs_the_command(mute_ssh_server: tup
     future = prober._jobs["web-1"].future
     assert future is not None and future.done()
     prober.shutdown()
+
+
+# --- the answer's cap ----------------------------------------------------------------------------------
+def _flood(path: str, size: str, tmp_path: Path) -> dict[str, Any]:
+    """tests/unit/flood_probe.py in a process of its own: the error, and the peak memory it cost."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.unit.flood_probe", path, size, str(tmp_path)],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize(("path", "size"), [("local", "700M"), ("ssh", "endless"), ("paramiko", "endless")])
+def test_an_answer_over_the_cap_is_cut_while_it_is_read(tmp_path: Path, path: str, size: str) -> None:
+    """A host that sends 700 MB (or never stops) costs the audit about the cap, and ends in error naming it.
+
+    Reading everything first and cutting after raised the audit's peak memory by what the host sent
+    (1.5 GB for 700 MB), or kept reading an endless answer until the host's budget ran out.
+    """
+    result = _flood(path, size, tmp_path)
+    name = "localhost" if path == "local" else "flood"
+    assert result["message"] == f"host {name}: the probe's answer is over the 64 MB cap (67108864 bytes); reading stopped there"
+    cap_mb = probe.MAX_OUTPUT / (1024 * 1024)
+    # The answer's first cap + 1 bytes in the buffer that read them, and one copy handed to the probe.
+    assert result["peak_mb"] - result["before_mb"] < 2 * cap_mb + 32, result
