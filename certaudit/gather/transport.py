@@ -53,6 +53,8 @@ ROUND_TRIPS_ENV = "CERTAUDIT_ROUND_TRIPS"
 READ_CHUNK = 256 * 1024
 SSH_PORT = 22
 STDERR_LIMIT = 64 * 1024  # the tail of stderr kept: enough for any error message
+KILL_GONE_S = 1.0
+KILL_DRAIN_S = 5.0  # after SIGKILL, how long the pipes may take to close (a process that left the group may hold them)
 
 
 class TransportError(Exception):
@@ -205,8 +207,30 @@ def _read_process(proc: subprocess.Popen[bytes], deadline: float, max_output: in
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    _close_pipes(proc)  # not communicate(): what the process wrote past the cap is never read
+    # Read the pipes to EOF, discarding what they hold (never into memory, unlike communicate()): EOF
+    # comes once every process of the group has died, so nothing of it outlives the call.
+    _drain(proc, time.monotonic() + KILL_DRAIN_S)
+    _close_pipes(proc)
     proc.wait()
+    # A process of the group closes its pipes a moment before it is gone: wait (briefly) for that too.
+    until = time.monotonic() + KILL_GONE_S
+    while time.monotonic() < until:
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.01)
+
+
+def _drain(proc: subprocess.Popen[bytes], until: float) -> None:
+    with selectors.DefaultSelector() as selector:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None and not pipe.closed:
+                selector.register(pipe, selectors.EVENT_READ)
+        while selector.get_map() and time.monotonic() < until:
+            for key, _ in selector.select(timeout=max(0.0, until - time.monotonic())):
+                if not os.read(key.fd, READ_CHUNK):
+                    selector.unregister(key.fileobj)
 
 
 def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
