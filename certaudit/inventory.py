@@ -3,7 +3,7 @@
 The inventory is read with `ansible-inventory --list` (as testinfra does), so group_vars, host_vars
 and every inventory format Ansible knows work. Connection values are validated and quoted here:
 testinfra's own Ansible bridge passes `ansible_ssh_common_args` to a shell unquoted, so certaudit
-builds the testinfra host itself.
+makes every connection itself (certaudit/gather/transport.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # Whatever the inventory says, a stalled connection must not hold the audit: keepalives end it.
 SSH_BOUNDS = ("-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2", "-o", "BatchMode=yes")
+MAX_ANSIBLE_CFG = 1024 * 1024  # an ansible.cfg is read this far at most
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,7 @@ class Target:
     spec: str = ""
     connect_kwargs: Mapping[str, Any] = field(default_factory=dict)
     variables: Mapping[str, Any] = field(default_factory=dict, repr=False)
-
-    def testinfra_host(self, connect_timeout: float) -> Any:
-        import testinfra
-
-        kwargs = dict(self.connect_kwargs)
-        if self.connection != "local":
-            kwargs["timeout"] = max(1, round(connect_timeout))
-        return testinfra.get_host(self.spec, **kwargs)
+    host_key_checking: bool = True  # Ansible's host_key_checking: False trusts any host key (see host_key_checking)
 
 
 @dataclass(frozen=True)
@@ -174,11 +168,83 @@ def target_for(name: str, variables: Mapping[str, Any], groups: tuple[str, ...] 
             if not isinstance(become_user, str) or not USER_RE.fullmatch(become_user):
                 raise _bad(name, "ansible_become_user", become_user, "expected a user name")
             kwargs["sudo_user"] = become_user
-    if connection == "ssh":
-        kwargs["ssh_extra_args"] = _ssh_args(name, variables)
+    # The in-process client applies the ssh arguments as OpenSSH would, for a `paramiko` connection too
+    # (StrictHostKeyChecking among them): they must be as safe there.
+    kwargs["ssh_extra_args"] = _ssh_args(name, variables)
     host_part = f"[{address}]" if _is_ip(address) and ":" in address else address
     spec = f"{connection}://{user + '@' if user else ''}{host_part}{':' + str(port) if port else ''}"
-    return Target(name, address, connection, policy, groups, spec, kwargs, dict(variables))
+    checking = host_key_checking(name, variables, connection)
+    return Target(name, address, connection, policy, groups, spec, kwargs, dict(variables), checking)
+
+
+# Ansible's host_key_checking, where Ansible reads it for each connection plugin (the last one set in
+# each list wins, as in Ansible's config manager): variables, then environment, then ansible.cfg.
+_CHECKING_VARS = {
+    "ssh": ("ansible_host_key_checking", "ansible_ssh_host_key_checking"),
+    "paramiko": ("ansible_host_key_checking", "ansible_ssh_host_key_checking", "ansible_paramiko_host_key_checking"),
+}
+_CHECKING_ENV = {
+    "ssh": ("ANSIBLE_HOST_KEY_CHECKING", "ANSIBLE_SSH_HOST_KEY_CHECKING"),
+    "paramiko": ("ANSIBLE_HOST_KEY_CHECKING", "ANSIBLE_SSH_HOST_KEY_CHECKING", "ANSIBLE_PARAMIKO_HOST_KEY_CHECKING"),
+}
+_CHECKING_INI = {"ssh": ("defaults", "ssh_connection"), "paramiko": ("defaults", "paramiko_connection")}
+_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
+_FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
+
+
+def host_key_checking(host: str, variables: Mapping[str, Any], connection: str) -> bool:
+    """Ansible's host_key_checking for this host (default True). A value that is not a boolean stops
+    the run: Ansible would read it as False, silently turning the check off."""
+    found: tuple[str, Any] | None = None
+    for name in _CHECKING_VARS[connection]:
+        if variables.get(name) is not None:
+            found = (name, variables[name])
+    if found is None:
+        for name in _CHECKING_ENV[connection]:
+            if os.environ.get(name) is not None:
+                found = (f"environment variable {name}", os.environ[name])
+    if found is None:
+        found = _checking_in_ansible_cfg(connection)
+    if found is None:
+        return True
+    source, value = found
+    word = str(value).strip().lower() if not isinstance(value, bool) else str(value).lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise _bad(host, source, value, "expected true or false")
+
+
+def _checking_in_ansible_cfg(connection: str) -> tuple[str, Any] | None:
+    """host_key_checking from the ansible.cfg Ansible would read (ANSIBLE_CONFIG, ./ansible.cfg unless the
+    directory is world-writable, ~/.ansible.cfg, /etc/ansible/ansible.cfg: the first that exists)."""
+    import configparser
+    import stat
+
+    candidates = []
+    if "ANSIBLE_CONFIG" in os.environ:
+        path = Path(os.path.expanduser(os.environ["ANSIBLE_CONFIG"]))
+        candidates.append(path / "ansible.cfg" if path.is_dir() else path)
+    with contextlib.suppress(OSError):
+        if not os.stat(os.getcwd()).st_mode & stat.S_IWOTH:
+            candidates.append(Path.cwd() / "ansible.cfg")
+    candidates += [Path(os.path.expanduser("~/.ansible.cfg")), Path("/etc/ansible/ansible.cfg")]
+    for path in candidates:
+        if not (path.is_file() and os.access(path, os.R_OK)):
+            continue
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+        try:
+            with path.open(encoding="utf-8", errors="replace") as text:
+                parser.read_string(text.read(MAX_ANSIBLE_CFG + 1)[:MAX_ANSIBLE_CFG])
+        except configparser.Error as exc:
+            raise InventoryError(f"{path}: cannot read it as Ansible does: {' '.join(str(exc).split())[:200]}") from None
+        found = None
+        for section in _CHECKING_INI[connection]:
+            if parser.has_option(section, "host_key_checking"):
+                found = (f"{path} [{section}] host_key_checking", parser.get(section, "host_key_checking"))
+        return found
+    return None
 
 
 def _is_ip(value: str) -> bool:

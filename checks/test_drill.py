@@ -90,7 +90,7 @@ def test_renewal_drill(
     # The renewal itself.
     last_line = result.output_tail[-1] if result.output_tail else "no output"
     if result.exit_status is None:
-        evidence.require(False, f"certbot renew did not finish within {renewal_drill.certbot_timeout_s:g} s")
+        evidence.require(False, f"certbot renew did not finish within {result.certbot_timeout_s:g} s")
     else:
         evidence.require(result.exit_status == 0, f"certbot renew exited {result.exit_status}: {last_line}")
     renewed = after.lineage_sha256 is not None and after.lineage_sha256 != before.lineage_sha256

@@ -36,7 +36,7 @@ REMOTE_SCRIPT = resources.files("certaudit.gather").joinpath("remote_probe.py").
 # host needs nothing but python3; parameters travel as base64 JSON, never as shell words.
 LOADER = "import base64,sys,zlib;s=sys.argv.pop(1);exec(compile(zlib.decompress(base64.b64decode(s)),'certaudit-probe','exec'))"
 SCRIPT_B64 = base64.b64encode(zlib.compress(REMOTE_SCRIPT.encode(), 9)).decode()
-MAX_OUTPUT = 64 * 1024 * 1024
+MAX_OUTPUT = 64 * 1024 * 1024  # the probe's answer: read up to this and no further, on every path
 # paramiko logs each failed connection with its traceback, which pytest would print in the audit's
 # output; the failure itself reaches the report as the host's error.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
@@ -96,6 +96,12 @@ def probe_host(
         raise ProbeError(f"host {target.name} ({target.address}): cannot connect: {exc}") from None
     except DeadlineExceeded:
         raise _over_budget(target, budget) from None
+    # First: reading stopped at the cap and the command was ended there, so its exit status says nothing.
+    if result.truncated:
+        raise ProbeError(
+            f"host {target.name}: the probe's answer is over the {MAX_OUTPUT // (1024 * 1024)} MB cap "
+            f"({MAX_OUTPUT} bytes); reading stopped there"
+        )
     if result.rc == 124:
         raise ProbeError(f"host {target.name}: the probe exceeded its time budget on the host")
     if result.rc == -1:  # paramiko's word for "no exit status": the session ended under the probe
@@ -104,8 +110,6 @@ def probe_host(
         raise ProbeError(f"host {target.name}: python3 is not installed on the host ({_result_text(result)})")
     if result.rc != 0:
         raise ProbeError(f"host {target.name}: the probe failed, {_result_text(result)}")
-    if result.truncated:
-        raise ProbeError(f"host {target.name}: the probe's answer is over {MAX_OUTPUT} bytes")
     try:
         document = json.loads(result.stdout)
     except ValueError as exc:

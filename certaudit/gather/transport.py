@@ -14,6 +14,16 @@ known_hosts) exactly as OpenSSH would, and OpenSSH otherwise. In-process, a host
 and one socket, no process; on this project's 2-core bench an OpenSSH client cost about 60 ms of
 CPU a host against 5 ms (bench/README.md has the figures).
 
+Host keys: one rule on every path, OpenSSH's in batch mode. A host key that no known_hosts file
+lists, or one that differs from the listed key, is refused, and the error names the host, the key
+type and fingerprint it offered, and what to do. The inventory opts out only explicitly:
+`StrictHostKeyChecking=accept-new` records a new key in the user's known_hosts file (a changed key is
+still refused); `StrictHostKeyChecking=no`, or Ansible's `host_key_checking` set to false, trusts any
+key. A host's answer is refused before the probe runs, so nobody on the path can answer for it.
+
+Every path reads the answer within its limit: past `max_output` bytes the reading stops and the
+command is ended, so a host that sends gigabytes costs the audit `max_output`, not what it sent.
+
 With CERTAUDIT_ROUND_TRIPS=PATH in the environment, every command sent to a host and every
 connection to its TLS endpoint appends one JSON line to PATH: the bench counts round trips with it.
 """
@@ -24,6 +34,8 @@ import contextlib
 import getpass
 import json
 import os
+import re
+import selectors
 import shlex
 import signal
 import socket
@@ -40,6 +52,9 @@ if TYPE_CHECKING:
 ROUND_TRIPS_ENV = "CERTAUDIT_ROUND_TRIPS"
 READ_CHUNK = 256 * 1024
 SSH_PORT = 22
+STDERR_LIMIT = 64 * 1024  # the tail of stderr kept: enough for any error message
+KILL_GONE_S = 1.0
+KILL_DRAIN_S = 5.0  # after SIGKILL, how long the pipes may take to close (a process that left the group may hold them)
 
 
 class TransportError(Exception):
@@ -99,8 +114,11 @@ def run_command(target: Target, argv: list[str], connect_timeout: float, deadlin
         return run_paramiko(target, shlex.join(command), connect_timeout, deadline, max_output)
     count_round_trip(target.name, "command", "openssh")
     result = run_process(openssh_argv(target, shlex.join(command), connect_timeout), deadline, max_output)
-    if result.rc == 255:  # ssh's own status: the connection itself failed (the probe never exits 255)
-        raise TransportError(" ".join(result.stderr.decode("utf-8", "replace").split())[:400] or "ssh exited 255")
+    if result.rc == 255 and not result.truncated:  # ssh's own status: the connection failed (the probe never exits 255)
+        stderr = result.stderr.decode("utf-8", "replace")
+        if HOST_KEY_FAILED in stderr:
+            raise TransportError(openssh_host_key_refusal(target, connect_timeout, deadline, stderr))
+        raise TransportError(" ".join(stderr.split())[:400] or "ssh exited 255")
     return result
 
 
@@ -110,7 +128,9 @@ def openssh_argv(target: Target, remote_command: str, connect_timeout: float) ->
     kwargs = target.connect_kwargs
     extra = shlex.split(str(kwargs.get("ssh_extra_args") or ""))
     lowered = " ".join(extra).lower()
-    argv = ["ssh", *extra]
+    # Ansible's host_key_checking=False comes before the inventory's ssh arguments, as Ansible puts it
+    # (ssh keeps the first value it reads): it wins over a StrictHostKeyChecking among them.
+    argv = ["ssh", *([] if target.host_key_checking else ["-o", "StrictHostKeyChecking=no"]), *extra]
     if kwargs.get("ssh_config"):
         argv += ["-F", str(kwargs["ssh_config"])]
     user = target.variables.get("ansible_user")
@@ -130,8 +150,12 @@ def openssh_argv(target: Target, remote_command: str, connect_timeout: float) ->
 
 
 def run_process(argv: list[str], deadline: float, max_output: int) -> CommandResult:
-    """Run argv (never through a shell); at the deadline, kill it with its process group."""
-    left = remaining(deadline)
+    """Run argv (never through a shell); at the deadline, kill it with its process group.
+
+    stdout is read as it comes and never held beyond max_output + 1 bytes: past that the process
+    is killed and the result marked truncated. stderr keeps its last STDERR_LIMIT bytes.
+    """
+    remaining(deadline)
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
@@ -141,21 +165,78 @@ def run_process(argv: list[str], deadline: float, max_output: int) -> CommandRes
     except OSError as exc:
         raise TransportError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
     try:
-        stdout, stderr = proc.communicate(timeout=left)
-    except subprocess.TimeoutExpired:
+        stdout, stderr, truncated = _read_process(proc, deadline, max_output)
+        if truncated:
+            _kill(proc)
+        else:
+            proc.wait(timeout=remaining(deadline))
+    except (subprocess.TimeoutExpired, DeadlineExceeded):
         _kill(proc)
         raise DeadlineExceeded from None
     except BaseException:
         _kill(proc)
         raise
-    truncated = len(stdout) > max_output
-    return CommandResult(proc.returncode, stdout[: max_output + 1], stderr[-64 * 1024 :], truncated)
+    finally:
+        _close_pipes(proc)
+    return CommandResult(proc.returncode, stdout, stderr, truncated)
+
+
+def _read_process(proc: subprocess.Popen[bytes], deadline: float, max_output: int) -> tuple[bytes, bytes, bool]:
+    """Both pipes until EOF, the deadline, or stdout over max_output (then (first max_output + 1 bytes, ..., True))."""
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout, stderr = bytearray(), bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ, stdout)
+        selector.register(proc.stderr, selectors.EVENT_READ, stderr)
+        while selector.get_map():
+            for key, _ in selector.select(timeout=remaining(deadline)):
+                chunk = os.read(key.fd, READ_CHUNK)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                buffer: bytearray = key.data
+                buffer += chunk
+                if buffer is stdout and len(stdout) > max_output:
+                    return _first_bytes(stdout, max_output + 1), bytes(stderr[-STDERR_LIMIT:]), True
+                if buffer is stderr and len(stderr) > 2 * STDERR_LIMIT:
+                    del stderr[:-STDERR_LIMIT]
+            remaining(deadline)
+    return bytes(stdout), bytes(stderr[-STDERR_LIMIT:]), False
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    # Read the pipes to EOF, discarding what they hold (never into memory, unlike communicate()): EOF
+    # comes once every process of the group has died, so nothing of it outlives the call.
+    _drain(proc, time.monotonic() + KILL_DRAIN_S)
+    _close_pipes(proc)
+    proc.wait()
+    # A process of the group closes its pipes a moment before it is gone: wait (briefly) for that too.
+    until = time.monotonic() + KILL_GONE_S
+    while time.monotonic() < until:
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.01)
+
+
+def _drain(proc: subprocess.Popen[bytes], until: float) -> None:
+    with selectors.DefaultSelector() as selector:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None and not pipe.closed:
+                selector.register(pipe, selectors.EVENT_READ)
+        while selector.get_map() and time.monotonic() < until:
+            for key, _ in selector.select(timeout=max(0.0, until - time.monotonic())):
+                if not os.read(key.fd, READ_CHUNK):
+                    selector.unregister(key.fileobj)
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 # --- the in-process SSH client ----------------------------------------------------------------------
@@ -187,6 +268,14 @@ class NeedsOpenSSH(Exception):
     """A setting of this host that only the OpenSSH client applies: the reason."""
 
 
+# StrictHostKeyChecking's values (ssh_config(5), case as ssh ignores it) and what each means in batch
+# mode: "yes" refuses a key no known_hosts file lists and a changed one, "accept-new" records a new
+# key and refuses a changed one, "no" trusts any key.
+STRICT_HOST_KEY_CHECKING = {
+    "yes": "yes", "true": "yes", "ask": "yes", "accept-new": "accept-new", "no": "no", "off": "no", "false": "no",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ParamikoSettings:
     hostname: str
@@ -194,8 +283,10 @@ class ParamikoSettings:
     user: str
     identities: tuple[str, ...]
     identities_only: bool
-    accept_unknown: bool  # a host key no known_hosts file lists is accepted; a changed one never is
+    host_keys: str  # yes, accept-new or no: what StrictHostKeyChecking (or Ansible's host_key_checking) says
     known_hosts: tuple[str, ...]
+    record_to: str | None = None  # where accept-new records a new key: the first user known_hosts file
+    hash_names: bool = False  # HashKnownHosts: the recorded line names the host by its hash
 
 
 def client_for(target: Target) -> str:
@@ -321,10 +412,8 @@ def inprocess_settings(target: Target) -> ParamikoSettings:
             # Markers paramiko does not read: a revoked key or a host CA must be judged by OpenSSH.
             if b"\n@" in b"\n" + Path(path).read_bytes():
                 raise NeedsOpenSSH(f"{path}: @revoked or @cert-authority lines")
-    strict = str(_first(options.get("stricthostkeychecking"), config.get("stricthostkeychecking")) or "").lower()
-    # OpenSSH in batch mode refuses a host it does not know, unless told not to check; a paramiko
-    # connection named in the inventory keeps testinfra's way (accept it) unless told to check.
-    accept_unknown = strict in ("no", "off", "accept-new") or (not chosen and strict not in ("yes", "ask"))
+    host_keys = host_key_mode(target, _first(options.get("stricthostkeychecking"), config.get("stricthostkeychecking")))
+    user_files = [os.path.expanduser(p) for p in (str(known).split() if known else USER_KNOWN_HOSTS)]
     identity = kwargs.get("ssh_identity_file")
     identities = [*arg_identities, *([identity] if identity else []), *config.get("identityfile", [])]
     hostname = str(_first(options.get("hostname"), config.get("hostname"), target.address)).replace("%h", target.address)
@@ -340,9 +429,25 @@ def inprocess_settings(target: Target) -> ParamikoSettings:
         user=str(user),
         identities=tuple(os.path.expanduser(str(i)) for i in identities),
         identities_only=str(_first(options.get("identitiesonly"), config.get("identitiesonly")) or "no").lower() == "yes",
-        accept_unknown=accept_unknown,
+        host_keys=host_keys,
         known_hosts=tuple(known_hosts),
+        record_to=user_files[0] if user_files[0] != "/dev/null" else None,
+        hash_names=str(_first(options.get("hashknownhosts"), config.get("hashknownhosts")) or "no").lower() == "yes",
     )
+
+
+def host_key_mode(target: Target, strict: Any) -> str:
+    """yes, accept-new or no for this host: Ansible's host_key_checking=False first (as Ansible puts
+    StrictHostKeyChecking=no before the inventory's ssh arguments), then StrictHostKeyChecking, then
+    OpenSSH's default in batch mode: refuse what is not known."""
+    if not target.host_key_checking:
+        return "no"
+    if strict in (None, ""):
+        return "yes"
+    mode = STRICT_HOST_KEY_CHECKING.get(str(strict).lower())
+    if mode is None:
+        raise NeedsOpenSSH(f"StrictHostKeyChecking {strict!r}")
+    return mode
 
 
 def run_paramiko(target: Target, command: str, connect_timeout: float, deadline: float, max_output: int) -> CommandResult:
@@ -369,11 +474,12 @@ def run_paramiko(target: Target, command: str, connect_timeout: float, deadline:
     watchdog.daemon = True
     watchdog.start()
     try:
-        for path in settings.known_hosts:
-            if os.path.isfile(path):
-                client.load_system_host_keys(path)  # read, never written
-        # A changed key is always refused (paramiko raises BadHostKeyException).
-        client.set_missing_host_key_policy(_accept_unknown() if settings.accept_unknown else paramiko.RejectPolicy())
+        if settings.host_keys != "no":  # "no": no key is looked up, so none can be "changed" either
+            for path in settings.known_hosts:
+                if os.path.isfile(path):
+                    client.load_system_host_keys(path)  # read here; accept-new appends to record_to itself
+        # A key that known_hosts lists differently is refused by paramiko itself (BadHostKeyException).
+        client.set_missing_host_key_policy(_missing_key_policy(settings))
         step = min(connect_timeout, remaining(deadline))
         client.connect(
             settings.hostname,
@@ -394,12 +500,24 @@ def run_paramiko(target: Target, command: str, connect_timeout: float, deadline:
         count_round_trip(target.name, "command", "inprocess")
         channel.exec_command(command)
         stdout, truncated = _read_all(channel, deadline, max_output, stderr=False)
-        stderr, _ = _read_all(channel, deadline, 64 * 1024, stderr=True)
+        if truncated:  # no use waiting for the rest, nor for an exit status: the session is closed below
+            return CommandResult(-1, stdout, b"", True)
+        stderr, _ = _read_all(channel, deadline, STDERR_LIMIT, stderr=True)
         if not channel.status_event.wait(timeout=remaining(deadline)):
             raise DeadlineExceeded
         return CommandResult(channel.recv_exit_status(), stdout, stderr, truncated)
+    except UnknownHostKey as exc:
+        raise TransportError(unknown_key_message(settings.hostname, settings.port, exc.key_type, exc.fingerprint)) from None
     except paramiko.BadHostKeyException as exc:
-        raise TransportError(f"{where}: the host key changed ({exc.key.get_name()}); refusing to connect") from None
+        offered, known = exc.key, exc.expected_key
+        raise TransportError(
+            changed_key_message(
+                settings.hostname, settings.port, offered.get_name(), offered.fingerprint,
+                f"an {known.get_name()} key {known.fingerprint}",
+            )
+        ) from None  # fmt: skip
+    except HostKeyNotRecorded as exc:
+        raise TransportError(f"{where}: {exc}") from None
     except paramiko.AuthenticationException as exc:
         raise TransportError(f"{where}: Permission denied ({exc})") from None
     except (TimeoutError, paramiko.SSHException, OSError) as exc:
@@ -419,27 +537,139 @@ def run_paramiko(target: Target, command: str, connect_timeout: float, deadline:
 
 
 def _read_all(channel: Any, deadline: float, limit: int, stderr: bool) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
+    """One stream of the channel until EOF, or its first limit + 1 bytes (True: there was more)."""
+    data = bytearray()
     receive = channel.recv_stderr if stderr else channel.recv
     while True:
         channel.settimeout(remaining(deadline))
         chunk = receive(READ_CHUNK)
         if not chunk:
-            return b"".join(chunks), False
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(chunks)[: limit + 1], True
+            return bytes(data), False
+        data += chunk
+        if len(data) > limit:
+            return _first_bytes(data, limit + 1), True
 
 
-def _accept_unknown() -> Any:
-    """A policy that accepts a host key known_hosts does not list, silently (testinfra's paramiko
-    backend accepted it with a log warning, which pytest would attach to whichever test ran then)."""
+def _first_bytes(data: bytearray, size: int) -> bytes:
+    """data's first `size` bytes as one copy (a slice of the bytearray would be a second)."""
+    with memoryview(data) as view:
+        return bytes(view[:size])
+
+
+# --- host keys ----------------------------------------------------------------------------------------
+HOST_KEY_FAILED = "Host key verification failed."
+_SERVER_KEY_RE = re.compile(r"^debug1: Server host key: (\S+) (SHA256:[A-Za-z0-9+/]+)", re.MULTILINE)
+_OFFENDING_RE = re.compile(r"^Offending (\S+) key in (\S+):(\d+)", re.MULTILINE)
+_KEY_FILES = {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa", "rsa-sha2-256": "rsa", "rsa-sha2-512": "rsa", "ssh-dss": "dsa"}
+_record_lock = threading.Lock()
+
+
+class UnknownHostKey(Exception):
+    """The host offered a key that no known_hosts file lists, and nothing says to trust it."""
+
+    def __init__(self, key_type: str, fingerprint: str) -> None:
+        super().__init__(key_type, fingerprint)
+        self.key_type = key_type
+        self.fingerprint = fingerprint
+
+
+class HostKeyNotRecorded(Exception):
+    """accept-new could not record the new key: not trusted, since no later run could tell it changed."""
+
+
+def _host_file(key_type: str) -> str:
+    kind = _KEY_FILES.get(key_type, "ecdsa" if key_type.startswith("ecdsa") else key_type.removeprefix("ssh-"))
+    return f"/etc/ssh/ssh_host_{kind}_key.pub"
+
+
+def _host_label(hostname: str, port: int) -> str:
+    return hostname if port == SSH_PORT else f"[{hostname}]:{port}"
+
+
+def unknown_key_message(hostname: str, port: int, key_type: str, fingerprint: str) -> str:
+    """The refusal of a key no known_hosts file lists: the host, the key offered, and what to do."""
+    return (
+        f"host key verification failed: {hostname} port {port} offered an {key_type} key {fingerprint}, which no "
+        f"known_hosts file lists; refused, since anyone on the path could answer with it. Compare it with the host's "
+        f"own key (on the host: ssh-keygen -lf {_host_file(key_type)}), then add that key to known_hosts "
+        f"(a line '{_host_label(hostname, port)} {key_type} <base64 key>'), or let certaudit record the key it is "
+        f"offered with StrictHostKeyChecking=accept-new"
+    )
+
+
+def changed_key_message(hostname: str, port: int, key_type: str, fingerprint: str, known: str) -> str:
+    """The refusal of a key that differs from the one known_hosts lists."""
+    return (
+        f"host key verification failed: {hostname} port {port} offered an {key_type} key {fingerprint}, but "
+        f"known_hosts lists {known} for it; refused: the host was reinstalled or someone else answers in its place. "
+        f"Compare the offered key with the host's own (on the host: ssh-keygen -lf {_host_file(key_type)}); if "
+        f"they match, remove the old key (ssh-keygen -R '{_host_label(hostname, port)}') and add the new one"
+    )
+
+
+def _missing_key_policy(settings: ParamikoSettings) -> Any:
+    """What the in-process client does with a key no known_hosts file lists: refuse it (yes), record
+    it in the user's known_hosts as OpenSSH does (accept-new), or take it (no)."""
     import paramiko
 
-    class AcceptUnknown(paramiko.MissingHostKeyPolicy):
+    class Decide(paramiko.MissingHostKeyPolicy):
         def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-            return None
+            if settings.host_keys == "no":
+                return
+            if settings.host_keys == "yes":
+                raise UnknownHostKey(key.get_name(), key.fingerprint)
+            if settings.record_to is not None:  # UserKnownHostsFile /dev/null: OpenSSH records nowhere
+                name = paramiko.HostKeys.hash_host(hostname) if settings.hash_names else hostname
+                record_host_key(settings.record_to, f"{name} {key.get_name()} {key.get_base64()}\n")
 
-    return AcceptUnknown()
+    return Decide()
+
+
+def record_host_key(path: str, line: str) -> None:
+    """Append one known_hosts line (one O_APPEND write, under a lock: hosts are probed concurrently)."""
+    try:
+        with _record_lock:
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise HostKeyNotRecorded(
+            f"StrictHostKeyChecking=accept-new cannot record the new host key in {path}: {exc.strerror or exc}; refused"
+        ) from None
+
+
+def openssh_host_key_refusal(target: Target, connect_timeout: float, deadline: float, stderr: str) -> str:
+    """ssh refused the host's key: the same refusal, naming the key it was offered.
+
+    ssh names the offered key only in its debug output: the same connection is made once more with
+    -v (it stops at the same refusal, before any login; within the host's own deadline) to read it.
+    """
+    argv = openssh_argv(target, "true", connect_timeout)
+    argv.insert(argv.index("--"), "-v")  # after the inventory's options: a -q among them would silence it
+    try:
+        diagnosis = run_process(argv, deadline, STDERR_LIMIT).stderr.decode("utf-8", "replace")
+    except (TransportError, DeadlineExceeded):
+        diagnosis = ""
+    text = f"{stderr}\n{diagnosis}"
+    offered = _SERVER_KEY_RE.search(diagnosis)
+    hostname, port = _ssh_peer(diagnosis, target.address)
+    if offered is None:
+        return (
+            f"host key verification failed: ssh refused the key {hostname} offered ({' '.join(stderr.split())[:300]}). "
+            f"Compare it with the host's own key and add that to known_hosts, or set StrictHostKeyChecking=accept-new"
+        )
+    key_type, fingerprint = offered.groups()
+    offending = _OFFENDING_RE.search(text)
+    if offending is not None or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+        known = f"another {offending.group(1)} key (at {offending.group(2)}:{offending.group(3)})" if offending else "another key"
+        return changed_key_message(hostname, port, key_type, fingerprint, known)
+    return unknown_key_message(hostname, port, key_type, fingerprint)
+
+
+def _ssh_peer(debug: str, address: str) -> tuple[str, int]:
+    """The host name and port ssh connected to (its ssh_config may name another than the inventory)."""
+    found = re.search(r"^debug1: Connecting to (\S+) \[[^\]]*\] port (\d+)\.", debug, re.MULTILINE)
+    return (found.group(1), int(found.group(2))) if found else (address, SSH_PORT)

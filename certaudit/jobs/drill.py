@@ -7,8 +7,10 @@ in the journal, and, from the auditing machine, the certificate the endpoint now
 fingerprints and validity times before and after. Judging is DRL-01's (checks/test_drill.py).
 
 This is the only code in certaudit that changes a host, so it runs only when asked
-(`--renewal-drill`) and only on hosts whose inventory sets `certaudit_drill_ok: true`. Every
-command is an argv list joined with shlex: inventory values never reach a shell unquoted. Only
+(`--renewal-drill`) and only on hosts whose inventory sets `certaudit_drill_ok: true`. It connects
+as the probe does (certaudit/gather/transport.py): the same host-key rule, connect timeout and
+per-host budget, which bounds the whole drill (`--host-budget`). Every command is an argv list
+joined with shlex: inventory values never reach a shell unquoted. Only
 certificates travel to the auditing machine (`openssl x509` prints the first certificate of a
 file, never a key that may sit in the same file).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import posixpath
 import re
 import shlex
@@ -26,6 +29,7 @@ from typing import Any
 
 from certaudit.errors import Undeterminable
 from certaudit.gather.tls import fetch_leaf
+from certaudit.gather.transport import CommandResult, DeadlineExceeded, TransportError, remaining, run_command
 from certaudit.host.x509 import CertificateError, fingerprint_der_sha256, fingerprint_sha256, load_pem_certificates
 from certaudit.inventory import Target
 from certaudit.policy import Policy
@@ -35,6 +39,11 @@ OPTION = "--renewal-drill"
 CERTBOT_ARGS = ("--force-renewal", "--no-random-sleep-on-renew")
 SERVED_WAIT_S = 10.0  # a reload is asynchronous (the service handles SIGHUP in its own time)
 SERVED_POLL_S = 0.25
+KILL_AFTER_S = 10  # `timeout --kill-after`: a certbot that ignores SIGTERM is killed this much later
+# What the drill keeps of the host's budget for the steps after certbot: the kill-after grace, the
+# wait for the endpoint to serve the new certificate, and the reads of the files and the journal.
+AFTER_CERTBOT_S = KILL_AFTER_S + SERVED_WAIT_S + 10.0
+MAX_OUTPUT = 4 * 1024 * 1024  # any one command's output; past it the drill cannot judge and says so
 OUTPUT_TAIL_LINES = 40
 JOURNAL_LINES = 200
 
@@ -51,16 +60,16 @@ class DrillSettings:
 
     enabled: bool
     connect_timeout: float
-    certbot_timeout_s: float
+    host_budget: float  # the whole drill on one host: every command, TLS connection and wait
     served_wait_s: float = SERVED_WAIT_S
 
     @classmethod
     def from_config(cls, config: Any) -> DrillSettings:
-        """From the pytest options: --renewal-drill, --connect-timeout, and --host-budget bounding certbot."""
+        """From the pytest options: --renewal-drill, --connect-timeout and --host-budget, as the probe has them."""
         return cls(
             enabled=bool(config.getoption("renewal_drill")),
             connect_timeout=float(config.getoption("connect_timeout")),
-            certbot_timeout_s=float(config.getoption("host_budget")),
+            host_budget=float(config.getoption("host_budget")),
         )
 
 
@@ -78,7 +87,7 @@ def reason_not_run(enabled: bool, policy: Policy) -> str | None:
 def renew_command(policy: Policy, timeout_s: float) -> list[str]:
     """The drill's command on the host, as an argv list (`timeout` bounds it on the host itself)."""
     env = ["env", f"REQUESTS_CA_BUNDLE={policy.acme_ca_bundle}"] if policy.acme_ca_bundle else []
-    bound = ["timeout", "--kill-after=10", f"{max(1, round(timeout_s))}"]
+    bound = ["timeout", f"--kill-after={KILL_AFTER_S}", f"{max(1, math.floor(timeout_s))}"]
     return [*env, *bound, "certbot", "renew", "--cert-name", policy.domain, *CERTBOT_ARGS, "-v"]
 
 
@@ -198,6 +207,7 @@ class DrillResult:
     started: str
     finished: str
     exit_status: int | None  # None: certbot did not finish within its time bound (timeout killed it)
+    certbot_timeout_s: float  # that bound: what the host's budget left for certbot
     output_tail: tuple[str, ...]
     certbot: CertbotReport
     before: CertState
@@ -208,24 +218,49 @@ class DrillResult:
 
 
 class _Host:
-    """The target's testinfra connection; every command is an argv list, quoted word by word."""
+    """The drill's commands on the target, through certaudit's transport: the probe's host-key rule,
+    connect timeout and one deadline for the whole drill. Every command is an argv list."""
 
-    def __init__(self, target: Target, connect_timeout: float) -> None:
+    def __init__(self, target: Target, connect_timeout: float, deadline: float, budget: float) -> None:
         self.target = target
-        try:
-            self.host = target.testinfra_host(connect_timeout)
-        except Exception as exc:
-            raise Undeterminable(f"host {target.name}: the drill cannot connect: {type(exc).__name__}: {exc}") from None
+        self.connect_timeout = connect_timeout
+        self.deadline = deadline
+        self.budget = budget
 
-    def run(self, argv: list[str]) -> Any:
+    def left(self) -> float:
+        """Seconds left of the drill's budget; raises Undeterminable once it is spent."""
         try:
-            return self.host.run(shlex.join(argv))
-        except RuntimeError as exc:  # testinfra's ssh backend: exit 255, the connection itself failed
-            cause = exc.args[0] if exc.args else exc
-            detail = " ".join((getattr(cause, "stderr", "") or str(cause)).split())[:300]
-            raise Undeterminable(f"host {self.target.name}: connection lost during the drill: {detail}") from None
-        except Exception as exc:
-            raise Undeterminable(f"host {self.target.name}: connection lost during the drill: {type(exc).__name__}") from None
+            return remaining(self.deadline)
+        except DeadlineExceeded:
+            raise self._over_budget() from None
+
+    def _over_budget(self) -> Undeterminable:
+        return Undeterminable(
+            f"host {self.target.name}: the drill did not finish within the per-host budget of {self.budget:g} s"
+        )
+
+    def run(self, argv: list[str]) -> CommandResult:
+        name = self.target.name
+        try:
+            done = run_command(self.target, argv, self.connect_timeout, self.deadline, MAX_OUTPUT)
+        except TransportError as exc:
+            raise Undeterminable(f"host {name} ({self.target.address}): the drill cannot connect: {exc}") from None
+        except DeadlineExceeded:
+            raise self._over_budget() from None
+        if done.truncated:
+            raise Undeterminable(
+                f"host {name}: `{shlex.join(argv)[:200]}` wrote over {MAX_OUTPUT} bytes: the drill cannot judge it"
+            )
+        if done.rc == -1:  # the in-process client's word for "no exit status": the session ended under it
+            raise Undeterminable(f"host {name}: connection lost during the drill")
+        return done
+
+    def tls_timeout(self) -> float:
+        return min(self.connect_timeout, self.left())
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _now() -> str:
@@ -236,9 +271,9 @@ def _first_certificate(host: _Host, path: str) -> tuple[str | None, str | None, 
     """(sha256, notBefore, notAfter, error) of the first certificate in `path` on the host."""
     done = host.run(["openssl", "x509", "-in", path])
     if done.rc != 0:
-        return None, None, None, f"openssl x509 -in {path}: " + " ".join((done.stderr or "").split())[:200]
+        return None, None, None, f"openssl x509 -in {path}: " + " ".join(_text(done.stderr).split())[:200]
     try:
-        (leaf, *_) = load_pem_certificates(done.stdout_bytes, path)
+        (leaf, *_) = load_pem_certificates(done.stdout, path)
     except CertificateError as exc:
         return None, None, None, str(exc)
     return (
@@ -249,11 +284,11 @@ def _first_certificate(host: _Host, path: str) -> tuple[str | None, str | None, 
     )
 
 
-def _state(host: _Host, target: Target, connect_timeout: float) -> CertState:
+def _state(host: _Host, target: Target) -> CertState:
     policy = target.policy
     lineage = _first_certificate(host, posixpath.join(policy.live_dir, "cert.pem"))
     service_file = _first_certificate(host, policy.tls_cert)
-    served = fetch_leaf(target.address, policy.endpoint_port, policy.domain, timeout=connect_timeout)
+    served = fetch_leaf(target.address, policy.endpoint_port, policy.domain, timeout=host.tls_timeout())
     return CertState(
         at=_now(),
         lineage_sha256=lineage[0],
@@ -270,20 +305,21 @@ def _state(host: _Host, target: Target, connect_timeout: float) -> CertState:
 def _journal_cursor(host: _Host) -> tuple[str | None, str]:
     done = host.run(["journalctl", "-o", "json", "-n", "1", "--no-pager"])
     if done.rc != 0:
-        return None, f"journalctl exited {done.rc}: " + " ".join((done.stderr or "").split())[:200]
+        return None, f"journalctl exited {done.rc}: " + " ".join(_text(done.stderr).split())[:200]
     try:
-        cursor = json.loads(done.stdout.strip().splitlines()[-1])["__CURSOR"]
+        cursor = json.loads(_text(done.stdout).strip().splitlines()[-1])["__CURSOR"]
     except (ValueError, IndexError, KeyError, TypeError):
         return None, "journalctl gave no cursor: the journal is empty or unreadable"
     return str(cursor), ""
 
 
-def _served_after(target: Target, expected: str | None, connect_timeout: float, wait_s: float) -> tuple[str | None, str, float]:
+def _served_after(host: _Host, expected: str | None, wait_s: float) -> tuple[str | None, str, float]:
     """The endpoint's leaf after the renewal, polled until it is `expected` or `wait_s` passed."""
+    target = host.target
     policy = target.policy
     start = time.monotonic()
     while True:
-        served = fetch_leaf(target.address, policy.endpoint_port, policy.domain, timeout=connect_timeout)
+        served = fetch_leaf(target.address, policy.endpoint_port, policy.domain, timeout=host.tls_timeout())
         sha = fingerprint_der_sha256(served.leaf_der) if served.leaf_der else None
         waited = time.monotonic() - start
         if expected is None or sha == expected or waited >= wait_s:
@@ -293,21 +329,24 @@ def _served_after(target: Target, expected: str | None, connect_timeout: float, 
 
 def run_drill(target: Target, settings: DrillSettings) -> DrillResult:
     """Renew the host's certificate for real and gather the proof; raises Undeterminable when the
-    connection fails (a drill that could not be followed through is an error, never a pass)."""
+    connection fails, the host key is refused or the budget runs out (a drill that could not be
+    followed through is an error, never a pass)."""
     policy = target.policy
-    connect_timeout = settings.connect_timeout
-    host = _Host(target, connect_timeout)
-    before = _state(host, target, connect_timeout)
+    host = _Host(target, settings.connect_timeout, time.monotonic() + settings.host_budget, settings.host_budget)
+    before = _state(host, target)
     cursor, journal_error = _journal_cursor(host)
-    argv = renew_command(policy, settings.certbot_timeout_s)
+    # certbot gets what the budget leaves after the steps that follow it, bounded on the host itself
+    # by `timeout`: a renewal never outlives the drill's deadline.
+    certbot_timeout_s = max(1.0, math.floor(host.left() - AFTER_CERTBOT_S))
+    argv = renew_command(policy, certbot_timeout_s)
     started = _now()
     done = host.run(argv)
     finished = _now()
     exit_status: int | None = None if done.rc in (124, 137) else int(done.rc)
-    output = (done.stdout or "") + "\n" + (done.stderr or "")
+    output = _text(done.stdout) + "\n" + _text(done.stderr)
     certbot = parse_certbot_output(output)
-    after_files = _state(host, target, connect_timeout)
-    served_sha, served_error, waited = _served_after(target, after_files.lineage_sha256, connect_timeout, settings.served_wait_s)
+    after_files = _state(host, target)
+    served_sha, served_error, waited = _served_after(host, after_files.lineage_sha256, settings.served_wait_s)
     after = CertState(**{**after_files.__dict__, "served_sha256": served_sha, "served_error": served_error, "at": _now()})
     journal: JournalReport | None = None
     if cursor is not None:
@@ -316,15 +355,16 @@ def run_drill(target: Target, settings: DrillSettings) -> DrillResult:
             ["journalctl", "-u", unit, "--after-cursor", cursor, "-o", "json", "-n", str(JOURNAL_LINES), "--no-pager"]
         )
         if shown.rc == 0:
-            journal = parse_journal(shown.stdout, unit)
+            journal = parse_journal(_text(shown.stdout), unit)
         else:
-            journal_error = f"journalctl -u {unit} exited {shown.rc}: " + " ".join((shown.stderr or "").split())[:200]
+            journal_error = f"journalctl -u {unit} exited {shown.rc}: " + " ".join(_text(shown.stderr).split())[:200]
     tail = tuple(line for line in output.splitlines() if line.strip() and not set(line.strip()) <= {"-", " "})
     return DrillResult(
         command=shlex.join(argv),
         started=started,
         finished=finished,
         exit_status=exit_status,
+        certbot_timeout_s=certbot_timeout_s,
         output_tail=tail[-OUTPUT_TAIL_LINES:],
         certbot=certbot,
         before=before,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +167,52 @@ def test_drill_variables_as_an_ini_inventory_gives_them() -> None:
     policy = policy_for("h", {"certaudit_drill_ok": "True", "certaudit_acme_ca_bundle": "/usr/local/share/ca.pem"})
     assert (policy.drill_ok, policy.acme_ca_bundle) == (True, "/usr/local/share/ca.pem")
     assert policy_for("h", {"certaudit_drill_ok": "no"}).drill_ok is False
+
+
+# --- the drill's connection: certaudit's transport ---------------------------------------------------------
+def _drill_target(server: Any, known_hosts: Path) -> Any:
+    from certaudit.inventory import target_for
+
+    return target_for("web-1", {
+        "ansible_host": "127.0.0.9", "ansible_port": server.port, "ansible_user": "root", "ansible_connection": "paramiko",
+        "ansible_ssh_private_key_file": str(server.client_key), "certaudit_drill_ok": True,
+        "ansible_ssh_common_args": f"-F /dev/null -o UserKnownHostsFile={known_hosts} -o GlobalKnownHostsFile=/dev/null",
+    })  # fmt: skip
+
+
+def test_the_drill_refuses_an_unknown_host_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It connected through testinfra's paramiko backend, which accepts any key: a host on the path could
+    answer the drill. Now it connects as the probe does, and is refused the same way."""
+    from certaudit.errors import Undeterminable
+    from certaudit.jobs.drill import DrillSettings, run_drill
+    from tests.unit.sshserver import ssh_server
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with ssh_server(tmp_path) as server:
+        with pytest.raises(Undeterminable) as caught:
+            run_drill(_drill_target(server, tmp_path / "known_hosts"), DrillSettings(True, connect_timeout=5, host_budget=30))
+        assert str(caught.value).startswith(
+            f"host web-1 (127.0.0.9): the drill cannot connect: host key verification failed: 127.0.0.9 port {server.port} "
+            f"offered an ssh-ed25519 key {server.host_key.fingerprint}, which no known_hosts file lists; refused"
+        )
+        assert server.commands == []  # certbot never ran
+
+
+def test_the_drill_runs_its_commands_through_the_transport_within_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from certaudit.jobs.drill import AFTER_CERTBOT_S, DrillSettings, run_drill
+    from tests.unit.sshserver import ssh_server
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with ssh_server(tmp_path, answer=b"not a certificate") as server:
+        (tmp_path / "known_hosts").write_text(server.known_hosts_line())
+        result = run_drill(_drill_target(server, tmp_path / "known_hosts"), DrillSettings(True, 5, host_budget=100))
+        commands = list(server.commands)
+    # certbot gets what the budget leaves for it once the steps after it are provided for.
+    assert 1 <= result.certbot_timeout_s <= 100 - AFTER_CERTBOT_S
+    assert result.command == shlex.join(
+        ["timeout", "--kill-after=10", f"{result.certbot_timeout_s:g}", "certbot", "renew", "--cert-name",
+         "stemedb.example.com", "--force-renewal", "--no-random-sleep-on-renew", "-v"]
+    )  # fmt: skip
+    assert [shlex.split(c)[0] for c in commands] == ["openssl", "openssl", "journalctl", "timeout", "openssl", "openssl"]

@@ -129,7 +129,7 @@ def test_in_process_settings_follow_openssh_precedence(home: Path) -> None:
     settings = inprocess_settings(host(ansible_user="frominventory", ansible_ssh_private_key_file="/inv/key"))
     assert (settings.hostname, settings.user, settings.port) == ("127.0.0.10", "frominventory", 2200)
     assert settings.identities == ("/inv/key", str(home / ".ssh" / "cfgkey"))
-    assert not settings.accept_unknown  # OpenSSH in batch mode refuses a host it does not know
+    assert settings.host_keys == "yes"  # OpenSSH in batch mode refuses a host it does not know
     assert settings.known_hosts == (
         str(home / ".ssh/known_hosts"),
         str(home / ".ssh/known_hosts2"),
@@ -138,12 +138,15 @@ def test_in_process_settings_follow_openssh_precedence(home: Path) -> None:
     ours = inprocess_settings(host(ansible_user="frominventory", ansible_ssh_common_args="-o User=fromargs -p 2201"))
     assert (ours.user, ours.port) == ("fromargs", 2201)
     fleet = inprocess_settings(host(ansible_ssh_common_args=FLEET_ARGS))
-    assert fleet.accept_unknown and fleet.identities_only
+    assert fleet.host_keys == "no" and fleet.identities_only
     assert fleet.known_hosts == tuple(transport.GLOBAL_KNOWN_HOSTS)  # /dev/null: no user file at all
 
 
-def test_a_paramiko_connection_keeps_testinfras_trust_unless_told() -> None:
-    assert inprocess_settings(host(ansible_connection="paramiko")).accept_unknown
+def test_a_paramiko_connection_refuses_unknown_keys_unless_told() -> None:
+    """It used to keep testinfra's trust (any key accepted): anyone on the path could answer the probe."""
+    assert inprocess_settings(host(ansible_connection="paramiko")).host_keys == "yes"
+    # The inventory's ssh arguments apply to it as to the in-process client certaudit chooses.
+    assert inprocess_settings(host(ansible_connection="paramiko", ansible_ssh_common_args=FLEET_ARGS)).host_keys == "no"
 
 
 def test_openssh_argv() -> None:
@@ -338,3 +341,34 @@ def test_the_budget_ends_a_host_that_never_runs_the_command(mute_ssh_server: tup
     future = prober._jobs["web-1"].future
     assert future is not None and future.done()
     prober.shutdown()
+
+
+# --- the answer's cap ----------------------------------------------------------------------------------
+def _flood(path: str, size: str, tmp_path: Path) -> dict[str, Any]:
+    """tests/unit/flood_probe.py in a process of its own: the error, and the peak memory it cost."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.unit.flood_probe", path, size, str(tmp_path)],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize(("path", "size"), [("local", "700M"), ("ssh", "endless"), ("paramiko", "endless")])
+def test_an_answer_over_the_cap_is_cut_while_it_is_read(tmp_path: Path, path: str, size: str) -> None:
+    """A host that sends 700 MB (or never stops) costs the audit about the cap, and ends in error naming it.
+
+    Reading everything first and cutting after raised the audit's peak memory by what the host sent
+    (1.5 GB for 700 MB), or kept reading an endless answer until the host's budget ran out.
+    """
+    result = _flood(path, size, tmp_path)
+    name = "localhost" if path == "local" else "flood"
+    assert result["message"] == f"host {name}: the probe's answer is over the 64 MB cap (67108864 bytes); reading stopped there"
+    cap_mb = probe.MAX_OUTPUT / (1024 * 1024)
+    # The answer's first cap + 1 bytes in the buffer that read them, and one copy handed to the probe.
+    assert result["peak_mb"] - result["before_mb"] < 2 * cap_mb + 32, result
