@@ -305,8 +305,12 @@ def test_last_renewal_attempt_succeeded(facts: HostFacts, policy: Policy, eviden
     evidence.expect(last_attempt="succeeded: certbot.service Result=success, or a certbot log run without errors")
     service = _service_run(facts)
     logs = facts.certbot_logs()
-    if logs.error and logs.errno_ not in (errno.ENOENT, errno.ENOTDIR) and service is None:
+    # The newest record decides, so a log not read may hold a later attempt than the unit's.
+    if logs.error and logs.errno_ not in (errno.ENOENT, errno.ENOTDIR):
         raise Undeterminable(f"host {facts.host}: cannot read certbot's logs in {logs.directory}: {logs.error}")
+    unread = [log for log in logs.logs if log.error]
+    if unread:
+        raise Undeterminable(f"host {facts.host}: cannot read certbot's log {unread[0].path}: {unread[0].error}")
     run = last_attempt(logs)
     logged = None
     if run is not None:
