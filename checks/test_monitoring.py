@@ -171,7 +171,7 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
         why = "no rule_files" if not patterns else "rule_files that match no file"
         evidence.require(False, f"Prometheus loads no rule file: {config.path} has {why}")
     thresholds = {WARNING_ALERT: policy.warn_days, SOON_ALERT: policy.crit_days}
-    unproven: list[str] = []
+    unproven_thresholds: list[str] = []
     defined = {r.name: r for r in rules if r.name in thresholds}
     evidence.observe(alerts=[r.as_evidence() for r in defined.values()])
     for name, days in thresholds.items():
@@ -184,7 +184,7 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
             continue
         seconds = static_threshold(rule.expr)
         if seconds is None:
-            unproven.append(f"the threshold of {name} ({rule.expr}) is not a plain `{METRIC} < <number>`")
+            unproven_thresholds.append(f"the threshold of {name} ({rule.expr}) is not a plain `{METRIC} < <number>`")
             evidence.note(f"the threshold of {name} is not a plain `{METRIC} < <number>`: only promtool can prove it")
         else:
             evidence.require(
@@ -196,10 +196,10 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
     if tool is None:
         evidence.note("promtool is not installed on the host: the alerts were read, not run (Debian's prometheus package has it)")
         evidence.observe(promtool=None)
-        if unproven and not evidence.findings:
+        if unproven_thresholds and not evidence.findings:
             # Read, not proven: a pass here would be a guess (`metric / 3600 < 7` fires 7 hours before expiry).
             raise Undeterminable(
-                f"host {facts.host}: {'; '.join(unproven)}, and promtool is not installed on the host to prove when "
+                f"host {facts.host}: {'; '.join(unproven_thresholds)}, and promtool is not installed on the host to prove when "
                 "it fires: install promtool (Debian's prometheus package) or write the threshold as "
                 f"`{METRIC} < <seconds>`"
             )
