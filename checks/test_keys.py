@@ -67,12 +67,12 @@ def test_private_key_is_private(facts: HostFacts, policy: Policy, evidence: Evid
     for archived_key in archived:
         if _require_regular_file(evidence, archived_key, "an archived key") and _known_mode(facts, archived_key) & 0o077:
             open_keys.append(archived_key)
-    evidence.observe(open_archived_keys=[f.path for f in open_keys])
+    evidence.observe(open_archived_keys=[f.path for f in open_keys[:MAX_NAMED]], open_archived_key_count=len(open_keys))
     for archived_key in open_keys[:MAX_NAMED]:
         evidence.require(False, f"{archived_key.path} is mode {archived_key.mode_text}: group or others can read an archived key")
     if len(open_keys) > MAX_NAMED:
         more = len(open_keys) - MAX_NAMED
-        evidence.require(False, f"and {more} more archived keys group or others can read (open_archived_keys)")
+        evidence.require(False, f"and {more} more archived keys group or others can read (open_archived_key_count)")
 
 
 MAX_NAMED = 100  # archived keys named one by one in the findings and the evidence; the rest are counted

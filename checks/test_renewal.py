@@ -55,7 +55,7 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
     # Nothing effective was seen; a source not read may hold what schedules renewal.
     unknown += cron.unknown
     if unknown:
-        raise Undeterminable(f"host {facts.host}: cannot tell whether renewal is scheduled: {'; '.join(unknown)}")
+        raise Undeterminable(f"host {facts.host}: {'; '.join(unknown)}: whether renewal is scheduled is unknown")
     assert timer is not None
     evidence.require(False, f"renewal is not scheduled: {timer.reason}; {cron.reason}")
 

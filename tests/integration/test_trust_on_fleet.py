@@ -26,7 +26,7 @@ OPEN_KEYS = sorted(f"{ARCHIVE}/privkey{i}.pem" for i in range(1, RENEWALS + 1))
 def _every_archived_key_named(record: dict[str, Any]) -> None:
     observed = record["observed"]
     assert observed["archived_key_count"] == RENEWALS
-    assert observed["open_archived_keys"] == OPEN_KEYS
+    assert observed["open_archived_keys"] == OPEN_KEYS and observed["open_archived_key_count"] == RENEWALS
     assert record["findings"] == [f"{key} is mode 0644: group or others can read an archived key" for key in OPEN_KEYS]
 
 
@@ -61,8 +61,8 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     (DENIED, "REN-01"): Expect(
         "error",
         (
-            f"host {DENIED}: cannot tell whether renewal is scheduled",
-            "cannot list /var/spool/cron/crontabs: Permission denied",
+            f"host {DENIED}: systemctl show exited 1",
+            "; cannot list /var/spool/cron/crontabs: Permission denied: whether renewal is scheduled is unknown",
         ),
     ),
 }

@@ -81,6 +81,14 @@ def test_key01_names_every_open_archived_key_of_70_generations() -> None:
     assert evidence.observed["archived_key_count"] == 70 and evidence.observed["open_archived_keys"] == open_keys
 
 
+def test_key01_past_100_open_keys_counts_the_rest() -> None:
+    evidence = judge("KEY-01", keys.test_private_key_is_private, key01_facts(150, 0o640))
+    assert len(evidence.findings) == 101 and evidence.findings[-1] == (
+        "and 50 more archived keys group or others can read (open_archived_key_count)"
+    )
+    assert len(evidence.observed["open_archived_keys"]) == 100 and evidence.observed["open_archived_key_count"] == 150
+
+
 def test_key01_a_cut_archive_listing_is_an_error_never_a_pass() -> None:
     with pytest.raises(
         Undeterminable, match=rf"{ARCHIVE} holds 280 names, over the probe's listing limit of 200: .*fullchain63\.pem"
@@ -212,7 +220,7 @@ def test_ren01_unlistable_crontabs_is_an_error_naming_the_path() -> None:
     facts = snapshot({"/etc/crontab": b"SHELL=/bin/sh\n"}, units=TIMER_OFF, listings=CRON_LISTINGS)
     with pytest.raises(
         Undeterminable,
-        match=r"host web-1: cannot tell whether renewal is scheduled: cannot list /var/spool/cron/crontabs: Permission denied$",
+        match=r"^host web-1: cannot list /var/spool/cron/crontabs: Permission denied: whether renewal is scheduled is unknown$",
     ):
         judge("REN-01", renewal.test_renewal_is_scheduled, facts)
 
