@@ -34,7 +34,9 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
     Check: certbot.timer is loaded, enabled and active, with its next run at most 24 h away; or
     the cron daemon runs and an entry it really reads runs `certbot renew`. Debian's
     /etc/cron.d/certbot does nothing on a host that runs systemd, and a timer that is enabled
-    but not active schedules nothing, so neither counts.
+    but not active schedules nothing, so neither counts. Every source is judged: the timer's
+    state, /etc/crontab, /etc/cron.d and the users' crontabs; one that could not be read (a
+    directory the audit's login may not list, a crontab over the read limit) makes it an error.
 
     Fix: `systemctl enable --now certbot.timer` and check `systemctl list-timers certbot.timer`;
     on a host without systemd, a root cron entry such as `0 */12 * * * certbot -q renew`.
@@ -50,14 +52,13 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
     evidence.observe(systemd_running=facts.systemd, timer=timer.observed if timer else None, cron=cron.observed)
     for note in cron.ignored:
         evidence.note(note)
-    if (timer is not None and timer.effective) or cron.effective:
-        return
-    # Nothing effective was seen; a source not read may hold what schedules renewal.
+    # REN-01 judges every source of a schedule: one not read (the timer's state, a crontab, a
+    # directory of crontabs not listed or cut) makes the verdict unknown, whatever the others say.
     unknown += cron.unknown
     if unknown:
         raise Undeterminable(f"host {facts.host}: {'; '.join(unknown)}: whether renewal is scheduled is unknown")
     assert timer is not None
-    evidence.require(False, f"renewal is not scheduled: {timer.reason}; {cron.reason}")
+    evidence.require(timer.effective or cron.effective, f"renewal is not scheduled: {timer.reason}; {cron.reason}")
 
 
 def _hook_file(facts: HostFacts, path: str) -> HookFile:
@@ -69,11 +70,8 @@ def _hook_file(facts: HostFacts, path: str) -> HookFile:
     hook = HookFile(path=path, name=name, is_file=fact.kind == "file", mode=fact.mode, uid=fact.uid, content=None)
     if reason_certbot_skips(hook) is not None:
         return hook
-    refused = fact.refused_content
-    if refused is not None:
-        # certbot runs it, but its text was kept back (over the hook read limit, a private key):
-        # what it does cannot be told from here.
-        raise Undeterminable(f"host {facts.host}: certbot runs {path}, but its text was not read: {refused}")
+    # certbot runs it: its text decides; one not read (over the hook read limit, a private key,
+    # permission) raises with the reason, since what it does cannot be told from here.
     return replace(hook, content=fact.text())
 
 

@@ -153,7 +153,7 @@ def cron_schedule(facts: HostFacts) -> Schedule:
         return Schedule(False, "no cron entry that cron runs here runs certbot renew", observed, ignored, unknown)
     if daemon is None:
         why = "cron entries run certbot renew, but whether cron runs is unknown"
-        return Schedule(False, why, observed, ignored, [daemon_text])
+        return Schedule(False, why, observed, ignored, [*unknown, daemon_text])
     if not daemon:
-        return Schedule(False, f"cron entries run certbot renew but {daemon_text}", observed, ignored)
-    return Schedule(True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored)
+        return Schedule(False, f"cron entries run certbot renew but {daemon_text}", observed, ignored, unknown)
+    return Schedule(True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored, unknown)

@@ -153,12 +153,21 @@ def _key01() -> Passing:
     )
 
 
+CRON_FILES = {"/etc/crontab": _file("/etc/crontab", b"SHELL=/bin/sh\n")}
+CRON_LISTINGS = {"/etc/cron.d": _listing("/etc/cron.d"), CRONTABS: _listing(CRONTABS)}
+
+
+def _ren01_timer() -> Passing:
+    """Scheduled by the timer; every cron source read too (REN-01 judges them all)."""
+    return Passing(files=dict(CRON_FILES), listings=copy.deepcopy(CRON_LISTINGS), units={"certbot.timer": TIMER})
+
+
 def _ren01_cron() -> Passing:
     crontab = b"0 */12 * * * certbot -q renew\n"
     return Passing(
         systemd=False,
-        files={f"{CRONTABS}/root": _file(f"{CRONTABS}/root", crontab, mode=0o600)},
-        listings={CRONTABS: _listing(CRONTABS, "root")},
+        files={**CRON_FILES, f"{CRONTABS}/root": _file(f"{CRONTABS}/root", crontab, mode=0o600)},
+        listings={"/etc/cron.d": _listing("/etc/cron.d"), CRONTABS: _listing(CRONTABS, "root")},
         sections={"processes": ["cron", "sshd"]},
     )
 
@@ -248,7 +257,7 @@ CASES: dict[str, tuple[str, Check, Callable[[], Passing], Policy]] = {
         POLICY,
     ),
     "MON-02": ("MON-02", monitoring.test_alert_rules_fire, _mon02, PROM_POLICY),
-    "REN-01 timer": ("REN-01", renewal.test_renewal_is_scheduled, lambda: Passing(units={"certbot.timer": TIMER}), POLICY),
+    "REN-01 timer": ("REN-01", renewal.test_renewal_is_scheduled, _ren01_timer, POLICY),
     "REN-01 cron": ("REN-01", renewal.test_renewal_is_scheduled, _ren01_cron, POLICY),
     "REN-02": ("REN-02", renewal.test_deploy_hook_reloads_service, _ren02, POLICY),
     "REN-03": (

@@ -138,7 +138,7 @@ def test_ren02_a_hook_certbot_runs_but_not_read_is_an_error() -> None:
         "mode": 0o755,
         "read_error": {"errno": 0, "reason": "file is 10485760 bytes, over the 65536-byte read limit"},
     }
-    with pytest.raises(Undeterminable, match=rf"certbot runs {HOOK}, but its text was not read: file is 10485760 bytes"):
+    with pytest.raises(Undeterminable, match=rf"cannot read {HOOK}: file is 10485760 bytes"):
         judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(0, hook=big))
 
 
@@ -225,15 +225,15 @@ def test_ren01_unlistable_crontabs_is_an_error_naming_the_path() -> None:
         judge("REN-01", renewal.test_renewal_is_scheduled, facts)
 
 
-def test_ren01_an_effective_schedule_still_passes_beside_an_unlistable_crontabs() -> None:
+def test_ren01_every_source_is_judged_even_beside_an_effective_schedule() -> None:
     facts = snapshot({"/etc/crontab": b"SHELL=/bin/sh\n"}, units=TIMER_ON, listings=CRON_LISTINGS)
-    assert judge("REN-01", renewal.test_renewal_is_scheduled, facts).findings == []
+    with pytest.raises(Undeterminable, match=r"cannot list /var/spool/cron/crontabs: Permission denied"):
+        judge("REN-01", renewal.test_renewal_is_scheduled, facts)
     entry = b"0 */12 * * * root certbot -q renew\n"
-    facts = snapshot({"/etc/crontab": entry}, units=TIMER_OFF, listings=CRON_LISTINGS)
+    listings = {"/etc/cron.d": listing("/etc/cron.d", []), CRONTABS: listing(CRONTABS, [])}
+    facts = snapshot({"/etc/crontab": entry}, units=TIMER_OFF, listings=listings)
     evidence = judge("REN-01", renewal.test_renewal_is_scheduled, facts)
-    assert evidence.findings == [] and evidence.observed["cron"]["not_read"] == [
-        "cannot list /var/spool/cron/crontabs: Permission denied"
-    ]
+    assert evidence.findings == [] and evidence.observed["cron"]["entries"] == ["/etc/crontab:1: 0 */12 * * * certbot -q renew"]
 
 
 def test_ren01_an_unreadable_crontab_is_an_error() -> None:
