@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import posixpath
 import re
 
@@ -86,6 +85,32 @@ def _covering_name(names: list[str], domain: str) -> str | None:
     return None
 
 
+def _require_domain_in_san(leaf: x509.Certificate, policy: Policy, evidence: Evidence) -> None:
+    """A DNS subjectAltName covers the domain: no SAN, one that does not parse, one that holds no
+    DNS name at all (only IP addresses, e-mail, URIs) or none that covers the domain each fail."""
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        evidence.require(False, f"it has no subjectAltName: clients match {policy.domain} there only, never in the CN")
+        return
+    except ValueError as exc:
+        evidence.require(False, f"its subjectAltName does not parse ({exc}): clients cannot match {policy.domain}")
+        return
+    names = list(san.get_values_for_type(x509.DNSName))
+    covering = _covering_name(names, policy.domain)
+    evidence.observe(covering_name=covering)
+    if not names:
+        evidence.require(False, f"its subjectAltName holds no DNS name ({_san_text(san)}): clients cannot match {policy.domain}")
+        return
+    evidence.require(covering is not None, f"its subjectAltName ({', '.join(names)}) does not name {policy.domain}")
+
+
+def _san_text(san: x509.SubjectAlternativeName) -> str:
+    """The subjectAltName's entries as `TYPE:value` (the first ten), for the finding."""
+    shown = [f"{type(e).__name__}:{e.value}" for e in list(san)[:10]]
+    return ", ".join(shown) or "empty"
+
+
 def _key_problem(cert: x509.Certificate) -> str | None:
     try:
         key = cert.public_key()
@@ -134,23 +159,7 @@ def test_certificate_is_acceptable(facts: HostFacts, policy: Policy, evidence: E
     shown = summary(leaf)
     algorithm = shown["signature_hash"]  # the summary names it as signature_hash() does
     evidence.observe(certificate=shown, signature_hash=algorithm, judged_at=now.isoformat())
-    try:
-        names: list[str] | None = list(
-            leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-        )
-    except x509.ExtensionNotFound:
-        names = None
-    except ValueError as exc:
-        evidence.require(False, f"its subjectAltName does not parse ({exc}): clients cannot match {policy.domain}")
-        names = []
-    if names is None:
-        evidence.require(False, f"it has no subjectAltName: clients match {policy.domain} there only, never in the CN")
-    elif names:
-        evidence.observe(covering_name=_covering_name(names, policy.domain))
-        evidence.require(
-            _covering_name(names, policy.domain) is not None,
-            f"its subjectAltName ({', '.join(names)}) does not name {policy.domain}",
-        )
+    _require_domain_in_san(leaf, policy, evidence)
     not_before = leaf.not_valid_before_utc
     evidence.require(
         not_before <= now,
@@ -224,8 +233,10 @@ def test_served_chain_reaches_trusted_root(facts: HostFacts, policy: Policy, evi
 
 
 def _lineage_certificate(facts: HostFacts, path: str) -> x509.Certificate | None:
+    """The first certificate of a lineage file; None when the file is absent or is no certificate
+    (observations). A file that could not be read raises: it is not absent."""
     fact = facts.file(path)
-    if fact.problem() is not None or fact.content is None:
+    if fact.problem() is not None or fact.refused_content is not None:
         return None
     try:
         return load_pem_certificates(fact.read(), fact.where())[0]
@@ -275,10 +286,7 @@ def test_service_uses_newest_lineage_certificate(facts: HostFacts, policy: Polic
     leaf = leaf_on_disk(facts, policy, evidence)
     if leaf is None:
         return
-    live, renewal = facts.listing(live_root), facts.listing(renewal_root)
-    for directory in (live, renewal):
-        if not directory.exists and directory.errno_ not in (errno.ENOENT, errno.ENOTDIR):
-            raise Undeterminable(f"host {facts.host}: cannot list {directory.path}: {directory.reason}")
+    live, renewal = facts.listing(live_root), facts.listing(renewal_root)  # whole listings, or Undeterminable
     sibling = re.compile(re.escape(policy.domain) + r"-\d{4}")
     names = [policy.domain, *sorted(n for n in live.names if sibling.fullmatch(n))]
     newest = {name: _lineage_certificate(facts, posixpath.join(live_root, name, "cert.pem")) for name in names}

@@ -48,27 +48,45 @@ def test_private_key_is_private(facts: HostFacts, policy: Policy, evidence: Evid
     )
     evidence.observe(key=key.as_evidence())
     if _require_regular_file(evidence, key, "the service's key"):
-        assert key.mode is not None
-        evidence.require(key.mode & ~0o600 == 0, f"{key.where()} is mode {key.mode_text}: it grants more than 0600")
-        evidence.require(facts.service_uid is not None, f"user {policy.service_user} does not exist on the host")
-        evidence.require(facts.service_gid is not None, f"group {policy.service_group} does not exist on the host")
-        if facts.service_uid is not None and facts.service_gid is not None:
+        _require_mode(facts, evidence, key, 0o600)
+        service_uid, service_gid = facts.service_ids()
+        evidence.require(service_uid is not None, f"user {policy.service_user} does not exist on the host")
+        evidence.require(service_gid is not None, f"group {policy.service_group} does not exist on the host")
+        if service_uid is not None and service_gid is not None:
             evidence.require(
-                (key.uid, key.gid) == (facts.service_uid, facts.service_gid),
+                (key.uid, key.gid) == (service_uid, service_gid),
                 f"{key.where()} is owned by {key.owner_text}, not {policy.service_user}:{policy.service_group}",
             )
-    archive = facts.listings.get(policy.archive_dir)
+    # Every archived key, from the whole listing: a cut or unreadable archive raises (never judged in part).
     archived = [f for f in facts.files_in(policy.archive_dir) if f.path.rsplit("/", 1)[-1].startswith("privkey")]
-    evidence.observe(archived_keys=[{"path": f.path, "mode": f.mode_text, "owner": f.owner_text} for f in archived])
-    if archive is not None and not archive.exists and archive.errno_ not in (2, 20):
-        raise Undeterminable(f"host {facts.host}: cannot list {policy.archive_dir}: {archive.reason}")
+    evidence.observe(
+        archived_key_count=len(archived),
+        archived_keys=[{"path": f.path, "mode": f.mode_text, "owner": f.owner_text} for f in archived[:MAX_NAMED]],
+    )
+    open_keys: list[FileFact] = []
     for archived_key in archived:
-        if _require_regular_file(evidence, archived_key, "an archived key"):
-            assert archived_key.mode is not None
-            evidence.require(
-                archived_key.mode & 0o077 == 0,
-                f"{archived_key.path} is mode {archived_key.mode_text}: group or others can read an archived key",
-            )
+        if _require_regular_file(evidence, archived_key, "an archived key") and _known_mode(facts, archived_key) & 0o077:
+            open_keys.append(archived_key)
+    evidence.observe(open_archived_keys=[f.path for f in open_keys[:MAX_NAMED]], open_archived_key_count=len(open_keys))
+    for archived_key in open_keys[:MAX_NAMED]:
+        evidence.require(False, f"{archived_key.path} is mode {archived_key.mode_text}: group or others can read an archived key")
+    if len(open_keys) > MAX_NAMED:
+        more = len(open_keys) - MAX_NAMED
+        evidence.require(False, f"and {more} more archived keys group or others can read (open_archived_key_count)")
+
+
+MAX_NAMED = 100  # archived keys named one by one in the findings and the evidence; the rest are counted
+
+
+def _known_mode(facts: HostFacts, fact: FileFact) -> int:
+    if fact.mode is None:
+        raise Undeterminable(f"host {facts.host}: the mode of {fact.path} is unknown")
+    return fact.mode
+
+
+def _require_mode(facts: HostFacts, evidence: Evidence, fact: FileFact, allowed: int) -> None:
+    mode = _known_mode(facts, fact)
+    evidence.require(mode & ~allowed == 0, f"{fact.where()} is mode {fact.mode_text}: it grants more than {allowed:04o}")
 
 
 @control(
@@ -91,14 +109,12 @@ def test_certificate_file_is_owned_by_service(facts: HostFacts, policy: Policy, 
     evidence.observe(certificate=cert.as_evidence())
     if not _require_regular_file(evidence, cert, "the service's certificate"):
         return
-    assert cert.mode is not None
-    evidence.require(cert.mode & ~0o644 == 0, f"{cert.where()} is mode {cert.mode_text}: it grants more than 0644")
-    evidence.require(cert.mode & 0o400 != 0, f"{cert.where()} is mode {cert.mode_text}: its owner cannot read it")
-    evidence.require(facts.service_uid is not None, f"user {policy.service_user} does not exist on the host")
-    if facts.service_uid is not None:
-        evidence.require(
-            cert.uid == facts.service_uid, f"{cert.where()} is owned by {cert.owner_text}, not {policy.service_user}"
-        )
+    _require_mode(facts, evidence, cert, 0o644)
+    evidence.require(_known_mode(facts, cert) & 0o400 != 0, f"{cert.where()} is mode {cert.mode_text}: its owner cannot read it")
+    service_uid, _ = facts.service_ids()
+    evidence.require(service_uid is not None, f"user {policy.service_user} does not exist on the host")
+    if service_uid is not None:
+        evidence.require(cert.uid == service_uid, f"{cert.where()} is owned by {cert.owner_text}, not {policy.service_user}")
 
 
 def _spki_sha256(pem: str) -> str:

@@ -156,6 +156,11 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
             f"host {facts.host}: the probe read rule_files as {list(found.rule_patterns)}, the configuration says {patterns}"
         )
     evidence.observe(rule_files=list(patterns), loaded=list(found.rule_files))
+    if found.rule_files_truncated:
+        raise Undeterminable(
+            f"host {facts.host}: rule_files of {config.where()} match more than the {len(found.rule_files)} rule files "
+            "the probe reads: the alerts cannot be judged on part of them"
+        )
     rules: list[AlertRule] = []
     for path in found.rule_files:
         rule_file = facts.file(path)
@@ -168,6 +173,7 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
         why = "no rule_files" if not patterns else "rule_files that match no file"
         evidence.require(False, f"Prometheus loads no rule file: {config.path} has {why}")
     thresholds = {WARNING_ALERT: policy.warn_days, SOON_ALERT: policy.crit_days}
+    unproven_thresholds: list[str] = []
     defined = {r.name: r for r in rules if r.name in thresholds}
     evidence.observe(alerts=[r.as_evidence() for r in defined.values()])
     for name, days in thresholds.items():
@@ -180,6 +186,7 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
             continue
         seconds = static_threshold(rule.expr)
         if seconds is None:
+            unproven_thresholds.append(f"the threshold of {name} ({rule.expr}) is not a plain `{METRIC} < <number>`")
             evidence.note(f"the threshold of {name} is not a plain `{METRIC} < <number>`: only promtool can prove it")
         else:
             evidence.require(
@@ -191,6 +198,13 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
     if tool is None:
         evidence.note("promtool is not installed on the host: the alerts were read, not run (Debian's prometheus package has it)")
         evidence.observe(promtool=None)
+        if unproven_thresholds and not evidence.findings:
+            # Read, not proven: a pass here would be a guess (`metric / 3600 < 7` fires 7 hours before expiry).
+            raise Undeterminable(
+                f"host {facts.host}: {'; '.join(unproven_thresholds)}, and promtool is not installed on the host to prove when "
+                "it fires: install promtool (Debian's prometheus package) or write the threshold as "
+                f"`{METRIC} < <seconds>`"
+            )
         return
     if not found.rule_files:
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import posixpath
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from certaudit.controls import control, renewal_by_certbot
 from certaudit.errors import Undeterminable
@@ -15,7 +15,7 @@ from certaudit.host.certbot.interval import parse_interval
 from certaudit.host.certbot.log import last_attempt
 from certaudit.host.certificates import leaf_on_disk
 from certaudit.host.facts import HostFacts
-from certaudit.host.schedule import cron_schedule, parse_systemd_time, timer_schedule
+from certaudit.host.schedule import Schedule, cron_schedule, parse_systemd_time, timer_schedule
 from certaudit.host.thresholds import judge_expiry
 from certaudit.policy import Policy
 from certaudit.record import Evidence
@@ -34,33 +34,48 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
     Check: certbot.timer is loaded, enabled and active, with its next run at most 24 h away; or
     the cron daemon runs and an entry it really reads runs `certbot renew`. Debian's
     /etc/cron.d/certbot does nothing on a host that runs systemd, and a timer that is enabled
-    but not active schedules nothing, so neither counts.
+    but not active schedules nothing, so neither counts. Every source is judged: the timer's
+    state, /etc/crontab, /etc/cron.d and the users' crontabs; one that could not be read (a
+    directory the audit's login may not list, a crontab over the read limit) makes it an error.
 
     Fix: `systemctl enable --now certbot.timer` and check `systemctl list-timers certbot.timer`;
     on a host without systemd, a root cron entry such as `0 */12 * * * certbot -q renew`.
     """
-    timer = timer_schedule(facts)
-    cron = cron_schedule(facts)
-    evidence.observe(systemd_running=facts.systemd, timer=timer.observed, cron=cron.observed)
     evidence.expect(schedule="certbot.timer active with a run within 24 h, or an effective cron entry running certbot renew")
+    unknown: list[str] = []
+    timer: Schedule | None = None
+    try:
+        timer = timer_schedule(facts)
+    except Undeterminable as exc:
+        unknown.append(str(exc).removeprefix(f"host {facts.host}: "))
+    cron = cron_schedule(facts)
+    evidence.observe(systemd_running=facts.systemd, timer=timer.observed if timer else None, cron=cron.observed)
     for note in cron.ignored:
         evidence.note(note)
+    # REN-01 judges every source of a schedule: one not read (the timer's state, a crontab, a
+    # directory of crontabs not listed or cut) makes the verdict unknown, whatever the others say.
+    unknown += cron.unknown
+    if unknown:
+        raise Undeterminable(f"host {facts.host}: {'; '.join(unknown)}: whether renewal is scheduled is unknown")
+    assert timer is not None
     evidence.require(timer.effective or cron.effective, f"renewal is not scheduled: {timer.reason}; {cron.reason}")
 
 
 def _hook_file(facts: HostFacts, path: str) -> HookFile:
+    """A file of the hooks directory; its text only when certbot runs it (the probe reads no other)."""
     fact = facts.file(path)
-    content: str | None = None
-    if fact.kind == "file":
-        content = fact.text()
-    return HookFile(
-        path=path,
-        name=posixpath.basename(path),
-        is_file=fact.kind == "file",
-        mode=fact.mode,
-        uid=fact.uid,
-        content=content,
-    )
+    if fact.present and fact.problem() is None and fact.mode is None:
+        raise Undeterminable(f"host {facts.host}: the mode of {path} is unknown")
+    name = posixpath.basename(path)
+    hook = HookFile(path=path, name=name, is_file=fact.kind == "file", mode=fact.mode, uid=fact.uid, content=None)
+    if reason_certbot_skips(hook) is not None:
+        return hook
+    # certbot runs it: its text decides; one not read (over the hook read limit, a private key,
+    # permission) raises with the reason, since what it does cannot be told from here.
+    return replace(hook, content=fact.text())
+
+
+MAX_LISTED = 20  # skipped files and problems named in the evidence; the rest are counted
 
 
 @control(
@@ -87,18 +102,21 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     hooks = [_hook_file(facts, f.path) for f in facts.files_in(hooks_dir)]
     renew_hook = _renew_hook(facts, policy)
     observed_hooks = []
+    skipped: list[str] = []
     reloading: list[str] = []
     problems: list[str] = []
     for hook in hooks:
         skip = reason_certbot_skips(hook)
         line = reloads_service(hook.content, policy.service) if hook.content is not None else None
         mode = "unknown" if hook.mode is None else f"{hook.mode:04o}"
-        observed_hooks.append(
-            {"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": skip is None, "reload_line": line}
-        )
         if skip is not None:
-            problems.append(f"{hook.path}: {skip}")
+            if len(skipped) < MAX_LISTED:  # a directory of 10,000 data files is counted, not listed
+                observed_hooks.append(
+                    {"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": False, "reload_line": None}
+                )
+            skipped.append(f"{hook.path}: {skip}")
             continue
+        observed_hooks.append({"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": True, "reload_line": line})
         unsafe = []
         if hook.uid != 0:
             unsafe.append(f"owned by uid {hook.uid}, not root")
@@ -120,6 +138,7 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
         hooks_dir=hooks_dir,
         hooks_dir_exists=listing.exists,
         hooks=observed_hooks,
+        skipped_by_certbot=len(skipped),
         renew_hook=renew_hook,
         reloading_hooks=reloading,
     )
@@ -130,7 +149,9 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
         where = hooks_dir if listing.exists else f"{hooks_dir} (missing)"
         evidence.require(False, f"no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf}")
     else:
-        evidence.require(bool(reloading), "no deploy hook reloads " + policy.service + ": " + "; ".join(problems))
+        problems += skipped
+        shown = problems[:MAX_LISTED] + ([f"and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
+        evidence.require(bool(reloading), "no deploy hook reloads " + policy.service + ": " + "; ".join(shown))
 
 
 def _renew_hook(facts: HostFacts, policy: Policy) -> str | None:
@@ -282,8 +303,12 @@ def test_last_renewal_attempt_succeeded(facts: HostFacts, policy: Policy, eviden
     evidence.expect(last_attempt="succeeded: certbot.service Result=success, or a certbot log run without errors")
     service = _service_run(facts)
     logs = facts.certbot_logs()
-    if logs.error and logs.errno_ not in (errno.ENOENT, errno.ENOTDIR) and service is None:
+    # The newest record decides, so a log not read may hold a later attempt than the unit's.
+    if logs.error and logs.errno_ not in (errno.ENOENT, errno.ENOTDIR):
         raise Undeterminable(f"host {facts.host}: cannot read certbot's logs in {logs.directory}: {logs.error}")
+    unread = [log for log in logs.logs if log.error]
+    if unread:
+        raise Undeterminable(f"host {facts.host}: cannot read certbot's log {unread[0].path}: {unread[0].error}")
     run = last_attempt(logs)
     logged = None
     if run is not None:

@@ -13,6 +13,7 @@ from tests.scenarios_catalog import SCENARIOS as CATALOG
 from tests.scenarios_hardening import SCENARIOS as HARDENING
 from tests.scenarios_jobs import SCENARIOS as JOBS
 from tests.scenarios_secrets import SCENARIOS as SECRETS
+from tests.scenarios_trust import SCENARIOS as TRUST
 
 
 def _address(n: int) -> str:
@@ -81,6 +82,6 @@ FLEET_TOOLS: list[Scenario] = [
         "scratch", "127.77.1.20", "a compliant host the fleet's own tests change (reloads, new certificates)", audited=False
     ),
 ]
-ALL_SCENARIOS: list[Scenario] = [*RUNBOOK, *FLEET_TOOLS, *JOBS, *HARDENING, *CATALOG, *SECRETS]
+ALL_SCENARIOS: list[Scenario] = [*RUNBOOK, *FLEET_TOOLS, *JOBS, *HARDENING, *CATALOG, *SECRETS, *TRUST]
 
 BY_NAME = {s.name: s for s in ALL_SCENARIOS}

@@ -2,6 +2,16 @@
 # library only). It gathers, in one run, every fact the controls judge and prints them as one JSON
 # document. It only reads: it never writes, never follows a FIFO, never reads a private key's bytes
 # out (the key's public half is derived on the host by openssl), and bounds every read.
+#
+# Limits (a realistic host never reaches them; where one is reached the fact says so, and every
+# control that needs it ends in `error` naming the directory or file and what was cut):
+# - LISTING_LIMIT names per directory (archive/<domain>/ holds four names per renewal: 50,000
+#   names are 12,500 renewals, over 100 years of 3-day renewals of 6-day certificates);
+# - READ_LIMIT (1 MB) per file read, HOOK_READ_LIMIT (64 KB) per deploy hook;
+# - CONTENT_BUDGET (16 MB) for the bytes of all files read together: a directory of 10,000 files
+#   is stat'ed whole, but only what a control reads is read (certificates, the renewal conf, the
+#   crontabs cron reads, the deploy hooks certbot runs: regular, executable, no trailing `~`);
+# - RULE_FILES_LIMIT Prometheus rule files.
 import base64
 import glob
 import grp
@@ -20,7 +30,8 @@ import time
 PROBE_VERSION = 1
 READ_LIMIT = 1024 * 1024
 HOOK_READ_LIMIT = 64 * 1024
-LISTING_LIMIT = 200
+LISTING_LIMIT = 50000
+CONTENT_BUDGET = 16 * 1024 * 1024
 TIME_BUDGET_S = 60
 CRON_DIRS = ("/etc/cron.d", "/var/spool/cron/crontabs")
 
@@ -72,8 +83,21 @@ def private_key_inside(data):
     return None
 
 
-def describe(path, read_limit=0):
-    """lstat and stat of one path; its bytes (base64) when asked, it is a regular file and not too large."""
+class Budget(object):
+    """The bytes of file contents the probe may still read (CONTENT_BUDGET in all)."""
+
+    def __init__(self, total):
+        self.left = total
+
+
+BUDGET = Budget(CONTENT_BUDGET)
+
+
+def describe(path, read_limit=0, budget=None):
+    """lstat and stat of one path; its bytes (base64) when asked, it is a regular file and not too large.
+
+    A read the content budget cannot afford is not made: its read_error says so and is marked `cut`."""
+    budget = BUDGET if budget is None else budget
     fact = {"path": path}
     try:
         lst = os.lstat(path)
@@ -107,17 +131,30 @@ def describe(path, read_limit=0):
                 "errno": 0,
                 "reason": "file is %d bytes, over the %d-byte read limit" % (st.st_size, read_limit),
             }
+        elif st.st_size > budget.left:
+            fact["read_error"] = {
+                "errno": 0,
+                "reason": "not read: the probe's %d-byte budget for file contents is spent" % CONTENT_BUDGET,
+                "cut": True,
+            }
         else:
             try:
                 # O_NONBLOCK: should the file be swapped for a FIFO after the stat, the open does not hang.
                 fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
                 try:
-                    data = os.read(fd, read_limit + 1)
+                    data = os.read(fd, min(read_limit, budget.left) + 1)
                 finally:
                     os.close(fd)
+                budget.left -= len(data)
                 secret = private_key_inside(data)
                 if len(data) > read_limit:
                     fact["read_error"] = {"errno": 0, "reason": "file grew over the %d-byte read limit" % read_limit}
+                elif budget.left < 0:
+                    fact["read_error"] = {
+                        "errno": 0,
+                        "reason": "not read whole: the probe's %d-byte budget for file contents is spent" % CONTENT_BUDGET,
+                        "cut": True,
+                    }
                 elif secret:
                     fact["read_error"] = {"errno": 0, "reason": secret}
                 else:
@@ -127,12 +164,14 @@ def describe(path, read_limit=0):
     return fact
 
 
-def listing(directory):
+def listing(directory, limit=None):
+    """The names in a directory, sorted; `truncated` (with `total`) when there are more than the limit."""
+    limit = LISTING_LIMIT if limit is None else limit
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
         return {"path": directory, "error": os_error(exc)}
-    return {"path": directory, "names": names[:LISTING_LIMIT], "truncated": len(names) > LISTING_LIMIT}
+    return {"path": directory, "names": names[:limit], "truncated": len(names) > limit, "total": len(names), "limit": limit}
 
 
 def public_key(path):
@@ -538,7 +577,14 @@ def prometheus_facts(params, files, add):
     """Where a Prometheus server is audited: its config, the rule files it loads, and promtool's verdict."""
     config = params["prometheus_config"]
     add(config)  # stat only: the config's text stays here (see rule_files_block)
-    result = {"config": config, "rule_files_block": None, "rule_patterns": [], "rule_files": [], "promtool": None}
+    result = {
+        "config": config,
+        "rule_files_block": None,
+        "rule_patterns": [],
+        "rule_files": [],
+        "rule_files_truncated": False,
+        "promtool": None,
+    }
     read = describe(config, READ_LIMIT)
     if "content_b64" not in read:
         if "read_error" in read:
@@ -552,9 +598,13 @@ def prometheus_facts(params, files, add):
     for pattern in patterns:
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
         for path in sorted(glob.glob(full)):
-            if len(result["rule_files"]) < RULE_FILES_LIMIT and path not in result["rule_files"]:
-                result["rule_files"].append(path)
-                add(path, READ_LIMIT)
+            if path in result["rule_files"]:
+                continue
+            if len(result["rule_files"]) >= RULE_FILES_LIMIT:
+                result["rule_files_truncated"] = True  # MON-02 does not judge a cut set of rules
+                continue
+            result["rule_files"].append(path)
+            add(path, READ_LIMIT)
     promtool = _which("promtool")
     if promtool and result["rule_files"]:
         points = promtool_points(int(params.get("warn_days", 30)), int(params.get("crit_days", 7)))
@@ -590,7 +640,10 @@ def lineage_paths(params):
 
 
 def gather_certificate_files(params, found):
-    """The service's copy, the lineage's live files, its renewal conf and every archived generation."""
+    """The service's copy, the lineage's live files, its renewal conf and every archived generation.
+
+    Every name in archive/<domain>/ is stat'ed (KEY-01 judges every archived key's mode); only the
+    archived certificates (`cert*.pem`, public) are read, for CRT-04; keys are never read."""
     paths = lineage_paths(params)
     found.add(os.path.join(params["tls_dir"], "cert.pem"), READ_LIMIT)
     found.add(os.path.join(params["tls_dir"], "key.pem"))
@@ -599,23 +652,40 @@ def gather_certificate_files(params, found):
     found.add(os.path.join(paths["live"], "privkey.pem"))
     found.add(os.path.join(paths["le"], "renewal", params["domain"] + ".conf"), READ_LIMIT)
     for name in found.listed(paths["archive"]):
-        # Archived certificates are public; archived private keys are only stat'ed.
-        found.add(os.path.join(paths["archive"], name), 0 if name.startswith("privkey") else READ_LIMIT)
+        found.add(os.path.join(paths["archive"], name), READ_LIMIT if name.startswith("cert") else 0)
+
+
+def certbot_runs(fact, name):
+    """certbot's list_hooks: a regular file (symlinks followed) with an execute bit, its name not ending in `~`."""
+    return fact.get("kind") == "file" and bool(fact.get("mode", 0) & 0o111) and not name.endswith("~")
 
 
 def gather_hooks(params, found):
-    """The configured deploy hook and every file certbot may run from renewal-hooks/deploy."""
+    """The configured deploy hook and every file in renewal-hooks/deploy: each is stat'ed, and only
+    those certbot runs are read (a directory of 10,000 data files costs 10,000 stats, no reads)."""
     hooks_dir = lineage_paths(params)["hooks"]
     found.add(params["deploy_hook"], HOOK_READ_LIMIT)
     for name in found.listed(hooks_dir):
-        found.add(os.path.join(hooks_dir, name), HOOK_READ_LIMIT)
+        path = os.path.join(hooks_dir, name)
+        if path == params["deploy_hook"]:
+            continue
+        found.add(path)
+        if certbot_runs(found.files[path], name):
+            found.add(path, HOOK_READ_LIMIT)
+
+
+CRON_D_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def gather_cron(found):
-    """/etc/crontab, /etc/cron.d and the users' crontabs."""
+    """/etc/crontab, /etc/cron.d and the users' crontabs; every file is read, the ones cron reads
+    first (a file in /etc/cron.d whose name is not run-parts-clean is never read by cron)."""
     found.add("/etc/crontab", READ_LIMIT)
     for directory in CRON_DIRS:
-        for name in found.listed(directory):
+        names = found.listed(directory)
+        read_by_cron = [n for n in names if directory != "/etc/cron.d" or CRON_D_NAME.match(n)]
+        first = set(read_by_cron)
+        for name in read_by_cron + [n for n in names if n not in first]:
             found.add(os.path.join(directory, name), READ_LIMIT)
 
 

@@ -22,8 +22,9 @@ def leaf_on_disk(facts: HostFacts, policy: Policy, evidence: Evidence) -> x509.C
     if problem is not None:
         evidence.require(False, f"the service's certificate: {problem}")
         return None
-    if cert_file.content is None and cert_file.read_errno == 0 and cert_file.read_reason:
-        evidence.require(False, f"the service's certificate {cert_file.where()}: {cert_file.read_reason}")
+    refused = cert_file.refused_content
+    if refused is not None:
+        evidence.require(False, f"the service's certificate {cert_file.where()}: {refused}")
         return None
     try:
         chain = load_pem_certificates(cert_file.read(), cert_file.where())

@@ -42,6 +42,16 @@ class FileFact:
     content: bytes | None = field(default=None, repr=False)
     read_errno: int = 0
     read_reason: str = ""
+    read_cut: bool = False  # not read (or not whole) because a probe bound was reached: not an observation
+
+    @property
+    def refused_content(self) -> str | None:
+        """Why the probe kept this file's bytes back as an observation about the file (over the
+        per-file limit, a private key inside); None when read, or when not read for another reason
+        (permission, the probe's content budget), which `read()` reports as undeterminable."""
+        if self.content is None and self.read_errno == 0 and self.read_reason and not self.read_cut:
+            return self.read_reason
+        return None
 
     @property
     def mode_text(self) -> str:
@@ -108,10 +118,30 @@ class Listing:
     names: tuple[str, ...] = ()
     errno_: int = 0
     reason: str = ""
+    truncated: bool = False  # the probe kept only the first `limit` of `total` names
+    total: int | None = None
+    limit: int | None = None
 
     @property
     def exists(self) -> bool:
         return self.errno_ == 0
+
+    @property
+    def missing(self) -> bool:
+        """The directory is not there (an observation), as opposed to not readable."""
+        return self.errno_ in (errno.ENOENT, errno.ENOTDIR)
+
+    def incomplete(self) -> str | None:
+        """Why these names are not the whole directory (unreadable, or cut); None when they are."""
+        if not self.exists and not self.missing:
+            return f"cannot list {self.path}: {self.reason}"
+        if self.truncated:
+            return (
+                f"{self.path} holds {self.total if self.total is not None else 'more'} names, over the probe's "
+                f"listing limit of {self.limit if self.limit is not None else len(self.names)}: the listing was cut "
+                f"after {self.names[-1] if self.names else 'no name'}"
+            )
+        return None
 
 
 @dataclass(frozen=True)
@@ -174,21 +204,42 @@ class HostFacts:
             raise Undeterminable(f"host {self.host}: {path} was not probed") from None
 
     def listing(self, path: str) -> Listing:
+        """The whole listing of a directory (empty when the directory does not exist).
+
+        Raises Undeterminable when it was not listed, could not be listed, or was cut: a control
+        never judges part of a directory as if it were all of it."""
         try:
-            return self.listings[path]
+            listing = self.listings[path]
         except KeyError:
             raise Undeterminable(f"host {self.host}: {path} was not listed") from None
+        incomplete = listing.incomplete()
+        if incomplete is not None:
+            raise Undeterminable(f"host {self.host}: {incomplete}")
+        return listing
 
     def files_in(self, directory: str) -> list[FileFact]:
-        listing = self.listings.get(directory)
-        if listing is None or not listing.exists:
-            return []
-        return [self.files[p] for p in (posixpath.join(directory, n) for n in listing.names) if p in self.files]
+        """Every file fact of a directory's whole listing; raises Undeterminable as `listing` does,
+        and when a listed name was not probed."""
+        return [self.file(posixpath.join(directory, n)) for n in self.listing(directory).names]
 
     def unit(self, name: str) -> dict[str, str]:
         if self.units_error:
             raise Undeterminable(f"host {self.host}: {self.units_error}")
-        return self.units.get(name, {})
+        try:
+            return self.units[name]
+        except KeyError:  # systemctl show answers for every unit asked, installed or not
+            raise Undeterminable(f"host {self.host}: systemctl show gave no state for {name}") from None
+
+    def service_ids(self) -> tuple[int | None, int | None]:
+        """The service user's uid and group's gid (None: no such account); raises when accounts were not read."""
+        if not isinstance(self.raw.get("accounts"), dict):
+            raise Undeterminable(f"host {self.host}: the probe resolved no accounts")
+        return self.service_uid, self.service_gid
+
+    def running_processes(self) -> tuple[str, ...]:
+        if self.processes is None:
+            raise Undeterminable(f"host {self.host}: the probe could not list /proc, so running daemons are unknown")
+        return self.processes
 
     def public_key(self, path: str) -> PublicKey:
         try:
@@ -268,6 +319,7 @@ class HostFacts:
                 rule_patterns=tuple(str(p) for p in section["rule_patterns"]),
                 rule_files=tuple(str(p) for p in section["rule_files"]),
                 promtool=promtool,
+                rule_files_truncated=bool(section.get("rule_files_truncated", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise self._malformed("prometheus", exc) from None
@@ -338,6 +390,7 @@ class PrometheusFacts:
     rule_patterns: tuple[str, ...]  # rule_files as the probe read them
     rule_files: tuple[str, ...]  # what they matched on the host
     promtool: Promtool | None  # None: promtool is not installed
+    rule_files_truncated: bool = False  # they matched more files than the probe reads
 
 
 def _file_fact(host: str, raw: dict[str, Any], users: dict[str, str | None], groups: dict[str, str | None]) -> FileFact:
@@ -369,6 +422,7 @@ def _file_fact(host: str, raw: dict[str, Any], users: dict[str, str | None], gro
         content=base64.b64decode(content) if content is not None else None,
         read_errno=int(read_error.get("errno", 0)),
         read_reason=str(read_error.get("reason", "")),
+        read_cut=bool(read_error.get("cut", False)),
     )
 
 
@@ -389,7 +443,16 @@ def _typed_facts(host: str, raw: dict[str, Any], audited_at: float, endpoint: En
     listings = {}
     for path, item in (raw.get("listings") or {}).items():
         error = item.get("error") or {}
-        listings[path] = Listing(path, tuple(item.get("names", ())), int(error.get("errno", 0)), str(error.get("reason", "")))
+        total, limit = item.get("total"), item.get("limit")
+        listings[path] = Listing(
+            path,
+            tuple(item.get("names", ())),
+            int(error.get("errno", 0)),
+            str(error.get("reason", "")),
+            truncated=bool(item.get("truncated", False)),
+            total=int(total) if total is not None else None,
+            limit=int(limit) if limit is not None else None,
+        )
     service_user = accounts.get("service_user") or {}
     service_group = accounts.get("service_group") or {}
     return HostFacts(

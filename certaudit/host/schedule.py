@@ -7,8 +7,9 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from certaudit.errors import Undeterminable
 from certaudit.host.cron import CronEntry, cron_d_file_is_read, parse_crontab, runs_certbot_renew, skipped_under_systemd
-from certaudit.host.facts import HostFacts, Listing
+from certaudit.host.facts import HostFacts
 
 TIMER = "certbot.timer"
 NEXT_RUN_WITHIN = dt.timedelta(hours=24)
@@ -21,6 +22,9 @@ class Schedule:
     reason: str  # why it is (or is not) effective, in one clause
     observed: dict[str, Any]
     ignored: list[str] = field(default_factory=list)
+    # What could not be read (a directory not listed or cut, a crontab not read): when nothing
+    # effective was found, the schedule is unknown, not absent.
+    unknown: list[str] = field(default_factory=list)
 
 
 def parse_systemd_time(value: str) -> dt.datetime | None:
@@ -72,34 +76,59 @@ def timer_schedule(facts: HostFacts) -> Schedule:
     return Schedule(True, f"certbot.timer is active, next run {next_run.isoformat()}", observed)
 
 
-def _cron_sources(facts: HostFacts) -> list[tuple[str, bool]]:
+def _cron_sources(facts: HostFacts) -> tuple[list[tuple[str, bool]], list[str]]:
+    """Every crontab cron may read (path, system?) and what could not be listed."""
     sources = [("/etc/crontab", True)]
+    unknown: list[str] = []
     for directory, system in (("/etc/cron.d", True), ("/var/spool/cron/crontabs", False)):
-        listing = facts.listings.get(directory, Listing(directory))
+        listing = facts.listings.get(directory)
+        if listing is None:
+            unknown.append(f"{directory} was not listed")
+            continue
+        incomplete = listing.incomplete()
+        if incomplete is not None:
+            unknown.append(incomplete)  # what was listed is still judged: one effective entry is enough
         sources += [(posixpath.join(directory, name), system) for name in listing.names]
-    return sources
+    return sources, unknown
 
 
 def cron_daemon_runs(facts: HostFacts) -> tuple[bool, str]:
     if facts.systemd:
         state = facts.unit("cron.service").get("ActiveState", "")
         return state == "active", f"cron.service is {state or 'not installed'}"
-    names = facts.processes or ()
+    names = facts.running_processes()
     running = any(d in names for d in CRON_DAEMONS)
     return running, "a cron daemon runs" if running else "no cron daemon runs"
+
+
+def _crontab_text(facts: HostFacts, path: str, unknown: list[str]) -> str | None:
+    """The text of one crontab; None when absent (an observation) or not read (added to `unknown`)."""
+    fact = facts.files.get(path)
+    if fact is None:
+        unknown.append(f"{path} was not probed")
+        return None
+    try:
+        if fact.problem() is not None:
+            return None
+        return fact.text()
+    except Undeterminable as exc:
+        unknown.append(str(exc).removeprefix(f"host {facts.host}: "))
+        return None
 
 
 def cron_schedule(facts: HostFacts) -> Schedule:
     entries: list[CronEntry] = []
     ignored: list[str] = []
-    for path, system in _cron_sources(facts):
-        fact = facts.files.get(path)
-        if fact is None or fact.problem() is not None:
-            continue
+    sources, unknown = _cron_sources(facts)
+    for path, system in sources:
         name = posixpath.basename(path)
-        found = parse_crontab(fact.text(), path, system=system)
+        skipped_by_cron = path.startswith("/etc/cron.d/") and not cron_d_file_is_read(name)
+        text = _crontab_text(facts, path, [] if skipped_by_cron else unknown)
+        if text is None:
+            continue
+        found = parse_crontab(text, path, system=system)
         renewing = [e for e in found if runs_certbot_renew(e)]
-        if path.startswith("/etc/cron.d/") and not cron_d_file_is_read(name):
+        if skipped_by_cron:
             ignored += [f"{path}:{e.line_number} is ignored: cron skips /etc/cron.d files named like {name!r}" for e in renewing]
             continue
         for entry in renewing:
@@ -109,14 +138,22 @@ def cron_schedule(facts: HostFacts) -> Schedule:
                 )
             else:
                 entries.append(entry)
-    daemon, daemon_text = cron_daemon_runs(facts)
-    observed = {
+    daemon: bool | None
+    try:
+        daemon, daemon_text = cron_daemon_runs(facts)
+    except Undeterminable as exc:
+        daemon, daemon_text = None, str(exc).removeprefix(f"host {facts.host}: ")
+    observed: dict[str, Any] = {
         "daemon": daemon_text,
         "entries": [f"{e.source}:{e.line_number}: {e.schedule} {e.command}" for e in entries],
         "ignored": ignored,
+        "not_read": unknown,
     }
     if not entries:
-        return Schedule(False, "no cron entry that cron runs here runs certbot renew", observed, ignored)
+        return Schedule(False, "no cron entry that cron runs here runs certbot renew", observed, ignored, unknown)
+    if daemon is None:
+        why = "cron entries run certbot renew, but whether cron runs is unknown"
+        return Schedule(False, why, observed, ignored, [*unknown, daemon_text])
     if not daemon:
-        return Schedule(False, f"cron entries run certbot renew but {daemon_text}", observed, ignored)
-    return Schedule(True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored)
+        return Schedule(False, f"cron entries run certbot renew but {daemon_text}", observed, ignored, unknown)
+    return Schedule(True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored, unknown)

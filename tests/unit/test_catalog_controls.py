@@ -143,6 +143,7 @@ def test_crt03_without_the_served_chain_is_undeterminable() -> None:
 
 # --- CRT-04 -------------------------------------------------------------------------------------------
 LIVE = "/etc/letsencrypt/live"
+ARCHIVE = "/etc/letsencrypt/archive/stemedb.example.com"
 
 
 def lineage_snapshot(service: bytes, lineages: dict[str, bytes], renewed: list[str]) -> HostFacts:
@@ -151,6 +152,7 @@ def lineage_snapshot(service: bytes, lineages: dict[str, bytes], renewed: list[s
     listings = {
         LIVE: {"path": LIVE, "names": sorted(lineages)},
         "/etc/letsencrypt/renewal": {"path": "/etc/letsencrypt/renewal", "names": [f"{n}.conf" for n in renewed]},
+        ARCHIVE: {"path": ARCHIVE, "names": []},
     }
     return snapshot(files, listings=listings)
 
@@ -266,6 +268,9 @@ TIMER_OLD = {
 }
 
 
+NOT_RUN = {"certbot.service": {"LoadState": "loaded", "ActiveState": "inactive", "ExecMainStartTimestamp": ""}}
+
+
 def test_ren05_the_newest_record_decides() -> None:
     judge_ren = renewal.test_last_renewal_attempt_succeeded
     assert judge("REN-05", judge_ren, snapshot(units=TIMER_OK, certbot_logs=certbot_log(*RENEW_FAILED))).findings == []
@@ -273,16 +278,16 @@ def test_ren05_the_newest_record_decides() -> None:
     assert finding.startswith("the last renewal attempt failed: certbot's run logged at") and finding.endswith(
         "with error: timeout"
     )
-    (finding,) = judge("REN-05", judge_ren, snapshot(certbot_logs=certbot_log(*RENEW_FAILED[:2]))).findings
+    (finding,) = judge("REN-05", judge_ren, snapshot(units=NOT_RUN, certbot_logs=certbot_log(*RENEW_FAILED[:2]))).findings
     assert finding.startswith("the last renewal attempt did not finish")
-    (finding,) = judge("REN-05", judge_ren, snapshot()).findings
+    (finding,) = judge("REN-05", judge_ren, snapshot(units=NOT_RUN)).findings
     assert finding.startswith("no renewal attempt is recorded")
 
 
 def test_ren05_unreadable_logs_without_a_timer_run_are_undeterminable() -> None:
     logs = {"dir": "/var/log/letsencrypt", "logs": [], "error": {"errno": errno.EACCES, "reason": "Permission denied"}}
     with pytest.raises(Undeterminable, match="cannot read certbot's logs in /var/log/letsencrypt: Permission denied"):
-        judge("REN-05", renewal.test_last_renewal_attempt_succeeded, snapshot(certbot_logs=logs))
+        judge("REN-05", renewal.test_last_renewal_attempt_succeeded, snapshot(units=NOT_RUN, certbot_logs=logs))
 
 
 # --- MON-01 -------------------------------------------------------------------------------------------
@@ -363,8 +368,9 @@ def test_mon02_branches() -> None:
     days_form = RUNBOOK_RULES.replace(
         "stemedb_tls_cert_expiry_seconds < (7 * 86400)", "stemedb_tls_cert_expiry_seconds / 86400 < 7"
     )
-    evidence = judge("MON-02", judge_prom, prometheus(days_form), PROMETHEUS)
-    assert evidence.findings == [] and any("only promtool can prove it" in n for n in evidence.notes)
+    # Read but not proven (no promtool): an error naming the rule, never a pass.
+    with pytest.raises(Undeterminable, match=r"the threshold of CertificateExpiringSoon .* promtool is not installed"):
+        judge("MON-02", judge_prom, prometheus(days_form), PROMETHEUS)
     wrong = RUNBOOK_RULES.replace("(30 * 86400)", "(14 * 86400)")
     assert judge("MON-02", judge_prom, prometheus(wrong), PROMETHEUS).findings == [
         "alert CertificateExpiringWarning fires under 1209600 s (14 days), not under 30 days (2592000 s)"

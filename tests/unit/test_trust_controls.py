@@ -1,0 +1,341 @@
+"""A pass is proof: each rule of issue 12's "Passes without proof", judged on hand-made snapshots.
+
+A listing the probe cut, a file it did not read, a unit it was not told about: each is `error`
+(Undeterminable, naming the path and what was missing), never a pass and never a finding.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import importlib
+import ipaddress
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+import checks.test_certificate as certificate
+import checks.test_keys as keys
+import checks.test_live as live
+import checks.test_monitoring as monitoring
+import checks.test_renewal as renewal
+from certaudit.errors import Undeterminable
+from certaudit.host.facts import Endpoint, HostFacts, facts_from_probe
+from certaudit.policy import Policy
+from certaudit.record import Evidence
+from tests.fleet.scenario import RELOAD_HOOK
+from tests.unit.test_catalog_controls import CERT, ISSUED, KEY, NOW, PROMETHEUS, file_item, judge, prometheus, snapshot
+
+remote_probe: Any = importlib.import_module("certaudit.gather.remote_probe")  # stdlib-only, untyped: it runs on the host
+ARCHIVE = "/etc/letsencrypt/archive/stemedb.example.com"
+HOOKS = "/etc/letsencrypt/renewal-hooks/deploy"
+HOOK = f"{HOOKS}/reload-stemedb.sh"
+CONF = "/etc/letsencrypt/renewal/stemedb.example.com.conf"
+CRONTABS = "/var/spool/cron/crontabs"
+DENIED = {"errno": errno.EACCES, "reason": "Permission denied"}
+ACCOUNTS = {"service_user": {"uid": 0, "gid": 0}, "service_group": {"gid": 0}, "users": {}, "groups": {}}
+
+
+def snapshot_of(files: dict[str, dict[str, Any]], **sections: Any) -> HostFacts:
+    """A snapshot whose file facts are given raw, as the probe writes them."""
+    base = snapshot({}, **sections).raw
+    return facts_from_probe("web-1", {**base, "files": files}, NOW, None)
+
+
+def listing(path: str, names: list[str], *, cut_at: int | None = None) -> dict[str, Any]:
+    """A listing as the probe writes it; `cut_at` keeps only that many names, as the probe's limit does."""
+    if cut_at is None:
+        return {"path": path, "names": names, "truncated": False, "total": len(names), "limit": 50000}
+    return {"path": path, "names": names[:cut_at], "truncated": True, "total": len(names), "limit": cut_at}
+
+
+def stat_only(path: str, mode: int, uid: int = 0) -> dict[str, Any]:
+    return {**file_item(path, None), "mode": mode, "uid": uid, "gid": uid}
+
+
+# --- KEY-01: every archived key, or error ---------------------------------------------------------------
+def archive_names(generations: int) -> list[str]:
+    return sorted(f"{part}{i}.pem" for i in range(1, generations + 1) for part in ("cert", "chain", "fullchain", "privkey"))
+
+
+def key01_facts(generations: int, key_mode: int, *, cut_at: int | None = None) -> HostFacts:
+    names = archive_names(generations)
+    kept = names if cut_at is None else names[:cut_at]
+    files = {KEY: stat_only(KEY, 0o600)}
+    for name in kept:
+        files[f"{ARCHIVE}/{name}"] = stat_only(f"{ARCHIVE}/{name}", key_mode if name.startswith("privkey") else 0o644)
+    return snapshot_of(files, listings={ARCHIVE: listing(ARCHIVE, names, cut_at=cut_at)}, accounts=ACCOUNTS)
+
+
+def test_key01_names_every_open_archived_key_of_70_generations() -> None:
+    evidence = judge("KEY-01", keys.test_private_key_is_private, key01_facts(70, 0o644))
+    open_keys = sorted(f"{ARCHIVE}/privkey{i}.pem" for i in range(1, 71))
+    assert evidence.findings == [f"{k} is mode 0644: group or others can read an archived key" for k in open_keys]
+    assert evidence.observed["archived_key_count"] == 70 and evidence.observed["open_archived_keys"] == open_keys
+
+
+def test_key01_past_100_open_keys_counts_the_rest() -> None:
+    evidence = judge("KEY-01", keys.test_private_key_is_private, key01_facts(150, 0o640))
+    assert len(evidence.findings) == 101 and evidence.findings[-1] == (
+        "and 50 more archived keys group or others can read (open_archived_key_count)"
+    )
+    assert len(evidence.observed["open_archived_keys"]) == 100 and evidence.observed["open_archived_key_count"] == 150
+
+
+def test_key01_a_cut_archive_listing_is_an_error_never_a_pass() -> None:
+    with pytest.raises(
+        Undeterminable, match=rf"{ARCHIVE} holds 280 names, over the probe's listing limit of 200: .*fullchain63\.pem"
+    ):
+        judge("KEY-01", keys.test_private_key_is_private, key01_facts(70, 0o644, cut_at=200))
+
+
+def test_key01_an_unprobed_listed_key_is_an_error() -> None:
+    facts = key01_facts(1, 0o600)
+    del facts.files[f"{ARCHIVE}/privkey1.pem"]
+    with pytest.raises(Undeterminable, match=rf"{ARCHIVE}/privkey1\.pem was not probed"):
+        judge("KEY-01", keys.test_private_key_is_private, facts)
+
+
+def test_key01_accounts_not_resolved_is_an_error_not_a_missing_user() -> None:
+    facts = key01_facts(1, 0o600)
+    del facts.raw["accounts"]
+    with pytest.raises(Undeterminable, match="the probe resolved no accounts"):
+        judge("KEY-01", keys.test_private_key_is_private, facts)
+
+
+# --- REN-02: 10,000 files beside the hook ---------------------------------------------------------------
+def hooks_facts(data_files: int, *, cut_at: int | None = None, hook: dict[str, Any] | None = None) -> HostFacts:
+    names = [f"00-note-{i:05d}.txt" for i in range(data_files)] + ["reload-stemedb.sh"]
+    files = {f"{HOOKS}/{n}": stat_only(f"{HOOKS}/{n}", 0o644) for n in names[:cut_at]}
+    files[HOOK] = hook or {**file_item(HOOK, RELOAD_HOOK.encode()), "mode": 0o755}
+    files[CONF] = {"path": CONF, "lstat_error": {"errno": errno.ENOENT, "reason": "No such file or directory"}}
+    return snapshot_of(files, listings={HOOKS: listing(HOOKS, names, cut_at=cut_at)})
+
+
+def test_ren02_finds_the_reload_hook_beside_10000_data_files() -> None:
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(10_000))
+    assert evidence.findings == []
+    assert evidence.observed["reloading_hooks"] == [HOOK]
+    assert evidence.observed["skipped_by_certbot"] == 10_000
+    assert len(evidence.observed["hooks"]) == 21  # the hook certbot runs and the first 20 skipped; the rest counted
+
+
+def test_ren02_a_cut_hooks_listing_is_an_error() -> None:
+    with pytest.raises(Undeterminable, match=rf"{HOOKS} holds 10001 names, over the probe's listing limit of 200"):
+        judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(10_000, cut_at=200))
+
+
+def test_ren02_a_hook_certbot_runs_but_not_read_is_an_error() -> None:
+    big = {
+        **file_item(HOOK, None),
+        "mode": 0o755,
+        "read_error": {"errno": 0, "reason": "file is 10485760 bytes, over the 65536-byte read limit"},
+    }
+    with pytest.raises(Undeterminable, match=rf"cannot read {HOOK}: file is 10485760 bytes"):
+        judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(0, hook=big))
+
+
+# --- CRT-02: a SAN with no DNS name -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("entries", "shown"),
+    [
+        ([x509.IPAddress(ipaddress.ip_address("10.0.0.11"))], "IPAddress:10.0.0.11"),
+        ([x509.RFC822Name("ops@stemedb.example.com")], "RFC822Name:ops@stemedb.example.com"),
+    ],
+)
+def test_crt02_a_san_without_any_dns_name_fails(entries: list[x509.GeneralName], shown: str) -> None:
+    ca = trustme.CA()
+    key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    leaf = x509.load_pem_x509_certificate(ca.issue_cert("stemedb.example.com").cert_chain_pems[0].bytes())
+    builder = x509.CertificateBuilder(
+        issuer_name=leaf.issuer,
+        subject_name=leaf.subject,
+        public_key=leaf.public_key(),
+        serial_number=leaf.serial_number,
+        not_valid_before=leaf.not_valid_before_utc,
+        not_valid_after=leaf.not_valid_after_utc,
+    ).add_extension(x509.SubjectAlternativeName(entries), critical=False)
+    pem = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+    evidence = judge("CRT-02", certificate.test_certificate_is_acceptable, snapshot({CERT: pem}))
+    assert evidence.findings == [f"its subjectAltName holds no DNS name ({shown}): clients cannot match stemedb.example.com"]
+    assert evidence.observed["covering_name"] is None
+
+
+# --- MON-02: read but unproven ------------------------------------------------------------------------
+DAYS_FORM = "stemedb_tls_cert_expiry_seconds / 3600 < 7"
+
+
+def test_mon02_unproven_threshold_without_promtool_is_an_error() -> None:
+    rules = prometheus().files["/etc/prometheus/rules/certificates.yml"].text()
+    hours = rules.replace("stemedb_tls_cert_expiry_seconds < (7 * 86400)", DAYS_FORM)
+    with pytest.raises(
+        Undeterminable,
+        match=r"the threshold of CertificateExpiringSoon \(stemedb_tls_cert_expiry_seconds / 3600 < 7\) is not a plain .* "
+        r"promtool is not installed on the host to prove when it fires",
+    ):
+        judge("MON-02", monitoring.test_alert_rules_fire, prometheus(hours), PROMETHEUS)
+
+
+def test_mon02_unproven_but_provably_wrong_elsewhere_fails() -> None:
+    rules = prometheus().files["/etc/prometheus/rules/certificates.yml"].text()
+    both = rules.replace("stemedb_tls_cert_expiry_seconds < (7 * 86400)", DAYS_FORM).replace("(30 * 86400)", "(14 * 86400)")
+    evidence = judge("MON-02", monitoring.test_alert_rules_fire, prometheus(both), PROMETHEUS)
+    assert evidence.findings == [
+        "alert CertificateExpiringWarning fires under 1209600 s (14 days), not under 30 days (2592000 s)"
+    ]
+
+
+def test_mon02_rule_files_cut_is_an_error() -> None:
+    facts = prometheus()
+    facts.raw["prometheus"]["rule_files_truncated"] = True
+    with pytest.raises(Undeterminable, match="match more than the 1 rule files the probe reads"):
+        judge("MON-02", monitoring.test_alert_rules_fire, facts, PROMETHEUS)
+
+
+# --- REN-01: crontabs not listed ------------------------------------------------------------------------
+TIMER_OFF = {
+    "certbot.timer": {"LoadState": "loaded", "UnitFileState": "disabled", "ActiveState": "inactive"},
+    "cron.service": {"ActiveState": "active"},
+}
+TIMER_ON = {
+    "certbot.timer": {
+        "LoadState": "loaded",
+        "UnitFileState": "enabled",
+        "ActiveState": "active",
+        "NextElapseUSecRealtime": f"@{int(NOW + 3600)}",
+    },
+    "cron.service": {"ActiveState": "active"},
+}
+CRON_LISTINGS = {"/etc/cron.d": listing("/etc/cron.d", []), CRONTABS: {"path": CRONTABS, "error": DENIED}}
+
+
+def test_ren01_unlistable_crontabs_is_an_error_naming_the_path() -> None:
+    facts = snapshot({"/etc/crontab": b"SHELL=/bin/sh\n"}, units=TIMER_OFF, listings=CRON_LISTINGS)
+    with pytest.raises(
+        Undeterminable,
+        match=r"^host web-1: cannot list /var/spool/cron/crontabs: Permission denied: whether renewal is scheduled is unknown$",
+    ):
+        judge("REN-01", renewal.test_renewal_is_scheduled, facts)
+
+
+def test_ren01_every_source_is_judged_even_beside_an_effective_schedule() -> None:
+    facts = snapshot({"/etc/crontab": b"SHELL=/bin/sh\n"}, units=TIMER_ON, listings=CRON_LISTINGS)
+    with pytest.raises(Undeterminable, match=r"cannot list /var/spool/cron/crontabs: Permission denied"):
+        judge("REN-01", renewal.test_renewal_is_scheduled, facts)
+    entry = b"0 */12 * * * root certbot -q renew\n"
+    listings = {"/etc/cron.d": listing("/etc/cron.d", []), CRONTABS: listing(CRONTABS, [])}
+    facts = snapshot({"/etc/crontab": entry}, units=TIMER_OFF, listings=listings)
+    evidence = judge("REN-01", renewal.test_renewal_is_scheduled, facts)
+    assert evidence.findings == [] and evidence.observed["cron"]["entries"] == ["/etc/crontab:1: 0 */12 * * * certbot -q renew"]
+
+
+def test_ren01_an_unreadable_crontab_is_an_error() -> None:
+    listings = {"/etc/cron.d": listing("/etc/cron.d", []), CRONTABS: listing(CRONTABS, ["ops"])}
+    facts = snapshot({"/etc/crontab": b"", f"{CRONTABS}/ops": None}, units=TIMER_OFF, listings=listings)
+    with pytest.raises(Undeterminable, match=f"cannot read {CRONTABS}/ops: content was not gathered"):
+        judge("REN-01", renewal.test_renewal_is_scheduled, facts)
+
+
+def test_ren01_without_a_process_list_is_an_error() -> None:
+    listings = {"/etc/cron.d": listing("/etc/cron.d", []), CRONTABS: listing(CRONTABS, [])}
+    facts = snapshot({"/etc/crontab": b"0 */12 * * * root certbot -q renew\n"}, systemd=False, listings=listings)
+    with pytest.raises(Undeterminable, match="could not list /proc"):
+        judge("REN-01", renewal.test_renewal_is_scheduled, facts)
+
+
+def test_ren01_nothing_scheduled_and_everything_read_still_fails() -> None:
+    listings = {"/etc/cron.d": listing("/etc/cron.d", []), CRONTABS: listing(CRONTABS, [])}
+    facts = snapshot({"/etc/crontab": b""}, units=TIMER_OFF, listings=listings)
+    (finding,) = judge("REN-01", renewal.test_renewal_is_scheduled, facts).findings
+    assert finding.startswith("renewal is not scheduled: certbot.timer is disabled and inactive")
+
+
+# --- the other controls: a fact not read is not absent -------------------------------------------------
+def test_crt04_an_unreadable_lineage_certificate_is_an_error_not_no_lineage() -> None:
+    live_cert = "/etc/letsencrypt/live/stemedb.example.com/cert.pem"
+    listings = {
+        "/etc/letsencrypt/live": listing("/etc/letsencrypt/live", ["stemedb.example.com"]),
+        "/etc/letsencrypt/renewal": listing("/etc/letsencrypt/renewal", ["stemedb.example.com.conf"]),
+    }
+    files = {CERT: file_item(CERT, ISSUED.fullchain_pem), live_cert: {**file_item(live_cert, None), "read_error": DENIED}}
+    with pytest.raises(Undeterminable, match=f"cannot read {live_cert}: Permission denied"):
+        judge("CRT-04", certificate.test_service_uses_newest_lineage_certificate, snapshot_of(files, listings=listings))
+
+
+def _crt01(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
+    certificate.test_certificate_does_not_expire_soon(facts, policy, evidence, False)
+
+
+@pytest.mark.parametrize(
+    ("control", "check"),
+    [
+        ("CRT-01", _crt01),
+        ("CRT-02", certificate.test_certificate_is_acceptable),
+        ("LIVE-01", live.test_endpoint_serves_certificate_on_disk),
+        ("REN-04", renewal.test_threshold_mode_suits_lifetime),
+    ],
+)
+def test_a_certificate_cut_by_the_content_budget_is_an_error_not_a_finding(control: str, check: Any) -> None:
+    cut = {**file_item(CERT, None), "read_error": {"errno": 0, "reason": "not read: the probe's budget is spent", "cut": True}}
+    facts = snapshot_of({CERT: cut})
+    if control == "LIVE-01":
+        der = ISSUED.certificate.public_bytes(serialization.Encoding.DER)
+        facts = replace(facts, endpoint=Endpoint("10.0.0.1", 18180, "stemedb.example.com", leaf_der=der, chain_der=(der,)))
+    with pytest.raises(Undeterminable, match=r"cannot read /etc/stemedb/tls/cert\.pem: not read: the probe's budget is spent"):
+        judge(control, check, facts)
+
+
+def test_ren05_unreadable_logs_are_an_error_even_beside_the_units_record() -> None:
+    units = {"certbot.service": {"ExecMainStartTimestamp": f"@{int(NOW - 30)}", "Result": "success", "ExecMainStatus": "0"}}
+    logs = {"dir": "/var/log/letsencrypt", "logs": [], "error": DENIED}
+    with pytest.raises(Undeterminable, match="cannot read certbot's logs in /var/log/letsencrypt: Permission denied"):
+        judge("REN-05", renewal.test_last_renewal_attempt_succeeded, snapshot(units=units, certbot_logs=logs))
+
+
+def test_live02_a_unit_systemctl_did_not_answer_for_is_an_error() -> None:
+    with pytest.raises(Undeterminable, match=r"systemctl show gave no state for stemedb-api\.service"):
+        judge("LIVE-02", live.test_service_reloaded_after_certificate_changed, snapshot(units={}))
+
+
+# --- the probe: whole listings, hooks read only when certbot runs them, one content budget --------------
+def test_probe_lists_past_the_old_limit_and_marks_a_cut(tmp_path: Path) -> None:
+    for i in range(300):
+        (tmp_path / f"f{i:03d}").write_text("")
+    whole = remote_probe.listing(str(tmp_path))
+    assert len(whole["names"]) == 300 and whole["truncated"] is False and remote_probe.LISTING_LIMIT >= 50_000
+    cut = remote_probe.listing(str(tmp_path), limit=200)
+    assert (len(cut["names"]), cut["truncated"], cut["total"], cut["limit"]) == (200, True, 300, 200)
+
+
+def test_probe_reads_only_the_hooks_certbot_runs(tmp_path: Path) -> None:
+    hooks = tmp_path / "renewal-hooks" / "deploy"
+    hooks.mkdir(parents=True)
+    for i in range(500):
+        (hooks / f"00-note-{i:03d}.txt").write_text("not a hook\n")
+    (hooks / "reload-stemedb.sh").write_text(RELOAD_HOOK)
+    os.chmod(hooks / "reload-stemedb.sh", 0o755)
+    (hooks / "backup~").write_text(RELOAD_HOOK)
+    os.chmod(hooks / "backup~", 0o755)
+    found = remote_probe.Gathered()
+    params = {"letsencrypt_dir": str(tmp_path), "domain": "stemedb.example.com", "deploy_hook": str(tmp_path / "none.sh")}
+    remote_probe.gather_hooks(params, found)
+    read = sorted(os.path.basename(p) for p, f in found.files.items() if "content_b64" in f)
+    assert read == ["reload-stemedb.sh"]
+    assert len([p for p in found.files if p.startswith(str(hooks))]) == 502  # every name stat'ed
+
+
+def test_probe_content_budget_cuts_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "cert.pem"
+    path.write_bytes(b"x" * 100)
+    budget = remote_probe.Budget(150)
+    assert base64.b64decode(remote_probe.describe(str(path), 1024, budget)["content_b64"]) == b"x" * 100
+    fact = remote_probe.describe(str(path), 1024, budget)
+    assert "content_b64" not in fact and fact["read_error"]["cut"] is True
+    assert json.dumps(fact)  # still a JSON fact
