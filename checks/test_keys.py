@@ -13,7 +13,7 @@ from certaudit.host.certificates import leaf_on_disk
 from certaudit.host.facts import FileFact, HostFacts
 from certaudit.host.x509 import public_key_pem, same_public_key, summary
 from certaudit.policy import Policy
-from certaudit.record import Evidence
+from certaudit.record import MAX_ENTRIES, Evidence
 
 
 def _require_regular_file(evidence: Evidence, fact: FileFact, what: str) -> bool:
@@ -68,14 +68,15 @@ def test_private_key_is_private(facts: HostFacts, policy: Policy, evidence: Evid
         if _require_regular_file(evidence, archived_key, "an archived key") and _known_mode(facts, archived_key) & 0o077:
             open_keys.append(archived_key)
     evidence.observe(open_archived_keys=[f.path for f in open_keys[:MAX_NAMED]], open_archived_key_count=len(open_keys))
-    for archived_key in open_keys[:MAX_NAMED]:
+    for archived_key in open_keys[:MAX_FINDINGS]:
         evidence.require(False, f"{archived_key.path} is mode {archived_key.mode_text}: group or others can read an archived key")
-    if len(open_keys) > MAX_NAMED:
-        more = len(open_keys) - MAX_NAMED
+    if len(open_keys) > MAX_FINDINGS:
+        more = len(open_keys) - MAX_FINDINGS
         evidence.require(False, f"and {more} more archived keys group or others can read (open_archived_key_count)")
 
 
-MAX_NAMED = 100  # archived keys named one by one in the findings and the evidence; the rest are counted
+MAX_NAMED = 100  # archived keys the evidence names one by one; the rest are counted
+MAX_FINDINGS = MAX_ENTRIES - 1  # open keys named as findings; the last line the record keeps counts the rest
 
 
 def _known_mode(facts: HostFacts, fact: FileFact) -> int:

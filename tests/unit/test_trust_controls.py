@@ -83,8 +83,8 @@ def test_key01_names_every_open_archived_key_of_70_generations() -> None:
 
 def test_key01_past_100_open_keys_counts_the_rest() -> None:
     evidence = judge("KEY-01", keys.test_private_key_is_private, key01_facts(150, 0o640))
-    assert len(evidence.findings) == 101 and evidence.findings[-1] == (
-        "and 50 more archived keys group or others can read (open_archived_key_count)"
+    assert len(evidence.findings) == 100 and evidence.findings[-1] == (
+        "and 51 more archived keys group or others can read (open_archived_key_count)"
     )
     assert len(evidence.observed["open_archived_keys"]) == 100 and evidence.observed["open_archived_key_count"] == 150
 
