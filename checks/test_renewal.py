@@ -35,8 +35,9 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
     the cron daemon runs and an entry it really reads runs `certbot renew`. Debian's
     /etc/cron.d/certbot does nothing on a host that runs systemd, and a timer that is enabled
     but not active schedules nothing, so neither counts. Every source is judged: the timer's
-    state, /etc/crontab, /etc/cron.d and the users' crontabs; one that could not be read (a
-    directory the audit's login may not list, a crontab over the read limit) makes it an error.
+    state, /etc/crontab, /etc/cron.d and the users' crontabs. One effective schedule passes; with
+    none, a source that could not be read (a directory the audit's login may not list, a crontab
+    over the read limit) makes it an error, never a failure.
 
     Fix: `systemctl enable --now certbot.timer` and check `systemctl list-timers certbot.timer`;
     on a host without systemd, a root cron entry such as `0 */12 * * * certbot -q renew`.
@@ -52,13 +53,18 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
     evidence.observe(systemd_running=facts.systemd, timer=timer.observed if timer else None, cron=cron.observed)
     for note in cron.ignored:
         evidence.note(note)
-    # REN-01 judges every source of a schedule: one not read (the timer's state, a crontab, a
-    # directory of crontabs not listed or cut) makes the verdict unknown, whatever the others say.
+    # Any one effective schedule, read whole, proves renewal is scheduled; no schedule proves it is
+    # not only when every source was read (the timer's state, every crontab, every directory of
+    # crontabs listed whole). A source not read never turns into "no schedule".
     unknown += cron.unknown
+    if (timer is not None and timer.effective) or cron.effective:
+        for source in unknown:
+            evidence.note(f"not read, not needed for this verdict: {source}")
+        return
     if unknown:
         raise Undeterminable(f"host {facts.host}: {'; '.join(unknown)}: whether renewal is scheduled is unknown")
     assert timer is not None
-    evidence.require(timer.effective or cron.effective, f"renewal is not scheduled: {timer.reason}; {cron.reason}")
+    evidence.require(False, f"renewal is not scheduled: {timer.reason}; {cron.reason}")
 
 
 def _hook_file(facts: HostFacts, path: str) -> HookFile:

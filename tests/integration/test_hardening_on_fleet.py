@@ -300,6 +300,10 @@ def errs(*says: str) -> Expect:
     return Expect("error", says)
 
 
+def _noted(record: dict[str, Any], note: str) -> None:
+    assert any(note in n for n in record["notes"]), record["notes"]
+
+
 def _cert_unusable(case: str, why: str) -> dict[str, Expect]:
     said = f"the service's certificate is unusable: /srv/hostile/{case}/cert.pem: {why}"
     return {"CRT-01": fails(said), "LIVE-01": fails(said)}
@@ -398,7 +402,13 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         "REN-02": fails(f"no deploy hook: nothing in /srv/nowhere {PAYLOAD}/renewal-hooks/deploy (missing)"),
         "REN-03": fails(f"/srv/nowhere {PAYLOAD}/renewal/stemedb.example.com.conf does not exist"),
     },
-    CRON: {"REN-01": errs(f"host {CRON}: cannot read /etc/cron.d/junk-10mb: {TEN_MB}")},
+    # Its active timer proves renewal is scheduled; the cron.d file it could not read is noted, not judged.
+    CRON: {
+        "REN-01": Expect(
+            "pass",
+            evidence=lambda r: _noted(r, f"not read, not needed for this verdict: cannot read /etc/cron.d/junk-10mb: {TEN_MB}"),
+        )
+    },
     DIES: dict.fromkeys(CONTROLS, errs("host dies-mid-probe ({address}): the connection was lost before the probe finished")),
 }
 HARDENING_HOSTS = [*ALIASES, "inv-meta-key-file", HOSTILE, CRON, DIES, SLOW]

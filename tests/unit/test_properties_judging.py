@@ -158,16 +158,17 @@ CRON_LISTINGS = {"/etc/cron.d": _listing("/etc/cron.d"), CRONTABS: _listing(CRON
 
 
 def _ren01_timer() -> Passing:
-    """Scheduled by the timer; every cron source read too (REN-01 judges them all)."""
-    return Passing(files=dict(CRON_FILES), listings=copy.deepcopy(CRON_LISTINGS), units={"certbot.timer": TIMER})
+    """Scheduled by the timer: the pass rests on the timer's state alone (cron sources not read are noted)."""
+    return Passing(units={"certbot.timer": TIMER})
 
 
 def _ren01_cron() -> Passing:
     crontab = b"0 */12 * * * certbot -q renew\n"
     return Passing(
         systemd=False,
-        files={**CRON_FILES, f"{CRONTABS}/root": _file(f"{CRONTABS}/root", crontab, mode=0o600)},
-        listings={"/etc/cron.d": _listing("/etc/cron.d"), CRONTABS: _listing(CRONTABS, "root")},
+        # The pass rests on root's crontab alone: /etc/crontab and /etc/cron.d, not read, are noted.
+        files={f"{CRONTABS}/root": _file(f"{CRONTABS}/root", crontab, mode=0o600)},
+        listings={CRONTABS: _listing(CRONTABS, "root")},
         sections={"processes": ["cron", "sshd"]},
     )
 

@@ -225,8 +225,15 @@ def test_ren01_unlistable_crontabs_is_an_error_naming_the_path() -> None:
         judge("REN-01", renewal.test_renewal_is_scheduled, facts)
 
 
-def test_ren01_every_source_is_judged_even_beside_an_effective_schedule() -> None:
+def test_ren01_one_effective_schedule_read_whole_passes_and_notes_what_was_not_read() -> None:
+    # The active timer, read whole, proves renewal is scheduled: crontabs the login may not list
+    # cannot undo that, and the evidence says they were not read.
     facts = snapshot({"/etc/crontab": b"SHELL=/bin/sh\n"}, units=TIMER_ON, listings=CRON_LISTINGS)
+    evidence = judge("REN-01", renewal.test_renewal_is_scheduled, facts)
+    assert evidence.findings == [] and evidence.observed["timer"]["ActiveState"] == "active"
+    assert any("not read, not needed for this verdict" in n and "/var/spool/cron/crontabs" in n for n in evidence.notes)
+    # Without the timer, the same unlistable directory leaves the verdict unknown: an error, not a finding.
+    facts = snapshot({"/etc/crontab": b"SHELL=/bin/sh\n"}, units=TIMER_OFF, listings=CRON_LISTINGS)
     with pytest.raises(Undeterminable, match=r"cannot list /var/spool/cron/crontabs: Permission denied"):
         judge("REN-01", renewal.test_renewal_is_scheduled, facts)
     entry = b"0 */12 * * * root certbot -q renew\n"
