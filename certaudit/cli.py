@@ -3,8 +3,10 @@
 Audits themselves run through pytest (`pytest checks ...`); this command is for what comes after,
 when an auditor, perhaps a year later, must trust that a run directory is what the run wrote.
 
-Exit status: 0 done (verified), 1 not verified, 2 the command could not be carried out (a missing
-directory, an unusable key, a file that already exists): one line on stderr, never a traceback.
+Exit status: 0 done (verified), 1 not verified (or merged with findings), 4 a bad input: the
+command could not be carried out (a missing directory, an unusable key, a file that already
+exists, a part that is not certaudit evidence, an unknown option) — one line on stderr, never a
+traceback, and the same status as an audit's own usage error (pytest's 4).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_NOT_VERIFIED = 1
-EXIT_USAGE = 2
+EXIT_USAGE = 4  # as pytest's usage error: one status for every bad input certaudit meets
 DEFAULT_KEY_DIR = "~/.config/certaudit"
 DEFAULT_KEY_NAME = "signing-key"
 
@@ -155,12 +157,12 @@ def _tolerant_output() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one certaudit command; return its exit status (argparse's own usage errors are 2 too)."""
+    """Run one certaudit command; return its exit status (argparse's own usage errors are 4 too)."""
     _tolerant_output()
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors: argparse has printed them
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except SystemExit as exc:  # --help and --version (0), usage errors (argparse's 2): argparse has printed them
+        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
     commands = {"verify": _verify, "keygen": _keygen, "sign": _sign, "diff": _diff, "merge": _merge}
     try:
         return commands[args.command](args)

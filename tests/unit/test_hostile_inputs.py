@@ -350,7 +350,7 @@ def test_merge_refuses_a_part_of_the_wrong_shape(tmp_path: Path, shape: str) -> 
         [sys.executable, "-m", "certaudit.cli", "merge", str(part), "--out", str(tmp_path / "merged")],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert done.returncode == 2, done.stderr  # "not merged", never 1 ("merged with findings")
+    assert done.returncode == 4, done.stderr  # "not merged" (a bad input), never 1 ("merged with findings")
     assert done.stderr.startswith("certaudit: ") and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
@@ -366,5 +366,5 @@ def test_certaudit_diff_refuses_a_fifo(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "certaudit.cli", "diff", str(fifo), str(fifo)], capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 2 and done.stderr == f"certaudit: {fifo}: is a FIFO, not a regular file\n"
+    assert done.returncode == 4 and done.stderr == f"certaudit: {fifo}: is a FIFO, not a regular file\n"
     assert stat.S_ISFIFO(fifo.stat().st_mode)

@@ -228,7 +228,7 @@ def test_certaudit_diff_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "    FIXED          KEY-01 pass now (was fail: key.pem is mode 0644)" in out
     assert main(["diff", "--json", str(tmp_path / "2026-Q3" / "r"), str(tmp_path / "2026-Q4" / "r")]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["persisting"] == 3
-    assert main(["diff", str(tmp_path / "nothing.json"), str(tmp_path / "2026-Q4" / "r")]) == 2
+    assert main(["diff", str(tmp_path / "nothing.json"), str(tmp_path / "2026-Q4" / "r")]) == 4
     assert capsys.readouterr().err == f"certaudit: {tmp_path}/nothing.json: does not exist\n"
 
 

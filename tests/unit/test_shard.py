@@ -422,12 +422,12 @@ def test_merge_command_of_a_compliant_audit_exits_0(tmp_path: Path, capsys: pyte
 
 def test_merge_command_errors_are_one_line(shards: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run_cli(capsys, "merge", shards[0], shards[2], "--out", tmp_path / "merged")
-    assert (rc, out) == (2, "")
+    assert (rc, out) == (4, "")
     assert err == "certaudit: incomplete: shard 2/3 missing (every shard is needed to cover the inventory)\n"
     rc, _, err = run_cli(capsys, "merge", tmp_path / "nowhere", "--out", tmp_path / "merged")
     assert (rc, err) == (2, f"certaudit: {tmp_path / 'nowhere'}: not a run directory\n")
     rc, _, err = run_cli(capsys, "merge", *shards)
-    assert rc == 2 and "the following arguments are required: --out" in err
+    assert rc == 4 and "the following arguments are required: --out" in err
 
 
 def test_merge_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
