@@ -425,7 +425,7 @@ def test_merge_command_errors_are_one_line(shards: list[Path], tmp_path: Path, c
     assert (rc, out) == (4, "")
     assert err == "certaudit: incomplete: shard 2/3 missing (every shard is needed to cover the inventory)\n"
     rc, _, err = run_cli(capsys, "merge", tmp_path / "nowhere", "--out", tmp_path / "merged")
-    assert (rc, err) == (2, f"certaudit: {tmp_path / 'nowhere'}: not a run directory\n")
+    assert (rc, err) == (4, f"certaudit: {tmp_path / 'nowhere'}: not a run directory\n")
     rc, _, err = run_cli(capsys, "merge", *shards)
     assert rc == 4 and "the following arguments are required: --out" in err
 
