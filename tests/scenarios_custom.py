@@ -12,6 +12,7 @@ SCENARIOS: list[Scenario] = [
         SUDO_AUDITOR,
         "127.77.7.10",
         "compliant, plus an unprivileged login that may run anything as root without a password (sudo -n)",
+        cert_source="pebble",  # certbot's account under /etc/letsencrypt/accounts: root's alone
         login_users=(AUDITOR,),
         files=(HostFile("/etc/sudoers.d/auditor", data=f"{AUDITOR} ALL=(ALL) NOPASSWD: ALL\n".encode(), mode=0o440),),
     ),

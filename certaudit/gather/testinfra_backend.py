@@ -85,12 +85,14 @@ class HostSession:
             self._bounded(self._login, "logging in")
 
     def _login(self, deadline: float) -> None:
+        # Counted as the bench counts round trips (kind "login"): one per host, whatever its tests.
+        count_round_trip(self.target.name, "login", self.client)
         if self.client == "inprocess":
             self._ssh = _paramiko_login(self.target, self.connect_timeout, deadline)
         else:
             self._control_dir = tempfile.mkdtemp(prefix="certaudit-ssh-")
             # The master is started by this first command and kept (ControlPersist) for the others.
-            result = self._openssh("true", deadline)
+            result = self._openssh("true", deadline, counted=False)  # counted as the login
             if result.rc != 0:
                 raise TransportError(f"the login's first command exited {result.rc}: {_tail(result.stderr)}")
 
@@ -121,8 +123,9 @@ class HostSession:
             return _paramiko_exec(self._ssh, wrapped, self.connect_timeout, deadline)
         return self._openssh(wrapped, deadline)
 
-    def _openssh(self, remote_command: str, deadline: float) -> CommandResult:
-        count_round_trip(self.target.name, "command", "openssh")
+    def _openssh(self, remote_command: str, deadline: float, counted: bool = True) -> CommandResult:
+        if counted:
+            count_round_trip(self.target.name, "command", "openssh")
         result = run_process(openssh_argv(self._multiplexed(), remote_command, self.connect_timeout), deadline, MAX_OUTPUT)
         if result.rc == 255:  # ssh's own status: the connection failed (sh never exits 255 for testinfra's commands)
             raise TransportError(_tail(result.stderr) or "ssh exited 255")
