@@ -9,6 +9,7 @@ the host itself (testinfra's old default ran them on the auditing machine), over
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,8 +17,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +54,14 @@ WAIVERS = """waivers:
     ticket: SEC-202
     expires: 2099-12-31
 """
-DOWN_SAYS = "down: unreachable: connect to host {address} port 22"
+DOWN_SAYS = "down: unreachable: connect to host {down} port 22"
+STALL = "127.77.7.20"  # a listener of this module: accepts, and never says a word
+STALL_SAYS = "stalled: unreachable: connect to host {stall} port 22: Error reading SSH protocol banner"
 DENIED = "no-become: `find /etc/letsencrypt/accounts -name private_key.json -perm /077` exited 1"
-NO_STAT = "no-become: `stat -Lc %a /etc/stemedb/tls/cert.pem` exited 1: stat: cannot statx '/etc/stemedb/tls/cert.pem': Permission denied"
+NO_STAT = (
+    "no-become: `stat -Lc %a /etc/stemedb/tls/cert.pem` exited 1: "
+    "stat: cannot statx '/etc/stemedb/tls/cert.pem': Permission denied"
+)
 NA_NGINX = "nginx is not installed on this host"
 NA_ACCOUNTS = "no certbot account on this host"
 # (host, control) -> outcome; a message fragment for the ones that are not passes.
@@ -72,8 +80,10 @@ EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
     **{(h, PLAIN): ("pass", "") for h in ("compliant", "key-0644", "become", "no-become", "compliant-openssh")},
     **{(h, WHERE): ("fail", "certaudit-nowhere") for h in ("compliant", "key-0644", "become", "no-become", "compliant-openssh")},
     **{("down", c): ("error", DOWN_SAYS) for c in ("ORG-01", "ORG-02", "ORG-03", "ORG-04", PLAIN, WHERE)},
+    ("stalled", "ORG-02"): ("error", ""),  # the probe's own error, for the snapshot
+    **{("stalled", c): ("error", STALL_SAYS) for c in ("ORG-01", "ORG-03", "ORG-04", PLAIN, WHERE)},
 }
-HOSTS = ("compliant", "key-0644", "down", "become", "no-become", "compliant-openssh")
+HOSTS = ("compliant", "key-0644", "down", "become", "no-become", "compliant-openssh", "stalled")
 
 
 def readme_example() -> str:
@@ -113,6 +123,7 @@ def _inventory(fleet: Fleet, path: Path) -> Path:
     hosts["become"] = {**sudo_host, "ansible_user": AUDITOR, "ansible_become": True}
     hosts["no-become"] = {**sudo_host, "ansible_user": AUDITOR}
     hosts["compliant-openssh"] = {**hosts["compliant"], "ansible_connection": "ssh"}
+    hosts["stalled"] = {"ansible_host": fleet_address(STALL), "ansible_connection": "paramiko"}
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
@@ -127,7 +138,30 @@ def audit(
 
 
 @pytest.fixture(scope="module")
-def custom(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> CustomRun:
+def stalled_sshd() -> Iterator[None]:
+    """An sshd that accepts connections and never sends its banner."""
+    server = socket.create_server((fleet_address(STALL), 22))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def custom(fleet: Fleet, stalled_sshd: None, tmp_path_factory: pytest.TempPathFactory) -> CustomRun:
     work = tmp_path_factory.mktemp("custom")
     checks = work / "srv-ops" / "tls-checks"  # outside the project, as an operator keeps it
     checks.mkdir(parents=True)
@@ -151,7 +185,7 @@ def test_custom_outcome(custom: CustomRun, fleet: Fleet, host: str, control: str
     outcome, says = EXPECTED[(host, control)]
     record = custom.record(host, control)
     assert record["outcome"] == outcome, f"{control}[{host}]: {record['outcome']}\n{record['message']}"
-    assert says.format(address=fleet_address("127.77.0.250")) in record["message"], record["message"]
+    assert says.format(down=fleet_address("127.77.0.250"), stall=fleet_address(STALL)) in record["message"], record["message"]
     if outcome in ("pass", "fail", "waived"):
         # What it holds to, and what it sent: a pass shows what it saw.
         assert record["expected"]["asserts"], record
