@@ -108,7 +108,8 @@ class CustomRun:
     def record(self, host: str, control: str) -> dict[str, Any]:
         found = [r for r in self.evidence["results"] if r["host"] == host and _short(r["control"]) == control]
         assert len(found) == 1, f"{control}[{host}]: {len(found)} results\n{self.done.stdout[-3000:]}"
-        return found[0]
+        record: dict[str, Any] = found[0]
+        return record
 
 
 def _short(control: str) -> str:

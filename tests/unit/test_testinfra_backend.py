@@ -17,6 +17,7 @@ import pytest
 from certaudit.errors import Undeterminable
 from certaudit.gather import testinfra_backend
 from certaudit.gather.testinfra_backend import CertauditBackend, HostSession
+from certaudit.gather.transport import with_become
 from certaudit.host_fixture import asserts_of
 from certaudit.inventory import target_for
 
@@ -56,7 +57,7 @@ def test_become_and_host_sudo_use_sudo_without_a_password_prompt() -> None:
     backend = CertauditBackend(session)
     assert backend.get_pytest_id() == "web-1"
     assert backend.get_sudo_command("id -u", "stemedb") == "sudo -n -u stemedb -- /bin/sh -c 'id -u'"
-    assert testinfra_backend.with_become(target, ["/bin/sh", "-c", "id"]) == ["sudo", "-n", "--", "/bin/sh", "-c", "id"]
+    assert with_become(target, ["/bin/sh", "-c", "id"]) == ["sudo", "-n", "--", "/bin/sh", "-c", "id"]
 
 
 def test_an_unreachable_host_fails_its_login_once() -> None:
