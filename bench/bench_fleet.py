@@ -289,7 +289,7 @@ class Bench:
         run, hosts_cpu = self.measured(argv, env, counter)
         if run.status != 0:  # every bench host passes the five
             show_tail(argv, run.status, run.output)
-        commands, tls, _, via = count_round_trips(counter)
+        commands, tls, most, via = count_round_trips(counter)
         logins = sum(1 for line in counter.read_text().splitlines() if json.loads(line)["kind"] == "login")
         label = (
             f"5 custom checks, testinfra host (-n {self.baseline_workers})"
@@ -297,8 +297,8 @@ class Bench:
             else f"5 custom checks, certaudit host ({via}, {logins} logins)"
         )
         return Measurement(
-            label, count, run.wall_s, run.status, run.peak_rss_mb, commands, tls, commands // max(1, count),
-            outcome_line(run.output), "", run.cpu_s, hosts_cpu,
+            label, count, run.wall_s, run.status, run.peak_rss_mb, commands, tls, most, outcome_line(run.output), "",
+            run.cpu_s, hosts_cpu,
         )  # fmt: skip
 
 
