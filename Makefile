@@ -8,6 +8,8 @@ INVENTORY ?= inventories/local.yml
 JOB ?= audit
 REPORTS ?= reports
 PYTEST_ARGS ?=
+# Directories of your own controls, run beside checks/ on the same hosts (README: Write your own control).
+EXTRA_CHECKS ?=
 BENCH_ARGS ?=
 # The quarterly audit drills a real renewal on the hosts whose inventory allows it (certaudit_drill_ok: true).
 QUARTERLY_ARGS ?= --renewal-drill
@@ -31,16 +33,16 @@ test-venv: $(BIN)/.certaudit-test-installed
 
 ## Audit every host of $(INVENTORY); exit status of pytest: 0 compliant, 1 findings (make itself then exits 2).
 audit: venv
-	$(BIN)/pytest checks --inventory $(INVENTORY) --report-dir $(REPORTS) --job $(JOB) $(PYTEST_ARGS)
+	$(BIN)/pytest checks $(EXTRA_CHECKS) --inventory $(INVENTORY) --report-dir $(REPORTS) --job $(JOB) $(PYTEST_ARGS)
 
 ## Pre-deploy gate: the gate controls only, one line per host; exit 0 lets the deploy go (make exits 2 when it blocks).
 gate: venv
-	$(BIN)/pytest checks --inventory $(INVENTORY) --gate --job gate -q --no-header --tb=no -rN $(PYTEST_ARGS)
+	$(BIN)/pytest checks $(EXTRA_CHECKS) --inventory $(INVENTORY) --gate --job gate -q --no-header --tb=no -rN $(PYTEST_ARGS)
 
 ## Quarterly audit: every control plus the renewal drill, under $(REPORTS)/<YYYY>-Q<n>/, signed with
 ## $$CERTAUDIT_SIGNING_KEY (or --signing-key in PYTEST_ARGS), with the diff against the previous quarter.
 quarterly: venv
-	$(BIN)/pytest checks --inventory $(INVENTORY) --report-dir $(REPORTS) --job quarterly --quarterly $(QUARTERLY_ARGS) $(PYTEST_ARGS)
+	$(BIN)/pytest checks $(EXTRA_CHECKS) --inventory $(INVENTORY) --report-dir $(REPORTS) --job quarterly --quarterly $(QUARTERLY_ARGS) $(PYTEST_ARGS)
 
 debian-test-packages:
 	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \

@@ -274,6 +274,33 @@ class Bench:
             "", run.cpu_s, hosts_cpu,
         )  # fmt: skip
 
+    def custom(self, count: int, testinfra_host: bool) -> Measurement:
+        """bench/custom's five checks: with certaudit's `host` (one login per host), or testinfra's (plain, -n workers)."""
+        inventory = self.inventory(count, "default" if not testinfra_host else "ssh")
+        counter = self.work / "round-trips.jsonl"
+        cfg = self.work / "ansible.cfg"
+        cfg.write_text("[defaults]\n")  # testinfra as it comes: no ansible.cfg of anyone else decides for it
+        if testinfra_host:
+            selection = ["--hosts=ansible://all", f"--ansible-inventory={inventory}", "-n", str(self.baseline_workers)]
+        else:
+            selection = ["--inventory", str(inventory)]
+        argv = [sys.executable, "-m", "pytest", "bench/custom", *selection, "-p", "no:cacheprovider", *plugin_args(), "-q"]
+        env = dict(self.env, **{ROUND_TRIPS_ENV: str(counter), "ANSIBLE_CONFIG": str(cfg)})
+        run, hosts_cpu = self.measured(argv, env, counter)
+        if run.status != 0:  # every bench host passes the five
+            show_tail(argv, run.status, run.output)
+        commands, tls, most, via = count_round_trips(counter)
+        logins = sum(1 for line in counter.read_text().splitlines() if json.loads(line)["kind"] == "login")
+        label = (
+            f"5 custom checks, testinfra host (-n {self.baseline_workers})"
+            if testinfra_host
+            else f"5 custom checks, certaudit host ({via}, {logins} logins)"
+        )
+        return Measurement(
+            label, count, run.wall_s, run.status, run.peak_rss_mb, commands, tls, most, outcome_line(run.output), "",
+            run.cpu_s, hosts_cpu,
+        )  # fmt: skip
+
 
 def close_masters(control: Path) -> None:
     """End the ControlMaster processes a baseline run left (each would otherwise linger for 60 s)."""
@@ -325,6 +352,10 @@ def run_mode(mode: str, args: argparse.Namespace) -> ModeResult:
             if not args.skip_baseline and size in args.plain_sizes:  # a connection per fact: slow, so measured once
                 result.rows.append(bench.baseline(size, multiplexed=False))
                 print_row(mode, result.rows[-1])
+            if size in args.custom_sizes:  # your own checks: certaudit's host against testinfra's, same hosts
+                for testinfra_host in (False, True):
+                    result.rows.append(best_of(args.repeat, functools.partial(bench.custom, size, testinfra_host)))
+                    print_row(mode, result.rows[-1])
         one = sorted(fleet.hosts)[0]
         gate = gate_marker_exists()
         extra = ("--limit", one, *(("-m", "gate") if gate else ()))
@@ -417,6 +448,7 @@ def run_latency(args: argparse.Namespace, out: Path) -> ModeResult:
             "--baseline-workers", str(args.baseline_workers), "--clients", ",".join(args.clients),
             "--timeout", str(args.timeout), "--delay-ms", str(args.delay_ms), "--json", str(out),
             "--plain-sizes", ",".join(map(str, sorted(args.plain_sizes))),
+            "--custom-sizes", ",".join(map(str, sorted(args.custom_sizes))),
             *(["--skip-baseline"] if args.skip_baseline else []),
         ]  # fmt: skip
         subprocess.run(argv, cwd=REPO, env=dict(os.environ, **{IN_NETNS_ENV: str(netns)}), check=True)
@@ -547,6 +579,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="10,50",
         help="sizes at which the baseline also runs as testinfra comes, a new ssh connection per fact, once (default: 10,50)",
     )
+    parser.add_argument(
+        "--custom-sizes",
+        default="50",
+        help="sizes at which bench/custom's five checks run with certaudit's host and with testinfra's (default: 50)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on one measured run, in seconds")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -560,6 +597,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.plain_sizes = {int(s) for s in args.plain_sizes.split(",") if s}
     except ValueError:
         parser.error(f"--plain-sizes {args.plain_sizes!r}: expected numbers separated by commas")
+    try:
+        args.custom_sizes = {int(s) for s in args.custom_sizes.split(",") if s}
+    except ValueError:
+        parser.error(f"--custom-sizes {args.custom_sizes!r}: expected numbers separated by commas")
     args.modes = [m for m in args.modes.split(",") if m]
     args.clients = [c for c in args.clients.split(",") if c]
     if set(args.modes) - {"loopback", "latency"} or not args.modes:

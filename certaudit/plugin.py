@@ -10,7 +10,7 @@ import datetime as dt
 import os
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -34,6 +34,8 @@ RECORD_KEY = pytest.StashKey[Record]()
 RUN_DIR_KEY = pytest.StashKey[RunDirectory]()
 QUARTERLY_DIFF_KEY = pytest.StashKey[quarterly.QuarterlyDiff]()
 USAGE_ERROR_KEY = pytest.StashKey[str]()
+# testinfra's `host` on the inventory's hosts, for plain tests and controls alike.
+pytest_plugins = ["certaudit.host_fixture"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -182,7 +184,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # before any host is touched.
         metafunc.config.stash[USAGE_ERROR_KEY] = f"certaudit: {exc}"
         return
-    metafunc.parametrize("target", list(inventory), ids=[t.name for t in inventory])
+    # With `host` (module-scoped, as testinfra's), the target is too: each host's tests then run together.
+    scope: Literal["module"] | None = "module" if "host" in metafunc.fixturenames else None
+    metafunc.parametrize("target", list(inventory), ids=[t.name for t in inventory], scope=scope)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -250,7 +254,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # the run is stopping, or only lists the tests: no host is touched
     targets: dict[str, Target] = {}
     for item in session.items:
-        if _control_of_item(item) is not None:
+        # A control that takes `host` only needs no snapshot: its host is not probed for it.
+        if _control_of_item(item) is not None and "facts" in getattr(item, "fixturenames", ()):
             target = item.callspec.params["target"]  # type: ignore[attr-defined]
             targets.setdefault(target.name, target)
     if targets:

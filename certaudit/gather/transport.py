@@ -450,7 +450,13 @@ def host_key_mode(target: Target, strict: Any) -> str:
     return mode
 
 
-def run_paramiko(target: Target, command: str, connect_timeout: float, deadline: float, max_output: int) -> CommandResult:
+def paramiko_login(target: Target, connect_timeout: float, deadline: float) -> Any:
+    """One login to the host with the probe's settings and certaudit's one host-key rule.
+
+    Returns the connected paramiko client (the caller closes it, which closes its socket); raises
+    TransportError naming the host and the cause, or DeadlineExceeded. Used by the probe and by
+    testinfra's `host` fixture alike, so both trust exactly the same keys.
+    """
     import paramiko
 
     try:
@@ -468,8 +474,8 @@ def run_paramiko(target: Target, command: str, connect_timeout: float, deadline:
     # algorithm and the peer's delayed ACK add about 40 ms to every exchange.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client = paramiko.SSHClient()
-    # paramiko bounds each step of the login, but not a server that never answers the command's
-    # request: at the deadline the connection is closed under it, which ends every wait.
+    # paramiko bounds each step of the login, but not a server that stalls between them: at the
+    # deadline the connection is closed under it, which ends every wait.
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), client.close)
     watchdog.daemon = True
     watchdog.start()
@@ -494,8 +500,57 @@ def run_paramiko(target: Target, command: str, connect_timeout: float, deadline:
             look_for_keys=not settings.identities,
             allow_agent=not settings.identities_only,
         )
+        return client
+    except BaseException as exc:
+        client.close()
+        sock.close()
+        raise paramiko_error(exc, settings, connect_timeout, deadline) from None
+    finally:
+        watchdog.cancel()
+
+
+def paramiko_error(exc: BaseException, settings: ParamikoSettings, connect_timeout: float, deadline: float) -> BaseException:
+    """What a paramiko failure means for the audit: the host-key refusal, a login refused, or the budget spent."""
+    import paramiko
+
+    where = f"connect to host {settings.hostname} port {settings.port}"
+    if isinstance(exc, UnknownHostKey):
+        return TransportError(unknown_key_message(settings.hostname, settings.port, exc.key_type, exc.fingerprint))
+    if isinstance(exc, paramiko.BadHostKeyException):
+        offered, known = exc.key, exc.expected_key
+        return TransportError(
+            changed_key_message(
+                settings.hostname, settings.port, offered.get_name(), offered.fingerprint,
+                f"an {known.get_name()} key {known.fingerprint}",
+            )
+        )  # fmt: skip
+    if isinstance(exc, HostKeyNotRecorded):
+        return TransportError(f"{where}: {exc}")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return TransportError(f"{where}: Permission denied ({exc})")
+    if not isinstance(exc, TimeoutError | paramiko.SSHException | OSError | EOFError):
+        return exc
+    # paramiko reports a wait it gave up (the banner, the key exchange) as its own error: past the
+    # deadline, whatever it says, the host used up its budget.
+    if time.monotonic() >= deadline:
+        return DeadlineExceeded()
+    if isinstance(exc, TimeoutError):
+        return TransportError(f"{where}: no answer within {connect_timeout:g} s")
+    if isinstance(exc, paramiko.SSHException):
+        return TransportError(f"{where}: {exc}")
+    return TransportError(f"{where}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def run_paramiko(target: Target, command: str, connect_timeout: float, deadline: float, max_output: int) -> CommandResult:
+    client = paramiko_login(target, connect_timeout, deadline)
+    # The command's own wait is bounded the same way: at the deadline the connection is closed under it.
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), client.close)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
         transport = client.get_transport()
-        assert transport is not None
+        if transport is None or not transport.is_active():
+            raise TransportError("the host closed the connection after the login")
         channel = transport.open_session(timeout=min(connect_timeout, remaining(deadline)))
         count_round_trip(target.name, "command", "inprocess")
         channel.exec_command(command)
@@ -506,34 +561,13 @@ def run_paramiko(target: Target, command: str, connect_timeout: float, deadline:
         if not channel.status_event.wait(timeout=remaining(deadline)):
             raise DeadlineExceeded
         return CommandResult(channel.recv_exit_status(), stdout, stderr, truncated)
-    except UnknownHostKey as exc:
-        raise TransportError(unknown_key_message(settings.hostname, settings.port, exc.key_type, exc.fingerprint)) from None
-    except paramiko.BadHostKeyException as exc:
-        offered, known = exc.key, exc.expected_key
-        raise TransportError(
-            changed_key_message(
-                settings.hostname, settings.port, offered.get_name(), offered.fingerprint,
-                f"an {known.get_name()} key {known.fingerprint}",
-            )
-        ) from None  # fmt: skip
-    except HostKeyNotRecorded as exc:
-        raise TransportError(f"{where}: {exc}") from None
-    except paramiko.AuthenticationException as exc:
-        raise TransportError(f"{where}: Permission denied ({exc})") from None
-    except (TimeoutError, paramiko.SSHException, OSError) as exc:
-        # paramiko reports a wait it gave up (the banner, the key exchange) as its own error: past the
-        # deadline, whatever it says, the host used up its budget.
-        if time.monotonic() >= deadline:
-            raise DeadlineExceeded from None
-        if isinstance(exc, TimeoutError):
-            raise TransportError(f"{where}: no answer within {connect_timeout:g} s") from None
-        if isinstance(exc, paramiko.SSHException):
-            raise TransportError(f"{where}: {exc}") from None
-        raise TransportError(f"{where}: {exc.strerror or exc}") from None
+    except (TransportError, DeadlineExceeded):
+        raise
+    except BaseException as exc:
+        raise paramiko_error(exc, inprocess_settings(target), connect_timeout, deadline) from None
     finally:
         watchdog.cancel()
         client.close()
-        sock.close()
 
 
 def _read_all(channel: Any, deadline: float, limit: int, stderr: bool) -> tuple[bytes, bool]:

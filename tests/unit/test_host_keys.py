@@ -164,3 +164,22 @@ def test_a_host_key_checking_that_is_no_boolean_stops_the_run(value: Any) -> Non
         target_for("web-1", {"ansible_host": "127.0.0.9", "ansible_host_key_checking": value})
     assert str(caught.value).startswith(f"host web-1: ansible_host_key_checking = {value!r}".replace("'", "")[:30])
     assert str(caught.value).endswith("cannot be used: expected true or false")
+
+
+@pytest.mark.parametrize("connection", CONNECTIONS)
+def test_testinfra_host_sessions_follow_the_same_rule(server: Server, tmp_path: Path, connection: str) -> None:
+    """One transport, one trust rule: testinfra's `host` logs in through certaudit, never around it."""
+    from certaudit.errors import Undeterminable
+    from certaudit.gather.testinfra_backend import HostSession
+
+    refused = HostSession(host(server, connection, tmp_path / "known_hosts"), 10, 30)
+    with pytest.raises(Undeterminable, match=r"(?i)host key verification failed"):
+        refused.login()
+    refused.close()
+    assert server.commands == []  # refused before any login
+    trusting = HostSession(host(server, connection, tmp_path / "known_hosts", "-o StrictHostKeyChecking=accept-new"), 10, 30)
+    try:
+        trusting.login()
+    finally:
+        trusting.close()
+    assert server.host_key.get_base64() in (tmp_path / "known_hosts").read_text()

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("certaudit.jobs",),
     ("certaudit.audit",),
     ("certaudit.evidence",),
-    ("certaudit.plugin", "certaudit.cli"),
+    ("certaudit.plugin", "certaudit.cli", "certaudit.host_fixture"),
 )
 
 
