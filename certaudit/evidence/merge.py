@@ -36,6 +36,7 @@ from certaudit.errors import CertauditError
 from certaudit.evidence import report_html
 from certaudit.evidence.manifest import MANIFEST, MAX_MANIFEST_BYTES, verify, write_manifest
 from certaudit.evidence.run import EVIDENCE_SCHEMA_ID, EVIDENCE_SCHEMA_VERSION, certaudit_commit, ci_job, write_atomically
+from certaudit.evidence.snapshot import minimal_snapshot
 from certaudit.readers import ReadError, read_bounded, shown_text
 from certaudit.record import Record
 
@@ -291,7 +292,9 @@ def merged_evidence(shards: Sequence[ShardRun], job: str | None) -> dict[str, An
         "results": results,
         "unreachable": dict(sorted((h, m) for s in shards for h, m in s.evidence["unreachable"].items())),
         "waivers": {**waivers, "entries": entries, "unused": sorted(unused)},
-        "snapshots": dict(sorted((h, snap) for s in shards for h, snap in s.evidence["snapshots"].items())),
+        # Made minimal again: a part written by an older certaudit may carry whole files (content_b64),
+        # which the merged evidence must not (a part already minimal is unchanged).
+        "snapshots": dict(sorted((h, minimal_snapshot(snap)) for s in shards for h, snap in s.evidence["snapshots"].items())),
     }
 
 

@@ -501,13 +501,14 @@ def test_audit_changed_no_host(hardened: HardenedRun, fleet: Fleet) -> None:
 
 
 def _texts(run: HardenedRun) -> dict[str, bytes]:
-    """Everything the run wrote or printed, and every host file's bytes the evidence carries (base64)."""
+    """Everything the run wrote or printed, and all host content the evidence carries (certificates only)."""
     texts = {f"run/{p.name}": p.read_bytes() for p in run.run_dir.iterdir()}
     texts["stdout"], texts["stderr"] = run.stdout.encode(), run.stderr.encode()
     for host, snapshot in run.evidence["snapshots"].items():
         for path, item in (snapshot.get("files") or {}).items():
-            if "content_b64" in item:
-                texts[f"{host}:{path}"] = base64.b64decode(item["content_b64"])
+            assert "content_b64" not in item, f"{host}:{path}: whole file content in the evidence"
+            if "certificates_pem" in item:
+                texts[f"{host}:{path}"] = item["certificates_pem"].encode()
     return texts
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import html
 import json
 import os
@@ -474,3 +476,24 @@ def test_gitlab_ci_sharded_jobs() -> None:
     assert all(rule["when"] == "always" for rule in merge["rules"])
     assert any("certaudit merge shards/*/*/ --out" in line for line in merge["script"])
     assert merge["artifacts"]["reports"]["junit"] == "reports/*/junit.xml"
+
+
+def test_a_part_from_an_older_certaudit_loses_its_file_contents_in_the_merge(shards: list[Path], tmp_path: Path) -> None:
+    """Evidence written before files became digests carried them whole (content_b64): the merged run never does."""
+    secret = b"db_password=hunter2\n"
+    host = next(iter(json.loads((shards[0] / "evidence.json").read_text())["snapshots"]))
+
+    def with_whole_file(document: dict[str, Any]) -> None:
+        document["snapshots"][host]["files"]["/etc/stemedb/tls/cert.pem"] = {
+            "path": "/etc/stemedb/tls/cert.pem", "present": True, "kind": "file", "mode": 0o100600,
+            "content_b64": base64.b64encode(secret).decode(),
+        }  # fmt: skip
+
+    _edit_evidence(shards[0], with_whole_file)
+    merge_runs(shards, tmp_path / "merged")
+    merged = json.loads((tmp_path / "merged" / "evidence.json").read_text())
+    kept = merged["snapshots"][host]["files"]["/etc/stemedb/tls/cert.pem"]
+    assert "content_b64" not in kept and kept["content_sha256"] == hashlib.sha256(secret).hexdigest()
+    assert kept["content_size"] == len(secret)
+    assert b"hunter2" not in b"".join(p.read_bytes() for p in (tmp_path / "merged").iterdir())
+    assert base64.b64encode(secret) not in (tmp_path / "merged" / "evidence.json").read_bytes()
