@@ -165,7 +165,7 @@ def _renew_hook(facts: HostFacts, policy: Policy) -> str | None:
     if conf.problem() is not None:
         return None
     try:
-        return parse_renewal_conf(conf.text(), conf.path).renew_hook
+        return parse_renewal_conf(conf.read(), conf.path).renew_hook
     except CertbotConfError:
         return None  # REN-03 reports an unreadable renewal conf
 
@@ -197,7 +197,7 @@ def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Ev
         evidence.require(False, f"{problem}: certbot manages no lineage for {policy.domain} here")
         return
     try:
-        renewal = parse_renewal_conf(conf.text(), conf.path)
+        renewal = parse_renewal_conf(conf.read(), conf.path)
     except CertbotConfError as exc:
         evidence.observe(file=conf.path)
         evidence.require(False, f"certbot cannot read its renewal conf: {exc}")

@@ -346,3 +346,11 @@ def test_probe_content_budget_cuts_and_says_so(tmp_path: Path) -> None:
     fact = remote_probe.describe(str(path), 1024, budget)
     assert "content_b64" not in fact and fact["read_error"]["cut"] is True
     assert json.dumps(fact)  # still a JSON fact
+
+
+def test_ren03_judges_the_conf_s_bytes_as_certbot_reads_them() -> None:
+    # certbot's ConfigObj decodes the file as UTF-8 and skips a lineage whose conf is not: REN-03
+    # must see the bytes, not text with the bad byte already replaced (which would read as a window).
+    conf = b"renew_before_expiry = 30 days\n# caf\xe9\n"
+    evidence = judge("REN-03", renewal.test_renewal_window_is_pinned, snapshot({CERT: ISSUED.fullchain_pem, CONF: conf}))
+    assert len(evidence.findings) == 1 and "not UTF-8" in evidence.findings[0], evidence.findings
