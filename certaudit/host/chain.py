@@ -18,6 +18,7 @@ import ssl
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -26,6 +27,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from certaudit.errors import CertauditError
 from certaudit.host.x509 import WEAK_HASHES, fingerprint_sha256, signature_hash
+from certaudit.readers import ReadError, read_bounded
 
 MAX_DEPTH = 8
 SYSTEM_BUNDLES = (
@@ -80,13 +82,16 @@ def trust_store(path: str | None) -> TrustStore:
     return _load(source, st.st_mtime_ns, st.st_size)
 
 
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # Debian's whole bundle is about 220 KB
+
+
 @functools.lru_cache(maxsize=8)
 def _load(source: str, mtime_ns: int, size: int) -> TrustStore:
     try:
-        with open(source, "rb") as handle:
-            data = handle.read(64 * 1024 * 1024)
-    except OSError as exc:
-        raise TrustStoreError(f"CA bundle {source}: {exc.strerror or exc}") from None
+        # Read whole or not at all: a bundle cut at a bound would be judged as if it held every root.
+        data = read_bounded(Path(source), MAX_BUNDLE_BYTES)
+    except ReadError as exc:
+        raise TrustStoreError(f"CA bundle {exc}") from None
     roots: list[x509.Certificate] = []
     skipped = 0
     for block in _PEM_BLOCK.finditer(data):

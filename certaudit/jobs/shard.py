@@ -18,7 +18,7 @@ from certaudit.errors import CertauditError
 
 __all__ = ["Shard", "ShardError", "parse_shard", "shard_index", "split"]
 
-SHARD_RE = re.compile(r"^\s*(\d{1,4})\s*/\s*(\d{1,4})\s*$")
+SHARD_RE = re.compile(r"^\s*([0-9]{1,4})\s*/\s*([0-9]{1,4})\s*$")  # ASCII digits: int() takes others, a person means none
 MAX_SHARDS = 1000
 T = TypeVar("T")
 

@@ -149,6 +149,11 @@ def test_trust_store_skips_odd_blocks_and_refuses_empty_files(
         trust_store(str(empty))
     with pytest.raises(TrustStoreError, match="No such file"):
         trust_store(str(tmp_path / "missing.pem"))
+    # Over the bound, the bundle is refused whole: never judged from its first part alone.
+    huge = tmp_path / "huge.pem"
+    huge.write_bytes(pki_tree["root"][0].public_bytes(serialization.Encoding.PEM) + b"#" * (16 * 1024 * 1024))
+    with pytest.raises(TrustStoreError, match=r"huge\.pem: is \d+ bytes, more than the 16777216 a real one needs"):
+        trust_store(str(huge))
 
 
 def test_system_store_loads() -> None:

@@ -50,6 +50,7 @@ def test_parse_shard(text: str, shard: Shard) -> None:
         ("4/3", "--shard '4/3': the shard must be from 1 to 3"),
         ("1/0", "--shard '1/0': the number of shards must be from 1 to 1000"),
         ("1/1001", "--shard '1/1001': the number of shards must be from 1 to 1000"),
+        ("\u0661/\u0663", "--shard '\u0661/\u0663': expected i/n, the i-th of n shards (for example 2/3)"),  # Arabic-Indic digits
     ],
 )
 def test_parse_shard_refuses_with_the_reason(text: str, message: str) -> None:
