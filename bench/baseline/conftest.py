@@ -11,30 +11,15 @@ LIVE-01's TLS handshakes are counted too, as certaudit counts its own.
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
-from collections.abc import Callable
 from typing import Any
 
-from testinfra.backend import local, paramiko, ssh
-
+from bench.testinfra_counting import count_testinfra_commands
 from certaudit.gather.transport import ROUND_TRIPS_ENV, count_round_trip
 
-
-def _counted(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        count_round_trip(self.hostname, "command")
-        return method(self, *args, **kwargs)
-
-    return run
-
-
 if os.environ.get(ROUND_TRIPS_ENV):
-    ssh.SshBackend.run_ssh = _counted(ssh.SshBackend.run_ssh)
-    paramiko.ParamikoBackend._exec_command = _counted(paramiko.ParamikoBackend._exec_command)
-    local.LocalBackend.run = _counted(local.LocalBackend.run)
+    count_testinfra_commands()
     # The suite's only direct connection is LIVE-01's TLS handshake (ssh runs in its own process).
     _create_connection = socket.create_connection
 

@@ -16,10 +16,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 CHUNK = b"\0" * (256 * 1024)
+ANSIBLE_HOST_KEY_VARIABLES = (
+    "ANSIBLE_CONFIG", "ANSIBLE_HOST_KEY_CHECKING", "ANSIBLE_SSH_HOST_KEY_CHECKING", "ANSIBLE_PARAMIKO_HOST_KEY_CHECKING",
+)  # fmt: skip
+
+
+def isolated_ssh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A HOME of our own, no system ssh_config or known_hosts and no Ansible setting from outside:
+    only what each test writes counts."""
+    from certaudit.gather import transport
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(transport, "SYSTEM_CONFIG", str(tmp_path / "no-system-config"))
+    monkeypatch.setattr(transport, "GLOBAL_KNOWN_HOSTS", (str(tmp_path / "no-global-known-hosts"),))
+    for name in ANSIBLE_HOST_KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return home
 
 
 def write_key(path: Path) -> Path:
@@ -44,8 +63,9 @@ class Server:
 
 
 @contextmanager
-def ssh_server(tmp_path: Path, answer: bytes = b"{}", endless: bool = False) -> Iterator[Server]:
-    """Listens on 127.0.0.9; `answer` is every command's stdout (exit 0), or with `endless` zeros until the client leaves."""
+def ssh_server(tmp_path: Path, answer: bytes = b"{}", endless: bool = False, mute: bool = False) -> Iterator[Server]:
+    """Listens on 127.0.0.9; `answer` is every command's stdout (exit 0), or with `endless` zeros until the
+    client leaves; with `mute` a request to run a command is never answered while the server runs."""
     host_key = paramiko.Ed25519Key.from_private_key_file(str(write_key(tmp_path / "server_host_key")))
     client_key = write_key(tmp_path / "client_key")
     stop = threading.Event()
@@ -63,6 +83,9 @@ def ssh_server(tmp_path: Path, answer: bytes = b"{}", endless: bool = False) -> 
 
         def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
             commands.append(command.decode())
+            if mute:
+                stop.wait(60)  # the answer never comes while the test runs
+                return False
             threading.Thread(target=reply, args=(channel,), daemon=True).start()
             return True
 

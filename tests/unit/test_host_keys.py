@@ -15,7 +15,7 @@ from certaudit.errors import InventoryError, ProbeError
 from certaudit.gather import probe, transport
 from certaudit.gather.transport import TransportError, client_for, run_command
 from certaudit.inventory import Target, host_key_checking, target_for
-from tests.unit.sshserver import Server, ssh_server, write_key
+from tests.unit.sshserver import Server, isolated_ssh_home, ssh_server, write_key
 
 CONNECTIONS = {"paramiko": "inprocess", "smart": "inprocess", "ssh": "openssh"}
 
@@ -23,18 +23,7 @@ CONNECTIONS = {"paramiko": "inprocess", "smart": "inprocess", "ssh": "openssh"}
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A HOME, system ssh_config and global known_hosts of our own; no Ansible setting from outside."""
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setattr(transport, "SYSTEM_CONFIG", str(tmp_path / "no-system-config"))
-    monkeypatch.setattr(transport, "GLOBAL_KNOWN_HOSTS", (str(tmp_path / "no-global-known-hosts"),))
-    for name in (
-        "ANSIBLE_CONFIG",
-        "ANSIBLE_HOST_KEY_CHECKING",
-        "ANSIBLE_SSH_HOST_KEY_CHECKING",
-        "ANSIBLE_PARAMIKO_HOST_KEY_CHECKING",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    home = isolated_ssh_home(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     return home
 

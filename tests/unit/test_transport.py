@@ -28,6 +28,7 @@ from certaudit.gather.transport import (
     run_process,
 )
 from certaudit.inventory import SSH_BOUNDS, Target, target_for
+from tests.unit.sshserver import isolated_ssh_home, ssh_server
 
 FLEET_ARGS = (
     "-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes "
@@ -38,11 +39,7 @@ FLEET_ARGS = (
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A HOME of our own and no system ssh_config or known_hosts: only what each test writes counts."""
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setattr(transport, "SYSTEM_CONFIG", str(tmp_path / "no-system-config"))
-    monkeypatch.setattr(transport, "GLOBAL_KNOWN_HOSTS", (str(tmp_path / "no-global-known-hosts"),))
+    home = isolated_ssh_home(tmp_path, monkeypatch)
     return home
 
 
@@ -271,61 +268,9 @@ def test_the_pool_fits_the_file_descriptor_limit(
 
 @pytest.fixture
 def mute_ssh_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """An SSH server (paramiko's) that lets anyone in and then never answers the request to run a command."""
-    import paramiko
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    def key_file(name: str) -> Path:
-        pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-        )
-        (tmp_path / name).write_bytes(pem)
-        return tmp_path / name
-
-    host_key = paramiko.Ed25519Key.from_private_key_file(str(key_file("host_key")))
-    client_key = key_file("client_key")
-    release = threading.Event()
-
-    class Mute(paramiko.ServerInterface):
-        def get_allowed_auths(self, username: str) -> str:
-            return "publickey"
-
-        def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-            return paramiko.common.AUTH_SUCCESSFUL
-
-        def check_channel_request(self, kind: str, chanid: int) -> int:
-            return paramiko.common.OPEN_SUCCEEDED
-
-        def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-            release.wait(60)  # the answer never comes while the test runs
-            return False
-
-    server = socket.socket()
-    server.bind(("127.0.0.9", 0))
-    server.listen(4)
-    sessions: list[paramiko.Transport] = []
-
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not release.is_set():
-            try:
-                conn = server.accept()[0]
-            except TimeoutError:
-                continue
-            session = paramiko.Transport(conn)
-            session.add_server_key(host_key)
-            session.start_server(server=Mute())
-            sessions.append(session)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], client_key
-    release.set()
-    thread.join()
-    for session in sessions:
-        session.close()
-    server.close()
+    """An SSH server that lets anyone in and then never answers the request to run a command."""
+    with ssh_server(tmp_path, mute=True) as server:
+        yield server.port, server.client_key
 
 
 def test_the_budget_ends_a_host_that_never_runs_the_command(mute_ssh_server: tuple[int, Path]) -> None:
