@@ -536,9 +536,16 @@ def paramiko_error(exc: BaseException, settings: ParamikoSettings, connect_timeo
         return DeadlineExceeded()
     if isinstance(exc, TimeoutError):
         return TransportError(f"{where}: no answer within {connect_timeout:g} s")
+    if isinstance(exc, paramiko.SSHException) and str(exc).startswith(HANDSHAKE_UNFINISHED):
+        # Which of the two paramiko says depends on which of its threads gives up first.
+        return TransportError(f"{where}: no SSH banner and key exchange within {connect_timeout:g} s")
     if isinstance(exc, paramiko.SSHException):
         return TransportError(f"{where}: {exc}")
     return TransportError(f"{where}: {getattr(exc, 'strerror', None) or exc}")
+
+
+# paramiko's words for a server that accepted the connection but never finished the handshake.
+HANDSHAKE_UNFINISHED = ("Error reading SSH protocol banner", "No existing session")
 
 
 def run_paramiko(target: Target, command: str, connect_timeout: float, deadline: float, max_output: int) -> CommandResult:

@@ -56,7 +56,7 @@ WAIVERS = """waivers:
 """
 DOWN_SAYS = "down: unreachable: connect to host {down} port 22"
 STALL = "127.77.7.20"  # a listener of this module: accepts, and never says a word
-STALL_SAYS = "stalled: unreachable: connect to host {stall} port 22: Error reading SSH protocol banner"
+STALL_SAYS = "stalled: unreachable: connect to host {stall} port 22: no SSH banner and key exchange within "
 DENIED = "no-become: `find /etc/letsencrypt/accounts -name private_key.json -perm /077` exited 1"
 NO_STAT = (
     "no-become: `stat -Lc %a /etc/stemedb/tls/cert.pem` exited 1: "

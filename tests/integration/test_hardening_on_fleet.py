@@ -354,7 +354,7 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     "directory": _not_a_file("directory", "directory, not a regular file"),
     "fifo": _not_a_file("fifo", "fifo, not a regular file"),
     "le-conf-fifo": {"REN-03": fails(f"{_conf('le-conf-fifo')} is a fifo, not a regular file: certbot manages no lineage")},
-    "le-conf-binary": {"REN-03": fails(f"certbot cannot read its renewal conf: {_conf('le-conf-binary')}: line 1: neither")},
+    "le-conf-binary": {"REN-03": fails(f"certbot cannot read its renewal conf: {_conf('le-conf-binary')}: not UTF-8")},
     "le-conf-10mb": {c: errs(f"cannot read {_conf('le-conf-10mb')}: {TEN_MB}") for c in ("REN-02", "REN-03")},
     "le-conf-loop": {"REN-03": fails(f"{_conf('le-conf-loop')} is a symlink loop")},
     "le-conf-dir": {"REN-03": fails(f"{_conf('le-conf-dir')} is a directory, not a regular file")},

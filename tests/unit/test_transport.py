@@ -317,3 +317,39 @@ def test_an_answer_over_the_cap_is_cut_while_it_is_read(tmp_path: Path, path: st
     cap_mb = probe.MAX_OUTPUT / (1024 * 1024)
     # The answer's first cap + 1 bytes in the buffer that read them, and one copy handed to the probe.
     assert result["peak_mb"] - result["before_mb"] < 2 * cap_mb + 32, result
+
+
+def test_a_server_that_never_sends_its_banner_is_named_the_same_whichever_paramiko_thread_gives_up() -> None:
+    # paramiko says "Error reading SSH protocol banner" or "No existing session" for the same stall,
+    # depending on which of its threads times out first: certaudit says one thing for both.
+    listener = socket.socket()
+    listener.bind(("127.0.0.9", 0))
+    listener.listen(4)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        args = "-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+        port = listener.getsockname()[1]
+        target = host(ansible_port=port, ansible_user="root", ansible_connection="paramiko", ansible_ssh_common_args=args)
+        with pytest.raises(transport.TransportError) as caught:
+            transport.run_command(target, ["true"], 1, time.monotonic() + 30, 1024)
+        assert str(caught.value) == (
+            f"connect to host 127.0.0.9 port {listener.getsockname()[1]}: no SSH banner and key exchange within 1 s"
+        )
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
