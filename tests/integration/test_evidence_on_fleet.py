@@ -134,7 +134,7 @@ def test_no_secret_in_any_file(sealed: SealedRun) -> None:
         if path.name == "evidence.json":
             for snapshot in sealed.evidence["snapshots"].values():
                 assert all("content_b64" not in f for f in snapshot["files"].values()), path.name
-                texts += [f["certificates_pem"] for f in snapshot["files"].values() if "certificates_pem" in f]
+                texts += ["".join(f["certificates_pem"]) for f in snapshot["files"].values() if "certificates_pem" in f]
         for text in texts:
             assert PASSWORD not in text, path.name
             assert "PRIVATE KEY" not in text, path.name

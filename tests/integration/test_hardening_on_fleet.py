@@ -508,7 +508,7 @@ def _texts(run: HardenedRun) -> dict[str, bytes]:
         for path, item in (snapshot.get("files") or {}).items():
             assert "content_b64" not in item, f"{host}:{path}: whole file content in the evidence"
             if "certificates_pem" in item:
-                texts[f"{host}:{path}"] = item["certificates_pem"].encode()
+                texts[f"{host}:{path}"] = "".join(item["certificates_pem"]).encode()
     return texts
 
 
