@@ -128,13 +128,17 @@ class Audit:
                 self._inventory = Inventory(self._inventory.path, tuple(targets), self._inventory.every_host)
         return self._inventory
 
-    def facts_of(self, target: Target) -> HostFacts:
+    def facts_of(self, target: Target, *, of_run: bool = True) -> HostFacts:
+        """The host's snapshot; `of_run=False` for a host outside --limit that a fleet control reads
+        (the other hosts of a domain): judged from, but not a host of this run's evidence."""
         if target.name in self.probe_errors:
             raise ProbeError(self.probe_errors[target.name])
         try:
             facts = self.prober.facts(target)
         except ProbeError as exc:
-            self.probe_errors[target.name] = str(exc)
+            if of_run:
+                self.probe_errors[target.name] = str(exc)
             raise
-        self.facts[target.name] = facts
+        if of_run:
+            self.facts[target.name] = facts
         return facts

@@ -310,9 +310,10 @@ def fleet_view(request: pytest.FixtureRequest, target: Domain, evidence: Evidenc
     audit = _audit(request.config)
     facts: dict[str, HostFacts] = {}
     errors: dict[str, str] = {}
+    ours = {t.name for t in audit.inventory()}
     for host in () if target.sharded else target.hosts:
         try:
-            facts[host.name] = audit.facts_of(host)
+            facts[host.name] = audit.facts_of(host, of_run=host.name in ours)
         except ProbeError as exc:
             errors[host.name] = str(exc)
     return FleetView(target, facts, errors, audit.prober.connect_timeout)

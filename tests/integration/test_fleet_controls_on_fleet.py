@@ -182,6 +182,10 @@ def test_the_gate_judges_flt02_over_the_whole_domain_of_the_hosts_deployed(
         ("CRT-01", "flt-stale-receiver"), ("KEY-01", "flt-stale-receiver"), ("LIVE-01", "flt-stale-receiver"),
         ("FLT-02", "stale.fleet.example.com"),
     }  # fmt: skip
+    # The domain's other hosts were read for FLT-02, and are still no hosts of this run's evidence.
+    assert run.evidence["run"]["hosts_reached"] == ["flt-stale-receiver"] and list(run.evidence["snapshots"]) == [
+        "flt-stale-receiver"
+    ]
     assert "GATE PASS flt-stale-receiver (CRT-01 pass: 60.0 days, KEY-01 pass, LIVE-01 pass)" in run.stdout
     assert "GATE FAIL domain stale.fleet.example.com (FLT-02 fail: flt-stale-unreloaded serves " in run.stdout
     assert "GATE FAIL: 1 of 1 host and 1 domain blocks the deploy (stale.fleet.example.com)" in run.stdout

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from cryptography import x509
 
+from certaudit.controls import renewal_by_certbot
 from certaudit.errors import Undeterminable
 from certaudit.evidence.merge import _inconsistency
 from certaudit.inventory import Target, target_for
@@ -106,3 +107,10 @@ def _evidence(results_hosts: list[str]) -> dict[str, object]:
 def test_merged_evidence_may_name_a_domain_of_its_hosts_and_nothing_else() -> None:
     assert _inconsistency(_evidence(["web-1", "a.example"])) == ""
     assert "names host b.example" in _inconsistency(_evidence(["web-1", "b.example"]))
+
+
+def test_a_receiver_is_not_judged_on_renewing() -> None:
+    assert renewal_by_certbot(policy_for("a", {"certaudit_renews": False})) == (
+        "certaudit_renews is false: this host receives its certificate from its domain's renewer, it does not renew"
+    )
+    assert renewal_by_certbot(policy_for("a", {})) is None
