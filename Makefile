@@ -13,7 +13,7 @@ EXTRA_CHECKS ?=
 BENCH_ARGS ?=
 # The quarterly audit drills a real renewal on the hosts whose inventory allows it (certaudit_drill_ok: true).
 QUARTERLY_ARGS ?= --renewal-drill
-DEBIAN_TEST_PACKAGES := systemd-container debootstrap pebble openssh-client chromium coreutils
+DEBIAN_TEST_PACKAGES := systemd-container debootstrap pebble openssh-client chromium coreutils haproxy
 
 .PHONY: audit gate quarterly test lint venv test-venv debian-test-packages bench clean
 

@@ -70,6 +70,7 @@ class Audit:
         self.started = dt.datetime.now(dt.UTC)
         self.facts: dict[str, HostFacts] = {}
         self.probe_errors: dict[str, str] = {}
+        self.without_subject: set[str] = set()  # controls with no host or domain to judge in this run
         self.run_id = uuid.uuid4().hex
         self._waivers: Waivers | None = None
         self.gate = gate.requested(config)  # a gate run: CRT-01 reads it through the gate_mode fixture
@@ -124,16 +125,20 @@ class Audit:
             if self.shard is not None:
                 # Before any host is probed: a host outside this shard is never touched.
                 targets = self.shard.select(self._inventory.targets, lambda t: t.name)
-                self._inventory = Inventory(self._inventory.path, tuple(targets))
+                self._inventory = Inventory(self._inventory.path, tuple(targets), self._inventory.every_host)
         return self._inventory
 
-    def facts_of(self, target: Target) -> HostFacts:
+    def facts_of(self, target: Target, *, of_run: bool = True) -> HostFacts:
+        """The host's snapshot; `of_run=False` for a host outside --limit that a fleet control reads
+        (the other hosts of a domain): judged from, but not a host of this run's evidence."""
         if target.name in self.probe_errors:
             raise ProbeError(self.probe_errors[target.name])
         try:
             facts = self.prober.facts(target)
         except ProbeError as exc:
-            self.probe_errors[target.name] = str(exc)
+            if of_run:
+                self.probe_errors[target.name] = str(exc)
             raise
-        self.facts[target.name] = facts
+        if of_run:
+            self.facts[target.name] = facts
         return facts

@@ -110,7 +110,11 @@ def control_of(function: object) -> Control | None:
 
 
 def renewal_by_certbot(policy: Policy) -> str | None:
-    """The REN-* controls judge certbot's automation; a custom-CA host renews by hand."""
+    """The REN-* controls judge certbot's automation; a custom-CA host renews by hand, and a host
+    that receives its domain's certificate (`certaudit_renews: false`) does not renew at all."""
     if policy.renewal == "custom-ca":
         return "certaudit_renewal is custom-ca: this host's certificate is renewed through its CA, not by certbot"
+    if not policy.renews:
+        # Behind a balancer one host renews the domain and the others receive its certificate (FLT-01).
+        return "certaudit_renews is false: this host receives its certificate from its domain's renewer, it does not renew"
     return None

@@ -57,6 +57,12 @@ class Target:
 class Inventory:
     path: str
     targets: tuple[Target, ...]
+    # Every host of the inventory file, before --limit and --shard: a domain's fleet (FLT-*) is all of them.
+    whole: tuple[Target, ...] = ()
+
+    @property
+    def every_host(self) -> tuple[Target, ...]:
+        return self.whole or self.targets
 
     def __iter__(self) -> Iterator[Target]:
         return iter(self.targets)
@@ -416,11 +422,14 @@ def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
             listed = ", ".join(shown_text(n, 80) for n in sorted(unknown)[:5])
             more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
             raise InventoryError(f"inventory {shown} has no host named {listed}{more}")
-        names = [n for n in names if n in wanted]
+        if not wanted:
+            raise InventoryError(f"inventory {shown} lists no hosts")
     if not names:
         raise InventoryError(f"inventory {shown} lists no hosts")
-    targets = tuple(target_for(name, hostvars.get(name) or {}, tuple(sorted(membership[name] - {"all"}))) for name in names)
-    return Inventory(path, targets)
+    # Every host is read and checked, limited or not: the fleet controls judge a domain's hosts together.
+    whole = tuple(target_for(name, hostvars.get(name) or {}, tuple(sorted(membership[name] - {"all"}))) for name in names)
+    targets = whole if limit is None else tuple(t for t in whole if t.name in wanted)
+    return Inventory(path, targets, whole)
 
 
 def targets_from_specs(specs: list[str], ssh_config: str | None = None, ssh_identity_file: str | None = None) -> Inventory:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from certaudit.evidence.run import RunDirectory, check_evidence_path, write_evid
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
 from certaudit.jobs import gate, prometheus
+from certaudit.jobs.fleet import Domain, FleetView, domains_of, owner_of
 from certaudit.policy import Policy
 from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record
 from certaudit.redact import MESSAGE_CAP, untrusted
@@ -184,6 +186,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # before any host is touched.
         metafunc.config.stash[USAGE_ERROR_KEY] = f"certaudit: {exc}"
         return
+    if "fleet_view" in metafunc.fixturenames:
+        # A fleet control (FLT-*) judges a domain: its "target" is the domain, with all its hosts.
+        domains = domains_of(inventory, inventory.every_host)
+        shard = _audit(metafunc.config).shard
+        if shard is not None:  # reported once, by the shard of the domain's first host, as not judged
+            domains = [replace(d, sharded=True) for d in domains if shard.holds(owner_of(d))]
+        metafunc.parametrize("target", domains, ids=[d.name for d in domains])
+        return
     # With `host` (module-scoped, as testinfra's), the target is too: each host's tests then run together.
     scope: Literal["module"] | None = "module" if "host" in metafunc.fixturenames else None
     metafunc.parametrize("target", list(inventory), ids=[t.name for t in inventory], scope=scope)
@@ -195,8 +205,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if usage_error is not None:
         pytest.exit(usage_error, returncode=pytest.ExitCode.USAGE_ERROR)
     # A shard can hold no host at all: its controls then have no target and nothing to run.
-    empty = [i for i in items if _control_of_item(i) is not None and not isinstance(_params(i).get("target"), Target)]
+    empty = [i for i in items if _control_of_item(i) is not None and not isinstance(_params(i).get("target"), Target | Domain)]
     if empty:
+        # Nothing for them to judge here (no host in the shard, no domain of several hosts): not "not run".
+        audit = config.stash[AUDIT_KEY]
+        audit.without_subject.update(meta.id for i in empty if (meta := _control_of_item(i)) is not None)
         gone = {id(i) for i in empty}
         items[:] = [i for i in items if id(i) not in gone]
         config.hook.pytest_deselected(items=empty)
@@ -204,7 +217,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         meta = _control_of_item(item)
         if meta is None:
             continue
-        target: Target = item.callspec.params["target"]  # type: ignore[attr-defined]
+        target: Target | Domain = item.callspec.params["target"]  # type: ignore[attr-defined]
         # Test ids read like KEY-01[web-1]: the control id, not the function name.
         _rename(item, f"{meta.id}[{target.name}]")
         item.keywords[meta.id] = True
@@ -258,6 +271,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if _control_of_item(item) is not None and "facts" in getattr(item, "fixturenames", ()):
             target = item.callspec.params["target"]  # type: ignore[attr-defined]
             targets.setdefault(target.name, target)
+        elif _control_of_item(item) is not None and "fleet_view" in getattr(item, "fixturenames", ()):
+            domain: Domain = item.callspec.params["target"]  # type: ignore[attr-defined]
+            for host in () if domain.sharded else domain.hosts:  # probed with the others, before any judging
+                targets.setdefault(host.name, host)
     if targets:
         _audit(session.config).prober.start(targets.values())
 
@@ -285,6 +302,21 @@ def evidence(request: pytest.FixtureRequest, target: Target) -> Evidence:
     if reason:
         pytest.skip(reason)
     return record
+
+
+@pytest.fixture
+def fleet_view(request: pytest.FixtureRequest, target: Domain, evidence: Evidence) -> FleetView:
+    """The snapshots of every host of the domain (probed with all others), and why any is missing."""
+    audit = _audit(request.config)
+    facts: dict[str, HostFacts] = {}
+    errors: dict[str, str] = {}
+    ours = {t.name for t in audit.inventory()}
+    for host in () if target.sharded else target.hosts:
+        try:
+            facts[host.name] = audit.facts_of(host, of_run=host.name in ours)
+        except ProbeError as exc:
+            errors[host.name] = str(exc)
+    return FleetView(target, facts, errors, audit.prober.connect_timeout)
 
 
 @pytest.fixture
@@ -340,7 +372,7 @@ def pytest_runtest_makereport(
     meta = _control_of_item(item)
     if meta is None or (report.when == "teardown" and report.passed) or (report.when == "setup" and report.passed):
         return report
-    target: Target = item.callspec.params["target"]  # type: ignore[attr-defined]
+    target: Target | Domain = item.callspec.params["target"]  # type: ignore[attr-defined]
     outcome, message = _outcome(report, call)
     if outcome == "error" and report.when == "call":
         # A fact that could not be determined is an error, not a failure: pytest calls a failure
@@ -520,7 +552,8 @@ def _jobs_summary(terminalreporter: pytest.TerminalReporter, audit: Audit) -> No
             terminalreporter.write_line("certaudit: this quarterly run is NOT signed (no --signing-key or CERTAUDIT_SIGNING_KEY)")
     if audit.gate:
         inventory = audit.inventory_if_loaded()
-        verdicts = gate.verdicts(audit.records, [t.name for t in inventory] if inventory else [])
+        domains = [d.name for d in domains_of(inventory, inventory.every_host)] if inventory else []
+        verdicts = gate.verdicts(audit.records, [t.name for t in inventory] if inventory else [], domains)
         terminalreporter.section("certaudit gate")
         for verdict in verdicts:
             terminalreporter.write_line(verdict.line, green=verdict.passed, red=not verdict.passed)

@@ -27,6 +27,11 @@ PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
 # Numbers as text (an INI inventory gives every value as text) in ASCII digits only: str.isdigit()
 # accepts "²" and "١", which int() refuses or reads, and int() also takes " 7 " and "1_0".
 WHOLE_RE = re.compile(r"[0-9]{1,9}", re.ASCII)
+ENDPOINT_RE = re.compile(
+    r"(?P<host>\[[0-9A-Fa-f:.]{2,45}\]|([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r":(?P<port>[0-9]{1,5})",
+    re.ASCII,
+)
 DECIMAL_RE = re.compile(r"[0-9]{0,9}\.?[0-9]{1,9}", re.ASCII)
 
 
@@ -58,6 +63,12 @@ class Policy:
     crit_fraction: float = 0.08
     ca_bundle: str | None = None  # PEM roots the served chain must reach (CRT-03); None: the system's
     prometheus_config: str = "/etc/prometheus/prometheus.yml"
+    # The fleet controls (FLT-*): whether this host renews its domain itself (False: it receives
+    # the certificate from the domain's one renewer), the balancer or VIP outsiders reach the
+    # domain on (host:port), and how much older than the newest issuance a served certificate may be.
+    renews: bool = True
+    public_endpoint: str | None = None
+    fleet_window_days: int = 1
     groups: tuple[str, ...] = ()  # the host's inventory groups (MON-02 applies to `prometheus`), not a variable
 
     # --- derived paths -----------------------------------------------------------------------
@@ -113,6 +124,14 @@ def port_number(value: Any) -> int | None:
     """A TCP port from 1 to 65535 (an int, or its ASCII digits), or None."""
     port = whole_number(value)
     return port if port is not None and 0 < port < 65536 else None
+
+
+def _endpoint(host: str, name: str, value: Any) -> str:
+    """host:port (a DNS name or IPv4 address, or [IPv6]:port): where the auditing machine connects."""
+    match = ENDPOINT_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or port_number(match.group("port")) is None:
+        raise _fail(host, name, value, "expected host:port of the balancer or VIP, such as lb.example.com:443")
+    return str(value)
 
 
 def _days(host: str, name: str, value: Any) -> int:
@@ -181,9 +200,11 @@ def policy_for(host: str, variables: Mapping[str, Any], groups: Iterable[str] = 
             if value not in ("certbot", "custom-ca"):
                 raise _fail(host, name, value, "expected certbot or custom-ca")
             values[name] = value
-        elif name in ("warn_days", "crit_days", "min_renew_before_days"):
+        elif name in ("warn_days", "crit_days", "min_renew_before_days", "fleet_window_days"):
             values[name] = _days(host, name, value)
-        elif name == "drill_ok":
+        elif name == "public_endpoint":
+            values[name] = _endpoint(host, name, value)
+        elif name in ("drill_ok", "renews"):
             values[name] = _flag(host, name, value)
         elif name == "acme_ca_bundle":
             values[name] = _path(host, name, value)

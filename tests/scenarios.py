@@ -11,6 +11,7 @@ from __future__ import annotations
 from tests.fleet.scenario import RELOAD_HOOK, Scenario
 from tests.scenarios_catalog import SCENARIOS as CATALOG
 from tests.scenarios_custom import SCENARIOS as CUSTOM
+from tests.scenarios_fleet import SCENARIOS as FLEET_CONTROLS
 from tests.scenarios_hardening import SCENARIOS as HARDENING
 from tests.scenarios_jobs import SCENARIOS as JOBS
 from tests.scenarios_secrets import SCENARIOS as SECRETS
@@ -83,6 +84,6 @@ FLEET_TOOLS: list[Scenario] = [
         "scratch", "127.77.1.20", "a compliant host the fleet's own tests change (reloads, new certificates)", audited=False
     ),
 ]
-ALL_SCENARIOS: list[Scenario] = [*RUNBOOK, *FLEET_TOOLS, *JOBS, *HARDENING, *CATALOG, *SECRETS, *TRUST, *CUSTOM]
+ALL_SCENARIOS: list[Scenario] = [*RUNBOOK, *FLEET_TOOLS, *JOBS, *HARDENING, *CATALOG, *SECRETS, *TRUST, *CUSTOM, *FLEET_CONTROLS]
 
 BY_NAME = {s.name: s for s in ALL_SCENARIOS}

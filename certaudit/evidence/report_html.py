@@ -632,7 +632,8 @@ def summary_html(audit: Audit, exitstatus: int | None) -> str:
             reasons[host] = f"{EXPIRY_CONTROL} did not run"
         else:
             reasons[host] = f"{EXPIRY_CONTROL} {outcome_label(crt[0].outcome)[0]}: {first_line(crt[0].message)}"
-    catalog = {c.id: (c.title, c.gate) for c in REGISTRY.values()}
+    ran = {r.control for r in records}
+    catalog = {c.id: (c.title, c.gate) for c in REGISTRY.values() if c.id in ran or c.id not in audit.without_subject}
     rows = run_metadata_rows(audit)
     if exitstatus is not None and not any(label == METADATA_LABELS["exit_status"] for label, _ in rows):
         rows.append((METADATA_LABELS["exit_status"], exit_status_text(exitstatus)))

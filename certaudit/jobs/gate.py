@@ -84,10 +84,13 @@ class HostVerdict:
     host: str
     passed: bool
     line: str
+    domain: bool = False  # a fleet control's verdict on a whole domain (FLT-02)
 
 
-def verdicts(records: Iterable[Record], hosts: Iterable[str]) -> list[HostVerdict]:
-    """One verdict per host (in `hosts` order, then any other host with a gate result)."""
+def verdicts(records: Iterable[Record], hosts: Iterable[str], domains: Iterable[str] = ()) -> list[HostVerdict]:
+    """One verdict per host (in `hosts` order, then any other host with a gate result); a fleet
+    control's records name a domain (one of `domains`), whose line says so."""
+    domains = set(domains)
     by_host: dict[str, list[Record]] = {}
     for record in records:
         if record.gate:
@@ -103,7 +106,10 @@ def verdicts(records: Iterable[Record], hosts: Iterable[str]) -> list[HostVerdic
             parts = [f"{', '.join(r.control for r in mine)} error: {_short(next(iter(messages)).splitlines()[0])}"]
         else:
             parts = [_part(r) for r in mine]
-        result.append(HostVerdict(host, passed, f"GATE {'PASS' if passed else 'FAIL'} {host} ({', '.join(parts)})"))
+        subject = f"domain {host}" if host in domains else host
+        result.append(
+            HostVerdict(host, passed, f"GATE {'PASS' if passed else 'FAIL'} {subject} ({', '.join(parts)})", host in domains)
+        )
     return result
 
 
@@ -112,7 +118,9 @@ def summary(found: list[HostVerdict]) -> str:
     blocking = [v.host for v in found if not v.passed]
     if not found:
         return "GATE FAIL: no gate control ran on any host"
-    hosts = f"{len(found)} host{'s' * (len(found) != 1)}"
+    domains = sum(1 for v in found if v.domain)
+    hosts = f"{len(found) - domains} host{'s' * (len(found) - domains != 1)}"
+    hosts += f" and {domains} domain{'s' * (domains != 1)}" if domains else ""
     if blocking:
         verb = "blocks" if len(blocking) == 1 else "block"
         return f"GATE FAIL: {len(blocking)} of {hosts} {verb} the deploy ({', '.join(blocking)})"

@@ -47,6 +47,13 @@ def make(target: str, *variables: str, env: dict[str, str] | None = None) -> sub
     )
 
 
+# The scenario hosts share the default domain as independent examples, not as one domain's fleet
+# behind a balancer: these jobs are judged on their host controls, and FLT-* (which would judge them
+# as one fleet) in tests/integration/test_fleet_controls_on_fleet.py.
+NOT_FLEET = ("-k", "not FLT")
+MAKE_NOT_FLEET = "PYTEST_ARGS=-k 'not FLT'"
+
+
 def gate_lines(output: str) -> dict[str, str]:
     """host -> its one GATE line (asserting there is exactly one per host)."""
     found: dict[str, str] = {}
@@ -81,7 +88,7 @@ def result(run: AuditRun | dict[str, Any], control: str, host: str) -> dict[str,
 # --- the pre-deploy gate ------------------------------------------------------------------------
 def test_make_gate_passes_compliant_hosts_and_a_warning_tier_certificate(fleet: Fleet, tmp_path: Path) -> None:
     inventory = fleet.write_inventory(tmp_path / "inventory.yml", hosts=["compliant", "days-20", "hook-missing"])
-    done = make("gate", f"INVENTORY={inventory}")
+    done = make("gate", f"INVENTORY={inventory}", MAKE_NOT_FLEET)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     lines = gate_lines(done.stdout)
     assert re.fullmatch(r"GATE PASS compliant \(CRT-01 pass: \d+\.\d days, KEY-01 pass, LIVE-01 pass\)", lines["compliant"])
@@ -95,7 +102,7 @@ def test_make_gate_passes_compliant_hosts_and_a_warning_tier_certificate(fleet: 
 def test_gate_fails_with_exit_1_on_five_days_left_and_an_unreachable_host(fleet: Fleet, tmp_path: Path) -> None:
     hosts = ["compliant", "days-20", "days-5", "key-0644", "down"]
     inventory = fleet.write_inventory(tmp_path / "inventory.yml", hosts=hosts)
-    run = run_audit(inventory, tmp_path, "--gate")
+    run = run_audit(inventory, tmp_path, "--gate", *NOT_FLEET)
     assert run.returncode == 1, run.stdout[-3000:]
     assert {(r["control"], r["host"]) for r in run.evidence["results"]} == {(c, h) for c in GATE_CONTROLS for h in hosts}
     lines = gate_lines(run.stdout)
@@ -116,14 +123,14 @@ def test_gate_fails_with_exit_1_on_five_days_left_and_an_unreachable_host(fleet:
 
 def test_pytest_m_gate_is_the_same_gate(fleet: Fleet, tmp_path: Path) -> None:
     inventory = fleet.write_inventory(tmp_path / "inventory.yml", hosts=["days-20", "days-5"])
-    run = run_audit(inventory, tmp_path, "-m", "gate")
+    run = run_audit(inventory, tmp_path, "-m", "gate", *NOT_FLEET)
     assert run.returncode == 1, run.stdout[-3000:]
     assert gate_lines(run.stdout) == {
         "days-20": "GATE PASS days-20 (CRT-01 pass: 20.0 days, warning tier, KEY-01 pass, LIVE-01 pass)",
         "days-5": "GATE FAIL days-5 (CRT-01 fail: 5.0 days, critical tier, KEY-01 pass, LIVE-01 pass)",
     }
     # And a make gate that blocks: make's own status for a failed recipe.
-    done = make("gate", f"INVENTORY={inventory}")
+    done = make("gate", f"INVENTORY={inventory}", MAKE_NOT_FLEET)
     assert done.returncode == 2, done.stdout[-3000:]
     assert "GATE FAIL: 1 of 2 hosts blocks the deploy (days-5)" in done.stdout
 
@@ -189,7 +196,9 @@ def test_quarterly_files_signs_and_diffs_against_the_previous_quarter(fleet: Fle
 
     # Last quarter: a real quarterly run of these hosts as they are now, re-dated into the previous
     # quarter and signed again (the run directory's evidence is what the auditor compares with).
-    first = run_audit(inventory, tmp_path / "first", "--report-dir", str(reports), "--job", "quarterly", "--quarterly")
+    first = run_audit(
+        inventory, tmp_path / "first", "--report-dir", str(reports), "--job", "quarterly", "--quarterly", *NOT_FLEET
+    )
     assert first.returncode == 1, first.stdout[-3000:]
     (quarter_dir,) = reports.iterdir()
     (first_dir,) = quarter_dir.iterdir()
@@ -211,7 +220,9 @@ def test_quarterly_files_signs_and_diffs_against_the_previous_quarter(fleet: Fle
     # This quarter: one key fixed, one hook broken, one certificate still under 30 days.
     fleet.ssh("quarter-fixed", "chmod 600 /etc/stemedb/tls/key.pem")
     fleet.ssh("quarter-new", f"chmod 644 {HOOK_PATH}")
-    done = make("quarterly", f"INVENTORY={inventory}", f"REPORTS={reports}", env={"CERTAUDIT_SIGNING_KEY": str(key)})
+    done = make(
+        "quarterly", f"INVENTORY={inventory}", f"REPORTS={reports}", MAKE_NOT_FLEET, env={"CERTAUDIT_SIGNING_KEY": str(key)}
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 2, output[-4000:]  # make's status for a run with findings
     (run_dir,) = (reports / quarter).iterdir()
