@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certaudit.controls import control, renewal_by_certbot
 from certaudit.errors import Undeterminable
-from certaudit.host.certificates import leaf_on_disk
+from certaudit.host.certificates import certificate_at, leaf_on_disk
 from certaudit.host.chain import describe, load_der_chain, name_of, trust_store, verify_served_chain
 from certaudit.host.facts import HostFacts
 from certaudit.host.thresholds import judge_expiry
-from certaudit.host.x509 import WEAK_HASHES, CertificateError, fingerprint_sha256, load_pem_certificates, summary
+from certaudit.host.x509 import WEAK_HASHES, fingerprint_sha256, summary
 from certaudit.policy import Policy
 from certaudit.record import Evidence
 
@@ -232,23 +232,11 @@ def test_served_chain_reaches_trusted_root(facts: HostFacts, policy: Policy, evi
         evidence.require(False, finding)
 
 
-def _lineage_certificate(facts: HostFacts, path: str) -> x509.Certificate | None:
-    """The first certificate of a lineage file; None when the file is absent or is no certificate
-    (observations). A file that could not be read raises: it is not absent."""
-    fact = facts.file(path)
-    if fact.problem() is not None or fact.refused_content is not None:
-        return None
-    try:
-        return load_pem_certificates(fact.read(), fact.where())[0]
-    except CertificateError:
-        return None
-
-
 def _archived_generation(facts: HostFacts, policy: Policy, fingerprint: str) -> str | None:
     """The archived generation of the domain's lineage (archive/<domain>/certN.pem) with this fingerprint."""
     for fact in facts.files_in(policy.archive_dir):
         if posixpath.basename(fact.path).startswith("cert"):
-            cert = _lineage_certificate(facts, fact.path)
+            cert = certificate_at(facts, fact.path)
             if cert is not None and fingerprint_sha256(cert) == fingerprint:
                 return fact.path
     return None
@@ -289,7 +277,7 @@ def test_service_uses_newest_lineage_certificate(facts: HostFacts, policy: Polic
     live, renewal = facts.listing(live_root), facts.listing(renewal_root)  # whole listings, or Undeterminable
     sibling = re.compile(re.escape(policy.domain) + r"-\d{4}")
     names = [policy.domain, *sorted(n for n in live.names if sibling.fullmatch(n))]
-    newest = {name: _lineage_certificate(facts, posixpath.join(live_root, name, "cert.pem")) for name in names}
+    newest = {name: certificate_at(facts, posixpath.join(live_root, name, "cert.pem")) for name in names}
     renewed = {name: f"{name}.conf" in renewal.names for name in names}
     used = fingerprint_sha256(leaf)
     evidence.observe(

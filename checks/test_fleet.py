@@ -13,13 +13,13 @@ from cryptography import x509
 
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
+from certaudit.host.certificates import certificate_at
 from certaudit.host.chain import load_der_chain, name_of, trust_store, verify_served_chain
 from certaudit.host.x509 import summary
 from certaudit.jobs.fleet import (
     FleetView,
     Served,
     fetch_public,
-    held_on_disk,
     hosts_of,
     leaf_of,
     newest,
@@ -156,7 +156,7 @@ def test_public_endpoint(fleet_view: FleetView, policy: Policy, evidence: Eviden
         leaf = served_by(facts)
         if isinstance(leaf, Served):
             held.append(leaf)
-        disk = held_on_disk(facts, target.policy)
+        disk = certificate_at(facts, target.policy.tls_cert)
         if disk is not None:
             held.append(Served(facts.host, disk))
     reference = newest(held)

@@ -34,6 +34,19 @@ def leaf_on_disk(facts: HostFacts, policy: Policy, evidence: Evidence) -> x509.C
     return chain[0]
 
 
+def certificate_at(facts: HostFacts, path: str) -> x509.Certificate | None:
+    """The first certificate of a file on the host; None when the file is absent or holds no
+    certificate (observations, which the caller judges). A file that could not be read raises
+    Undeterminable: it is not absent."""
+    fact = facts.file(path)
+    if fact.problem() is not None or fact.refused_content is not None:
+        return None
+    try:
+        return load_pem_certificates(fact.read(), fact.where())[0]
+    except CertificateError:
+        return None
+
+
 def served_leaf(der: bytes, evidence: Evidence) -> x509.Certificate | None:
     """The certificate the endpoint presented, or None with the finding recorded (it does not parse)."""
     try:

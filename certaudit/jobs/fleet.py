@@ -22,7 +22,7 @@ from certaudit.errors import Undeterminable
 from certaudit.gather.tls import fetch_leaf
 from certaudit.host.facts import Endpoint, HostFacts
 from certaudit.host.schedule import cron_schedule, timer_schedule
-from certaudit.host.x509 import CertificateError, fingerprint_sha256, load_pem_certificates
+from certaudit.host.x509 import fingerprint_sha256
 from certaudit.inventory import Target
 from certaudit.policy import ENDPOINT_RE, Policy
 from certaudit.readers import shown_text
@@ -182,18 +182,6 @@ def leaf_of(endpoint: Endpoint, who: str) -> Served | str:
         return Served(who.removeprefix("host "), x509.load_der_x509_certificate(endpoint.leaf_der))
     except ValueError as exc:
         return f"{endpoint.address}:{endpoint.port} presents a certificate that does not parse: {exc}"
-
-
-def held_on_disk(facts: HostFacts, policy: Policy) -> x509.Certificate | None:
-    """The leaf in the host's certaudit_tls_dir/cert.pem, or None when there is none to read
-    (missing or not a certificate: CRT-*'s finding); unreadable raises Undeterminable."""
-    cert_file = facts.file(policy.tls_cert)
-    if cert_file.problem() is not None or cert_file.refused_content is not None:
-        return None
-    try:
-        return load_pem_certificates(cert_file.read(), cert_file.where())[0]
-    except CertificateError:
-        return None
 
 
 def newest(certificates: Iterable[Served]) -> Served | None:
