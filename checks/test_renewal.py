@@ -15,7 +15,7 @@ from certaudit.host.certbot.interval import parse_interval
 from certaudit.host.certbot.log import last_attempt
 from certaudit.host.certificates import leaf_on_disk
 from certaudit.host.facts import HostFacts
-from certaudit.host.schedule import Schedule, cron_schedule, parse_systemd_time, timer_schedule
+from certaudit.host.schedule import parse_systemd_time, renewal_schedule
 from certaudit.host.thresholds import judge_expiry
 from certaudit.policy import Policy
 from certaudit.record import Evidence
@@ -43,28 +43,21 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
     on a host without systemd, a root cron entry such as `0 */12 * * * certbot -q renew`.
     """
     evidence.expect(schedule="certbot.timer active with a run within 24 h, or an effective cron entry running certbot renew")
-    unknown: list[str] = []
-    timer: Schedule | None = None
-    try:
-        timer = timer_schedule(facts)
-    except Undeterminable as exc:
-        unknown.append(str(exc).removeprefix(f"host {facts.host}: "))
-    cron = cron_schedule(facts)
+    schedule = renewal_schedule(facts)
+    timer, cron = schedule.timer, schedule.cron
     evidence.observe(systemd_running=facts.systemd, timer=timer.observed if timer else None, cron=cron.observed)
     for note in cron.ignored:
         evidence.note(note)
     # Any one effective schedule, read whole, proves renewal is scheduled; no schedule proves it is
     # not only when every source was read (the timer's state, every crontab, every directory of
     # crontabs listed whole). A source not read never turns into "no schedule".
-    unknown += cron.unknown
-    if (timer is not None and timer.effective) or cron.effective:
-        for source in unknown:
+    if schedule.proof is not None:
+        for source in schedule.unknown:
             evidence.note(f"not read, not needed for this verdict: {source}")
         return
-    if unknown:
-        raise Undeterminable(f"host {facts.host}: {'; '.join(unknown)}: whether renewal is scheduled is unknown")
-    assert timer is not None
-    evidence.require(False, f"renewal is not scheduled: {timer.reason}; {cron.reason}")
+    if schedule.unknown:
+        raise Undeterminable(f"host {facts.host}: {'; '.join(schedule.unknown)}: whether renewal is scheduled is unknown")
+    evidence.require(False, f"renewal is not scheduled: {schedule.absent}")
 
 
 def _hook_file(facts: HostFacts, path: str) -> HookFile:

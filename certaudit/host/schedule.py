@@ -157,3 +157,38 @@ def cron_schedule(facts: HostFacts) -> Schedule:
     if not daemon:
         return Schedule(False, f"cron entries run certbot renew but {daemon_text}", observed, ignored, unknown)
     return Schedule(True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored, unknown)
+
+
+@dataclass(frozen=True)
+class RenewalSchedule:
+    """The timer and cron judged together. One effective schedule, read whole, proves renewal is
+    scheduled; none proves it is not only when every source was read (`unknown` is empty)."""
+
+    timer: Schedule | None  # None: the timer's state could not be read (its reason is in `unknown`)
+    cron: Schedule
+    unknown: list[str]
+
+    @property
+    def proof(self) -> Schedule | None:
+        """The effective schedule, timer first; None when there is none."""
+        if self.timer is not None and self.timer.effective:
+            return self.timer
+        return self.cron if self.cron.effective else None
+
+    @property
+    def absent(self) -> str:
+        """Why neither schedules renewal (meaningful when every source was read)."""
+        timer = self.timer.reason if self.timer is not None else "certbot.timer unknown"
+        return f"{timer}; {self.cron.reason}"
+
+
+def renewal_schedule(facts: HostFacts) -> RenewalSchedule:
+    """REN-01's and FLT-01's one reading of what schedules `certbot renew` on a host."""
+    unknown: list[str] = []
+    timer: Schedule | None = None
+    try:
+        timer = timer_schedule(facts)
+    except Undeterminable as exc:
+        unknown.append(str(exc).removeprefix(f"host {facts.host}: "))
+    cron = cron_schedule(facts)
+    return RenewalSchedule(timer, cron, [*unknown, *cron.unknown])

@@ -21,7 +21,7 @@ from cryptography import x509
 from certaudit.errors import Undeterminable
 from certaudit.gather.tls import fetch_leaf
 from certaudit.host.facts import Endpoint, HostFacts
-from certaudit.host.schedule import cron_schedule, timer_schedule
+from certaudit.host.schedule import renewal_schedule
 from certaudit.host.x509 import fingerprint_sha256
 from certaudit.inventory import Target
 from certaudit.policy import ENDPOINT_RE, Policy
@@ -123,25 +123,15 @@ def renewer_verdict(facts: HostFacts, policy: Policy) -> RenewerVerdict:
     declared_receiver = not policy.renews
     if not lineages:
         return RenewerVerdict(facts.host, False, (), f"no lineage for {policy.domain} in {renewal_root}", declared_receiver)
-    unknown: list[str] = []
-    timer_reason = ""
-    try:
-        timer = timer_schedule(facts)
-        if timer.effective:
-            return RenewerVerdict(facts.host, True, lineages, timer.reason, declared_receiver)
-        timer_reason = timer.reason
-    except Undeterminable as exc:
-        unknown.append(str(exc).removeprefix(f"host {facts.host}: "))
-    cron = cron_schedule(facts)
-    if cron.effective:
-        return RenewerVerdict(facts.host, True, lineages, cron.reason, declared_receiver)
-    unknown += cron.unknown
-    if unknown:
+    schedule = renewal_schedule(facts)
+    if schedule.proof is not None:
+        return RenewerVerdict(facts.host, True, lineages, schedule.proof.reason, declared_receiver)
+    if schedule.unknown:
         raise Undeterminable(
             f"host {facts.host}: holds lineage {', '.join(lineages)} and whether anything renews it is unknown: "
-            f"{'; '.join(unknown)}"
+            f"{'; '.join(schedule.unknown)}"
         )
-    return RenewerVerdict(facts.host, False, lineages, f"{timer_reason}; {cron.reason}", declared_receiver)
+    return RenewerVerdict(facts.host, False, lineages, schedule.absent, declared_receiver)
 
 
 # --- FLT-02 and FLT-03: which certificate ---------------------------------------------------------
