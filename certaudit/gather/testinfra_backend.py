@@ -40,6 +40,7 @@ from certaudit.gather.transport import (
     count_round_trip,
     openssh_argv,
     paramiko_login,
+    read_channel,
     remaining,
     run_process,
     with_become,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 MAX_OUTPUT = 16 * 1024 * 1024  # one command's stdout; more is a cut fact, never judged
 MAX_STDERR = 64 * 1024
-READ_CHUNK = 256 * 1024
 LOG_LIMIT = 50  # commands kept for a test's evidence
 LOG_TEXT = 300  # characters of each
 T = TypeVar("T")
@@ -235,8 +235,8 @@ def _paramiko_exec(client: Any, command: str, connect_timeout: float, deadline: 
     watchdog.start()
     try:
         channel.exec_command(command)
-        stdout, truncated = _read(channel.recv, channel, deadline, MAX_OUTPUT)
-        stderr, _ = _read(channel.recv_stderr, channel, deadline, MAX_STDERR)
+        stdout, truncated = read_channel(channel, deadline, MAX_OUTPUT, stderr=False)
+        stderr, _ = read_channel(channel, deadline, MAX_STDERR, stderr=True)
         if not channel.status_event.wait(timeout=remaining(deadline)):
             raise DeadlineExceeded
         return CommandResult(channel.recv_exit_status(), stdout, stderr, truncated)
@@ -247,17 +247,3 @@ def _paramiko_exec(client: Any, command: str, connect_timeout: float, deadline: 
     finally:
         watchdog.cancel()
         channel.close()
-
-
-def _read(receive: Any, channel: Any, deadline: float, limit: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        channel.settimeout(remaining(deadline))
-        chunk = receive(READ_CHUNK)
-        if not chunk:
-            return b"".join(chunks), False
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(chunks)[: limit + 1], True

@@ -561,10 +561,10 @@ def run_paramiko(target: Target, command: str, connect_timeout: float, deadline:
         channel = transport.open_session(timeout=min(connect_timeout, remaining(deadline)))
         count_round_trip(target.name, "command", "inprocess")
         channel.exec_command(command)
-        stdout, truncated = _read_all(channel, deadline, max_output, stderr=False)
+        stdout, truncated = read_channel(channel, deadline, max_output, stderr=False)
         if truncated:  # no use waiting for the rest, nor for an exit status: the session is closed below
             return CommandResult(-1, stdout, b"", True)
-        stderr, _ = _read_all(channel, deadline, STDERR_LIMIT, stderr=True)
+        stderr, _ = read_channel(channel, deadline, STDERR_LIMIT, stderr=True)
         if not channel.status_event.wait(timeout=remaining(deadline)):
             raise DeadlineExceeded
         return CommandResult(channel.recv_exit_status(), stdout, stderr, truncated)
@@ -577,7 +577,7 @@ def run_paramiko(target: Target, command: str, connect_timeout: float, deadline:
         client.close()
 
 
-def _read_all(channel: Any, deadline: float, limit: int, stderr: bool) -> tuple[bytes, bool]:
+def read_channel(channel: Any, deadline: float, limit: int, stderr: bool) -> tuple[bytes, bool]:
     """One stream of the channel until EOF, or its first limit + 1 bytes (True: there was more)."""
     data = bytearray()
     receive = channel.recv_stderr if stderr else channel.recv
