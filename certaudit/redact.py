@@ -129,16 +129,17 @@ def bounded(value: Any, limit: int = VALUE_CAP) -> Any:
     characters of JSON: a larger one is kept as the cut text of its JSON."""
     if isinstance(value, str):
         return untrusted(value, limit)
-    clean = _redacted_tree(value)
+    clean = redacted_tree(value)
     dumped = json.dumps(clean, ensure_ascii=False, sort_keys=True)
     return clean if len(dumped) <= limit else cut(dumped, limit)
 
 
-def _redacted_tree(value: Any) -> Any:
+def redacted_tree(value: Any, key_limit: int = SHOWN_MAX * 4) -> Any:
+    """The same shape with every string `untrusted` (keys cut at `key_limit`)."""
     if isinstance(value, str):
         return untrusted(value)
     if isinstance(value, dict):
-        return {untrusted(str(k), SHOWN_MAX * 4): _redacted_tree(v) for k, v in value.items()}
+        return {untrusted(str(k), key_limit): redacted_tree(v, key_limit) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_redacted_tree(v) for v in value]
+        return [redacted_tree(v, key_limit) for v in value]
     return value

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certaudit.redact import bounded, untrusted
+from certaudit.redact import TEXT_CAP, bounded, redacted_tree, untrusted
 
 # One PEM CERTIFICATE block: its base64 body only (RFC 7468's strict form, any line length).
 _CERTIFICATE_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+?)-----END CERTIFICATE-----")
@@ -105,16 +105,5 @@ def minimal_snapshot(raw: dict[str, Any]) -> dict[str, Any]:
         elif section == "public_keys" and isinstance(value, dict):
             snapshot["public_keys"] = {untrusted(str(path)): _public_key_evidence(item) for path, item in value.items()}
         else:
-            snapshot[section] = _untrusted_tree(value)
+            snapshot[section] = redacted_tree(value, key_limit=TEXT_CAP)  # the shape kept: the probe bounds a section's size
     return snapshot
-
-
-def _untrusted_tree(value: Any) -> Any:
-    """Every string redacted and cut, the shape kept (a section's size is bounded by the probe)."""
-    if isinstance(value, str):
-        return untrusted(value)
-    if isinstance(value, dict):
-        return {untrusted(str(k)): _untrusted_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_untrusted_tree(v) for v in value]
-    return value
