@@ -35,7 +35,7 @@ from certaudit.controls import control_of
 from certaudit.errors import CertauditError, Undeterminable
 from certaudit.gather.testinfra_backend import CertauditBackend, HostSession
 from certaudit.inventory import Target
-from certaudit.plugin import EVIDENCE_KEY, USAGE_ERROR_KEY, _outcome, _short_repr_of_certaudit_errors
+from certaudit.plugin import EVIDENCE_KEY, USAGE_ERROR_KEY, _short_repr_of_certaudit_errors, settled_outcome
 from certaudit.record import USER_PROPERTY, Evidence, Record, _plain
 
 SESSIONS_KEY = pytest.StashKey[dict[str, HostSession]]()
@@ -269,11 +269,9 @@ def pytest_runtest_makereport(
         return report
     target = _target(item)
     assert isinstance(target, Target)
-    outcome, message = _outcome(report, call)
-    if outcome == "error":
-        # As for a control: a host that could not be judged is an error, in every report, not a failure.
-        report.when = "setup" if report.when == "call" else report.when
-        report.longrepr = message
+    # As for a control: a host that could not be judged is an error in every report, and what the
+    # reports show is the redacted message.
+    outcome, message = settled_outcome(report, call)
     check: dict[str, dict[str, Any]] = item.stash.get(CHECK_KEY, {"observed": {}, "expected": {}})
     assert isinstance(item, pytest.Function)
     record = Record(

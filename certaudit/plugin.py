@@ -347,6 +347,20 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Ou
     return outcome, untrusted(message, MESSAGE_CAP)
 
 
+def settled_outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Outcome, str]:
+    """The outcome and its redacted message, with the report made to say the same (for controls
+    and plain host tests alike)."""
+    outcome, message = _outcome(report, call)
+    if outcome == "error" and report.when == "call":
+        # A fact that could not be determined is an error, not a failure: pytest calls a failure
+        # outside the call phase an error, in its summary, JUnit and HTML alike.
+        report.when = "setup"
+        report.longrepr = message
+    elif outcome in ("error", "fail"):
+        report.longrepr = message  # what junit.xml, report.html and the terminal show: the redacted text
+    return outcome, message
+
+
 def _raw_outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[Outcome, str]:
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -373,14 +387,7 @@ def pytest_runtest_makereport(
     if meta is None or (report.when == "teardown" and report.passed) or (report.when == "setup" and report.passed):
         return report
     target: Target | Domain = item.callspec.params["target"]  # type: ignore[attr-defined]
-    outcome, message = _outcome(report, call)
-    if outcome == "error" and report.when == "call":
-        # A fact that could not be determined is an error, not a failure: pytest calls a failure
-        # outside the call phase an error, in its summary, JUnit and HTML alike.
-        report.when = "setup"
-        report.longrepr = message
-    elif outcome in ("error", "fail"):
-        report.longrepr = message  # what junit.xml, report.html and the terminal show: the redacted text
+    outcome, message = settled_outcome(report, call)
     waiver = _audit(item.config).waivers().find(meta.id, target.name) if outcome in ("fail", "pass") else None
     if waiver is not None and outcome == "pass":
         waiver.matched_passing.append(item.name)
