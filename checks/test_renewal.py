@@ -63,7 +63,8 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
 def _hook_file(facts: HostFacts, path: str) -> HookFile:
     """A file of the hooks directory; its text only when certbot runs it (the probe reads no other)."""
     fact = facts.file(path)
-    if fact.present and fact.problem() is None and fact.mode is None:
+    # problem() raises where the login may not stat it: a hook it cannot see may be one certbot runs.
+    if fact.problem() is None and fact.mode is None:
         raise Undeterminable(f"host {facts.host}: the mode of {path} is unknown")
     name = posixpath.basename(path)
     hook = HookFile(path=path, name=name, is_file=fact.kind == "file", mode=fact.mode, uid=fact.uid, content=None)

@@ -16,6 +16,7 @@ from tests.scenarios_hardening import SCENARIOS as HARDENING
 from tests.scenarios_jobs import SCENARIOS as JOBS
 from tests.scenarios_secrets import SCENARIOS as SECRETS
 from tests.scenarios_trust import SCENARIOS as TRUST
+from tests.scenarios_unprivileged import logins
 
 
 def _address(n: int) -> str:
@@ -27,10 +28,18 @@ OTHER_SERVICE_HOOK = RELOAD_HOOK.replace("systemctl reload stemedb-api", "system
 
 RUNBOOK: list[Scenario] = [
     Scenario(
-        "compliant", _address(10), "Let's Encrypt host, certificate issued by pebble with real certbot", cert_source="pebble"
+        "compliant",
+        _address(10),
+        "Let's Encrypt host, certificate issued by pebble with real certbot",
+        cert_source="pebble",
+        **logins(),
     ),
     Scenario(
-        "timer-disabled", _address(11), "certbot.timer disabled; Debian's cron entry is inert under systemd", timer="disabled"
+        "timer-disabled",
+        _address(11),
+        "certbot.timer disabled; Debian's cron entry is inert under systemd",
+        timer="disabled",
+        **logins(),
     ),
     Scenario(
         "timer-masked-cron",
@@ -46,10 +55,10 @@ RUNBOOK: list[Scenario] = [
         after_boot=("systemctl stop certbot.timer",),
     ),
     Scenario("hook-missing", _address(13), "no deploy hook at all", hook=None),
-    Scenario("hook-not-executable", _address(14), "deploy hook mode 0644: certbot skips it", hook_mode=0o644),
+    Scenario("hook-not-executable", _address(14), "deploy hook mode 0644: certbot skips it", hook_mode=0o644, **logins()),
     Scenario("hook-world-writable", _address(15), "deploy hook mode 0777", hook_mode=0o777),
     Scenario("hook-other-service", _address(16), "deploy hook reloads nginx, not stemedb-api", hook=OTHER_SERVICE_HOOK),
-    Scenario("rbe-missing", _address(17), "renew_before_expiry only as certbot's comment", renew_before_expiry=None),
+    Scenario("rbe-missing", _address(17), "renew_before_expiry only as certbot's comment", renew_before_expiry=None, **logins()),
     Scenario("rbe-10-days", _address(18), "renew_before_expiry = 10 days", renew_before_expiry="10 days"),
     Scenario(
         "rbe-unparsable",
@@ -57,7 +66,7 @@ RUNBOOK: list[Scenario] = [
         "renew_before_expiry = thirty days, which certbot cannot parse",
         renew_before_expiry="thirty days",
     ),
-    Scenario("key-0644", _address(19), "the service's key is mode 0644", key_mode=0o644),
+    Scenario("key-0644", _address(19), "the service's key is mode 0644", key_mode=0o644, **logins()),
     # stemedb-api runs as stemedb: a root-owned 0600 key is one it cannot read, so it cannot serve.
     Scenario("key-root", _address(20), "the service's key is owned by root", key_owner="root", service_starts=False),
     Scenario("archive-key-0644", _address(21), "an archived key is 0644 behind the live/ symlink", archive_key_mode=0o644),

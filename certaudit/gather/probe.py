@@ -25,7 +25,14 @@ from typing import Any
 
 from certaudit.errors import ProbeError
 from certaudit.gather.tls import fetch_leaf
-from certaudit.gather.transport import CommandResult, DeadlineExceeded, TransportError, count_round_trip, run_command
+from certaudit.gather.transport import (
+    CommandResult,
+    DeadlineExceeded,
+    TransportError,
+    count_round_trip,
+    run_command,
+    sudo_refusal,
+)
 from certaudit.host.facts import HostFacts, facts_from_probe
 from certaudit.inventory import Target
 from certaudit.policy import PROMETHEUS_GROUP
@@ -106,6 +113,9 @@ def probe_host(
         raise ProbeError(f"host {target.name}: the probe exceeded its time budget on the host")
     if result.rc == -1:  # paramiko's word for "no exit status": the session ended under the probe
         raise ProbeError(f"host {target.name} ({target.address}): the connection was lost before the probe finished")
+    refused = sudo_refusal(target, result)
+    if refused is not None:
+        raise ProbeError(f"host {target.name}: no facts: {refused}")
     if result.rc == 127:
         raise ProbeError(f"host {target.name}: python3 is not installed on the host ({_result_text(result)})")
     if result.rc != 0:

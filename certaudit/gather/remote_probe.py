@@ -13,6 +13,7 @@
 #   crontabs cron reads, the deploy hooks certbot runs: regular, executable, no trailing `~`);
 # - RULE_FILES_LIMIT Prometheus rule files.
 import base64
+import errno
 import glob
 import grp
 import json
@@ -174,6 +175,15 @@ def listing(directory, limit=None):
     return {"path": directory, "names": names[:limit], "truncated": len(names) > limit, "total": len(names), "limit": limit}
 
 
+def open_error(path):
+    """Why this account cannot open `path` for reading (e.g. EACCES), or None: opened and closed, nothing read."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)))
+    except OSError as exc:
+        return os_error(exc)
+    return None
+
+
 def public_key(path):
     """The public half of a private key, derived here so the private key never leaves the host."""
     result = {"path": path}
@@ -184,6 +194,11 @@ def public_key(path):
         return result
     if not stat.S_ISREG(st.st_mode):
         result["error"] = {"errno": 0, "reason": "not a regular file (%s)" % kind_of(st.st_mode)}
+        return result
+    unreadable = open_error(path)
+    if unreadable:
+        # openssl would say only "Could not open file": a key this account cannot open is unread, not unusable.
+        result["error"] = unreadable
         return result
     try:
         done = subprocess.run(
@@ -255,18 +270,26 @@ def units(names):
 
 
 def processes():
+    """The names of the running processes, and why that list is not all of them (None: it is).
+
+    /proc mounted with hidepid hides or closes other users' processes to an account that is not root:
+    such a list is partial, never a proof that a daemon is not running."""
     names = set()
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return None
+    except OSError as exc:
+        return None, {"errno": exc.errno or 0, "reason": "cannot list /proc: " + error_text(exc)}
+    if "1" not in pids and os.getpid() != 1:
+        return None, {"errno": errno.EACCES, "reason": "/proc hides other users' processes (hidepid): pid 1 is not listed"}
     for pid in pids:
         try:
             with open("/proc/%s/comm" % pid) as comm:
                 names.add(comm.read().strip())
-        except OSError:
-            pass
-    return sorted(names)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                return None, {"errno": exc.errno, "reason": "cannot read /proc/%s/comm: %s" % (pid, exc.strerror)}
+            # ENOENT, ESRCH: the process ended between the listing and the read.
+    return sorted(names), None
 
 
 def account(uid=None, gid=None, user=None, group=None):
@@ -333,6 +356,27 @@ def _message_text(value):
     return value if isinstance(value, str) else ""
 
 
+JOURNAL_DIRS = ("/var/log/journal", "/run/log/journal")
+
+
+def system_journal_closed():
+    """Why this account cannot read the system journal (not root, nor in systemd-journal or adm), or None."""
+    try:
+        with open("/etc/machine-id") as f:
+            machine = f.read().strip()
+    except OSError:
+        return None
+    for directory in JOURNAL_DIRS:
+        path = os.path.join(directory, machine, "system.journal")
+        unreadable = open_error(path)
+        if unreadable and unreadable["errno"] in (errno.EACCES, errno.EPERM):
+            # The machine id stays out of the message: 32 hex digits read as key material to the redactor.
+            shown = os.path.join(directory, "<machine-id>", "system.journal")
+            unreadable["reason"] = "cannot read the system journal %s: %s" % (shown, unreadable["reason"])
+            return unreadable
+    return None
+
+
 def service_events(unit, since):
     """Starts, restarts and reloads of `unit` from `since` (epoch seconds) on, from its journal, oldest first.
 
@@ -340,6 +384,11 @@ def service_events(unit, since):
     has both, to the microsecond. The service's own "certificate reloaded" line counts as a reload.
     """
     result = {"unit": unit, "since": since, "events": [], "entries_read": 0, "truncated": False}
+    closed = system_journal_closed()
+    if closed:
+        # journalctl would answer with this account's own entries only, and exit 0: no reload seen is not no reload.
+        result["error"] = closed
+        return result
     argv = ["journalctl", "--no-pager", "-q", "-o", "json", "-u", unit, "--since", "@%d" % max(0, int(since) - 1)]
     env = dict(os.environ, LC_ALL="C", SYSTEMD_PAGER="")
     timed_out = []
@@ -738,6 +787,7 @@ def gather(params):
     tls, live = params["tls_dir"], lineage_paths(params)["live"]
     key_paths = [os.path.join(tls, "key.pem"), os.path.join(live, "privkey.pem")]
     services = gather_services(params, found.files[os.path.join(tls, "cert.pem")])
+    running = processes()
     return {
         "probe_version": PROBE_VERSION,
         "hostname": socket.gethostname(),
@@ -748,7 +798,8 @@ def gather(params):
         "listings": found.listings,
         "public_keys": {path: public_key(path) for path in key_paths},
         "units": services["units"],
-        "processes": processes(),
+        "processes": running[0],
+        "processes_error": running[1],
         "accounts": gather_accounts(params, found.files),
         "service_events": services["service_events"],
         "certbot_logs": certbot_logs(CERTBOT_LOG_DIR),

@@ -43,6 +43,7 @@ from certaudit.gather.transport import (
     read_channel,
     remaining,
     run_process,
+    sudo_refusal,
     with_become,
 )
 
@@ -108,6 +109,10 @@ class HostSession:
             self.log.append(f"{shown} (exit {result.rc})")
         if result.truncated:
             raise Undeterminable(f"{self.target.name}: `{shown}` wrote more than {MAX_OUTPUT} bytes: its output was cut")
+        refused = sudo_refusal(self.target, result)
+        if refused is not None:
+            # The command never ran: its exit status 1 is sudo's, not an answer a control may judge.
+            raise Undeterminable(f"{self.target.name}: `{shown}` did not run: {refused}")
         return result
 
     def _send(self, command: str, deadline: float) -> CommandResult:

@@ -104,6 +104,29 @@ def with_become(target: Target, argv: list[str]) -> list[str]:
     return ["sudo", "-n", *(["-u", str(user)] if user else []), "--", *argv]
 
 
+# How sudo (1.8 and 1.9) says it will not run a command: "sudo: a password is required" under -n,
+# "Sorry, user U is not allowed to execute ..." where the sudoers rules do not name the command.
+SUDO_REFUSALS = ("sudo: ", "Sorry, user ")
+
+
+def sudo_refusal(target: Target, result: CommandResult) -> str | None:
+    """Why sudo refused to run a become command (one line), or None when it ran it (or there was no become).
+
+    sudo refuses with exit status 1 and its message first on stderr; the command never started,
+    so its exit status and output say nothing about the host."""
+    if not target.connect_kwargs.get("sudo") or result.rc != 1:
+        return None
+    first = (result.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[0]
+    if not first.startswith(SUDO_REFUSALS):
+        return None
+    user = target.connect_kwargs.get("sudo_user") or "root"
+    login = target.variables.get("ansible_user") or "the login"
+    return (
+        f"sudo refused to run it as {user} for {login} (ansible_become runs `sudo -n`, which never asks for a "
+        f"password): {' '.join(first.split())[:300]}"
+    )
+
+
 def run_command(target: Target, argv: list[str], connect_timeout: float, deadline: float, max_output: int) -> CommandResult:
     """Run argv on the target's host; raises TransportError (unreachable) or DeadlineExceeded."""
     command = with_become(target, argv)

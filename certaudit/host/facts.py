@@ -238,7 +238,8 @@ class HostFacts:
 
     def running_processes(self) -> tuple[str, ...]:
         if self.processes is None:
-            raise Undeterminable(f"host {self.host}: the probe could not list /proc, so running daemons are unknown")
+            why = str((self.raw.get("processes_error") or {}).get("reason", "")) or "the probe could not list /proc"
+            raise Undeterminable(f"host {self.host}: {why}, so running daemons are unknown")
         return self.processes
 
     def public_key(self, path: str) -> PublicKey:

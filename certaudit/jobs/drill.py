@@ -29,7 +29,7 @@ from typing import Any
 
 from certaudit.errors import Undeterminable
 from certaudit.gather.tls import fetch_leaf
-from certaudit.gather.transport import CommandResult, DeadlineExceeded, TransportError, remaining, run_command
+from certaudit.gather.transport import CommandResult, DeadlineExceeded, TransportError, remaining, run_command, sudo_refusal
 from certaudit.host.x509 import CertificateError, fingerprint_der_sha256, fingerprint_sha256, load_pem_certificates
 from certaudit.inventory import Target
 from certaudit.policy import Policy
@@ -253,6 +253,9 @@ class _Host:
             )
         if done.rc == -1:  # the in-process client's word for "no exit status": the session ended under it
             raise Undeterminable(f"host {name}: connection lost during the drill")
+        refused = sudo_refusal(self.target, done)
+        if refused is not None:
+            raise Undeterminable(f"host {name}: the drill cannot run `{argv[0]}`: {refused}")
         return done
 
     def tls_timeout(self) -> float:

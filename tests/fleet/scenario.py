@@ -107,7 +107,7 @@ class Scenario:
     inventory_vars: dict[str, Any] = field(default_factory=dict)
     after_boot: tuple[str, ...] = ()  # shell commands run as root once the host is up
     files: tuple[HostFile, ...] = ()  # extra paths, laid out last (hostile content, shims)
-    login_users: tuple[str, ...] = ()  # unprivileged accounts that log in over ssh with the fleet's key
+    login_users: tuple[str, ...] = ()  # unprivileged accounts that log in over ssh with the fleet's key (`user` or `user:group`)
 
     @property
     def domain(self) -> str:
@@ -218,19 +218,37 @@ def layout(scenario: Scenario, root: Path, authorized_key: str, pebble_ca: bytes
         _lay_file(root, extra)
 
 
-def _add_login_user(root: Path, user: str, authorized_key: str) -> None:
-    """An account like one an operator would give an auditor: no password, its own home and key."""
+def _add_login_user(root: Path, login: str, authorized_key: str) -> None:
+    """An account like one an operator would give an auditor: no password, its own home and key.
+
+    `login` is a user name, or `user:group` to make it a member of one more group (e.g. the
+    service's, which opens the service's TLS directory to it)."""
+    user, _, extra_group = login.partition(":")
     passwd = (root / "etc/passwd").read_text()
-    uid = max([1999, *(int(line.split(":")[2]) for line in passwd.splitlines() if line.count(":") >= 6)]) + 1
+    used = {int(line.split(":")[2]) for line in passwd.splitlines() if line.count(":") >= 6}
+    # The first free id from 2000, below 60000: the ids above are nobody's (65534) and ones systemd
+    # and D-Bus refuse outright (65535 is (uid_t) -1 in 16 bits), which no real auditor has.
+    uid = next(n for n in range(2000, 60000) if n not in used)
     with (root / "etc/passwd").open("a") as f:
         f.write(f"{user}:x:{uid}:{uid}::/home/{user}:/bin/sh\n")
-    with (root / "etc/group").open("a") as f:
-        f.write(f"{user}:x:{uid}:\n")
+    groups = (root / "etc/group").read_text().splitlines()
+    if extra_group:
+        groups = [_with_member(line, extra_group, user) for line in groups]
+    (root / "etc/group").write_text("\n".join([*groups, f"{user}:x:{uid}:"]) + "\n")
     with (root / "etc/shadow").open("a") as f:
         f.write(f"{user}:*:19000:0:99999:7:::\n")  # "*": no password, yet not locked for key logins
     _mkdir(root, f"/home/{user}", 0o755, (uid, uid))
     _mkdir(root, f"/home/{user}/.ssh", 0o700, (uid, uid))
     _write(root, f"/home/{user}/.ssh/authorized_keys", authorized_key, 0o600, (uid, uid))
+
+
+def _with_member(line: str, group: str, user: str) -> str:
+    """An /etc/group line with `user` added to its members when it is `group`'s."""
+    fields = line.split(":")
+    if fields[0] != group or len(fields) != 4:
+        return line
+    fields[3] = ",".join([m for m in fields[3].split(",") if m] + [user])
+    return ":".join(fields)
 
 
 def _lay_file(root: Path, extra: HostFile) -> None:

@@ -74,7 +74,6 @@ PRIVATE_KEY_MARKER = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 CRASH = "certaudit could not judge this control"
 CERTBOTS_OWN = ("etc/letsencrypt", "var/lib/letsencrypt")  # where certbot locks and keeps its state
 ENV_PAYLOAD = f"$(touch${{IFS}}{CANARY});`touch${{IFS}}{CANARY}`|touch${{IFS}}{CANARY}&&ünïcødé☃"
-SYSTEMCTL_DENIED = "systemctl show exited 1: Failed to get properties: Access denied"
 
 
 # --- listeners standing in for hostile servers -------------------------------------------------------
@@ -366,7 +365,8 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     },
     # An auditor who may not enter the TLS directory: every fact behind it is an error, with the reason.
     "denied-tls-dir": {
-        "REN-01": errs(f"host denied-tls-dir: {SYSTEMCTL_DENIED}"),
+        # certbot.timer's state is open to any account (systemctl show): one effective schedule proves it.
+        "REN-01": PASS,
         "KEY-01": errs("host denied-tls-dir: cannot lstat /etc/stemedb/tls/key.pem: Permission denied"),
         "KEY-02": errs("host denied-tls-dir: cannot lstat /etc/stemedb/tls/cert.pem: Permission denied"),
         "CRT-01": errs("host denied-tls-dir: cannot lstat /etc/stemedb/tls/cert.pem: Permission denied"),
@@ -374,7 +374,7 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     },
     # One who may stat the certificate but not read it, nor list certbot's archive.
     "denied-cert-read": {
-        "REN-01": errs(f"host denied-cert-read: {SYSTEMCTL_DENIED}"),
+        "REN-01": PASS,
         "KEY-01": errs("cannot list /etc/letsencrypt/archive/stemedb.example.com: Permission denied"),
         "CRT-01": errs(DENIED_CERT),
         "LIVE-01": errs(DENIED_CERT),

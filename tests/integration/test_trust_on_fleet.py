@@ -57,14 +57,10 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     (HOOKS_HOST, "REN-02"): Expect("pass", evidence=_real_hook_found_among_10k),
     (HOOKS_HOST, "KEY-01"): Expect("pass"),
     (HOOKS_HOST, "REN-01"): Expect("pass"),
-    # The auditor cannot list the users' crontabs (nor ask systemd): unknown, not "no cron entry".
-    (DENIED, "REN-01"): Expect(
-        "error",
-        (
-            f"host {DENIED}: systemctl show exited 1",
-            "; cannot list /var/spool/cron/crontabs: Permission denied: whether renewal is scheduled is unknown",
-        ),
-    ),
+    # The auditor cannot list the users' crontabs, but may ask systemd: the active timer proves the
+    # schedule (a host whose only schedule is behind the closed crontabs ends in error:
+    # test_unprivileged_on_fleet.py, REN-01[timer-disabled.user]).
+    (DENIED, "REN-01"): Expect("pass"),
 }
 
 

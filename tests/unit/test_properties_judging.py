@@ -251,6 +251,31 @@ CASES: dict[str, tuple[str, Check, Callable[[], Passing], Policy]] = {
         ),
         POLICY,
     ),
+    "LIVE-02 journal": (
+        "LIVE-02",
+        live.test_service_reloaded_after_certificate_changed,
+        lambda: Passing(
+            files={CERT: _file(CERT, ctime=NOW - 7200)},
+            units={
+                "stemedb-api.service": {
+                    "LoadState": "loaded",
+                    "ActiveState": "active",
+                    "ExecMainStartTimestamp": f"@{int(NOW - 86400)}",
+                }
+            },
+            # Started before the certificate changed: the pass rests on the reload its journal shows.
+            sections={
+                "service_events": {
+                    "unit": "stemedb-api.service",
+                    "since": NOW - 7200,
+                    "events": [{"time": NOW - 7000, "kind": "reload", "message": "Reloaded stemedb-api.service"}],
+                    "entries_read": 3,
+                    "truncated": False,
+                }
+            },
+        ),
+        POLICY,
+    ),
     "MON-01": (
         "MON-01",
         monitoring.test_metric_agrees_with_served_certificate,
@@ -308,11 +333,15 @@ def mutations(snapshot: Passing) -> list[Mutation]:
     for name in snapshot.units:
         found += [("units", name, "remove"), ("units", name, "error")]
     for path in snapshot.public_keys:
-        found += [("public_keys", path, "remove"), ("public_keys", path, "error")]
+        found += [("public_keys", path, how) for how in ("remove", "error", "deny")]
     for name in snapshot.sections:
         found += [("sections", name, "remove")]
     if "certbot_logs" in snapshot.sections:
         found.append(("certbot_logs", "dir", "deny"))
+    if snapshot.sections.get("processes") is not None:
+        found.append(("processes", "/proc", "deny"))
+    if snapshot.sections.get("service_events") is not None:
+        found.append(("service_events", "journal", "deny"))
     if snapshot.sections.get("prometheus"):
         found += [("prometheus", "promtool", "remove"), ("prometheus", "rule_files", "truncate")]
     if snapshot.endpoint is not None:
@@ -375,8 +404,16 @@ def apply(snapshot: Passing, chosen: list[Mutation]) -> tuple[dict[str, Any], En
             raw["units"]["_error"] = {"errno": 0, "reason": "systemctl show exited 1: Access denied"}
         elif where == "public_keys" and how == "remove":
             raw["public_keys"].pop(key, None)
+        elif where == "public_keys" and how == "deny":  # the login may stat the key, not open it
+            raw["public_keys"][key] = {"path": key, "error": {"errno": errno.EACCES, "reason": "Permission denied"}}
         elif where == "public_keys":
             raw["public_keys"][key] = {"path": key, "error": {"errno": 0, "reason": "openssl is not installed on the host"}}
+        elif where == "processes" and "processes" in raw:  # /proc mounted hidepid
+            raw["processes"] = None
+            raw["processes_error"] = {"errno": errno.EACCES, "reason": "/proc hides other users' processes (hidepid)"}
+        elif where == "service_events" and raw.get("service_events"):  # not root, nor in systemd-journal
+            closed = "cannot read the system journal /var/log/journal/<machine-id>/system.journal: Permission denied"
+            raw["service_events"] = {**raw["service_events"], "events": [], "entries_read": 0, "error": {"reason": closed}}
         elif where == "sections":
             raw.pop(key, None)
         elif where == "certbot_logs" and "certbot_logs" in raw:
@@ -434,3 +471,17 @@ def test_every_single_mutation(case: str) -> None:
     snapshot = build()
     passed = [m for m in mutations(snapshot) if outcome(control, check, *apply(snapshot, [m]), policy) == "pass"]
     assert passed == [], f"{case} passes without: {passed}"
+
+
+DENIALS = ("deny", "unread")  # what a login that is not root meets: EACCES on a stat, a read, a listing, ...
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_denied_fact_is_an_error_not_a_finding(case: str) -> None:
+    """Unprivileged audits (issue 18): a fact the login may not read ends the control in `error`,
+    never a pass and never a failure (a closed directory is not an empty one)."""
+    control, check, build, policy = CASES[case]
+    snapshot = build()
+    denied = [m for m in mutations(snapshot) if m[2] in DENIALS]
+    judged = {m: outcome(control, check, *apply(snapshot, [m]), policy) for m in denied}
+    assert {m: o for m, o in judged.items() if o != "error"} == {}, f"{case}: judged without the denied fact"
