@@ -435,7 +435,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     audit = session.config.stash.get(AUDIT_KEY, None)
     if audit is None:
         return
-    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.config.option.collectonly:
         _summarise_fleet_hosts(audit)
     audit.prober.shutdown()
     inventory = audit.inventory_if_loaded()
