@@ -70,6 +70,8 @@ class Audit:
         self.started = dt.datetime.now(dt.UTC)
         self.facts: dict[str, HostFacts] = {}
         self.probe_errors: dict[str, str] = {}
+        # A shard's hosts of a fleet domain (FLT-*): probed and summarised for `certaudit merge`.
+        self.fleet_hosts: dict[str, Target] = {}
         self.without_subject: set[str] = set()  # controls with no host or domain to judge in this run
         self.run_id = uuid.uuid4().hex
         self._waivers: Waivers | None = None

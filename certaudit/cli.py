@@ -94,11 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     combine.add_argument("--signing-key", metavar="KEY", type=Path, help="Ed25519 private key that signs the merged manifest")
     combine.add_argument("--public-key", metavar="PUB", type=Path, help="check each shard's signature against this public key")
     combine.add_argument("--job", metavar="NAME", help="the merged run's job name (default: the shards')")
+    combine.add_argument(
+        "--no-network",
+        action="store_true",
+        help="contact nothing: a sharded run's FLT-03 (the public endpoint, checked from the merging machine) is then "
+        "an error saying so",
+    )
     return parser
 
 
 def _merge(args: argparse.Namespace) -> int:
-    merged = merge_runs(args.dirs, args.out, args.signing_key, args.public_key, args.job)
+    merged = merge_runs(args.dirs, args.out, args.signing_key, args.public_key, args.job, network=not args.no_network)
     signed = ", signed" if merged.signed else ""
     print(
         f"merged: {merged.directory} ({merged.shards} run{'s' * (merged.shards != 1)}, {merged.hosts} hosts, "

@@ -6,6 +6,7 @@ Loaded by the repository's conftest.py. It only acts on test functions declared 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Generator
@@ -190,7 +191,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # A fleet control (FLT-*) judges a domain: its "target" is the domain, with all its hosts.
         domains = domains_of(inventory, inventory.every_host)
         shard = _audit(metafunc.config).shard
-        if shard is not None:  # reported once, by the shard of the domain's first host, as not judged
+        if shard is not None:
+            # Each shard summarises its own hosts of every domain (evidence.json `fleet`) for the merge,
+            # which judges the domain; the shard of its first host records the placeholder it replaces.
+            ours = {t.name for t in inventory}
+            _audit(metafunc.config).fleet_hosts.update({t.name: t for d in domains for t in d.hosts if t.name in ours})
             domains = [replace(d, sharded=True) for d in domains if shard.holds(owner_of(d))]
         metafunc.parametrize("target", domains, ids=[d.name for d in domains])
         return
@@ -275,6 +280,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             domain: Domain = item.callspec.params["target"]  # type: ignore[attr-defined]
             for host in () if domain.sharded else domain.hosts:  # probed with the others, before any judging
                 targets.setdefault(host.name, host)
+    for name, target in _audit(session.config).fleet_hosts.items():  # a shard's hosts of a fleet domain
+        targets.setdefault(name, target)
     if targets:
         _audit(session.config).prober.start(targets.values())
 
@@ -316,7 +323,7 @@ def fleet_view(request: pytest.FixtureRequest, target: Domain, evidence: Evidenc
             facts[host.name] = audit.facts_of(host, of_run=host.name in ours)
         except ProbeError as exc:
             errors[host.name] = str(exc)
-    return FleetView(target, facts, errors, audit.prober.connect_timeout)
+    return FleetView.of_facts(target, facts, errors, audit.prober.connect_timeout)
 
 
 @pytest.fixture
@@ -428,6 +435,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     audit = session.config.stash.get(AUDIT_KEY, None)
     if audit is None:
         return
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.config.option.collectonly:
+        _summarise_fleet_hosts(audit)
     audit.prober.shutdown()
     inventory = audit.inventory_if_loaded()
     empty_shard = audit.shard is not None and inventory is not None and not inventory.targets
@@ -448,6 +457,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if path and (audit.records or RUN_DIR_KEY in config.stash or audit.shard is not None):
         write_evidence(Path(path), audit, exitstatus)
     _finish_jobs(session, audit)
+
+
+def _summarise_fleet_hosts(audit: Audit) -> None:
+    """A shard's hosts of a fleet domain that no control of the shard read: their snapshots, so
+    the evidence's fleet summaries (what the merge judges the domain on) hold every one of them."""
+    for target in audit.fleet_hosts.values():
+        if target.name not in audit.facts and target.name not in audit.probe_errors:
+            # Not reached: recorded in audit.probe_errors, and the summary says so.
+            with contextlib.suppress(ProbeError):
+                audit.facts_of(target)
 
 
 def _finish_jobs(session: pytest.Session, audit: Audit) -> None:

@@ -34,6 +34,7 @@ from certaudit import __version__
 from certaudit.audit import JOB_RE
 from certaudit.errors import CertauditError
 from certaudit.evidence import report_html
+from certaudit.evidence.fleet_merge import Part, judge_fleet
 from certaudit.evidence.manifest import MANIFEST, MAX_MANIFEST_BYTES, verify, write_manifest
 from certaudit.evidence.run import EVIDENCE_SCHEMA_ID, EVIDENCE_SCHEMA_VERSION, certaudit_commit, ci_job, write_atomically
 from certaudit.evidence.snapshot import minimal_snapshot
@@ -437,8 +438,10 @@ def merge_runs(
     signing_key: Path | None = None,
     public_key: Path | None = None,
     job: str | None = None,
+    network: bool = True,
 ) -> Merged:
-    """Merge the shards' run directories into the new run directory `out` (written whole, or not at all)."""
+    """Merge the shards' run directories into the new run directory `out` (written whole, or not at all);
+    a sharded run's fleet controls are judged here (certaudit/evidence/fleet_merge.py)."""
     if not directories:
         raise MergeError("no run directory to merge")
     if job is not None and not JOB_RE.fullmatch(job):
@@ -451,6 +454,8 @@ def merge_runs(
     shards = [load_shard(d, public_key) for d in directories]
     check_one_audit(shards)
     evidence = merged_evidence(shards, job)
+    # The shards' FLT placeholders, judged on their fleet summaries (FLT-03 from here, unless network=False).
+    judge_fleet([Part(s.label(), s.evidence, s.junit) for s in shards], evidence, network=network)
     try:
         partial.mkdir(parents=True)
     except OSError as exc:

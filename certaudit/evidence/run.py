@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from certaudit import __version__
 from certaudit.errors import PathError
 from certaudit.evidence.snapshot import minimal_snapshot
+from certaudit.jobs.fleet import fleet_section
 from certaudit.readers import shown_text
 from certaudit.redact import untrusted
 
@@ -113,7 +114,7 @@ def run_metadata(audit: Audit) -> dict[str, Any]:
 
 def evidence_document(audit: Audit, exitstatus: int) -> dict[str, Any]:
     waivers = audit.waivers()
-    return {
+    document = {
         "$schema": EVIDENCE_SCHEMA_ID,
         "schema_version": EVIDENCE_SCHEMA_VERSION,
         "run": {**run_metadata(audit), "exit_status": int(exitstatus)},
@@ -128,6 +129,15 @@ def evidence_document(audit: Audit, exitstatus: int) -> dict[str, Any]:
         # Facts and digests, never whole files: see certaudit/evidence/snapshot.py.
         "snapshots": {name: minimal_snapshot(facts.raw) for name, facts in sorted(audit.facts.items())},
     }
+    inventory = audit.inventory_if_loaded()
+    fleet = None
+    if inventory is not None:
+        fleet = fleet_section(
+            list(inventory), inventory.every_host, audit.facts, audit.probe_errors, audit.prober.connect_timeout
+        )
+    if fleet is not None:  # the run's hosts of fleet domains, summarised: what `certaudit merge` judges FLT-* on
+        document["fleet"] = fleet.as_json()
+    return document
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -4,23 +4,27 @@ The balancer (Debian's haproxy, started and stopped here, its own pid only) list
 127.<77+fleet id>.8.1, one port per domain, and passes TLS through to the hosts' stemedb-api.
 Four domains (tests/scenarios_fleet.py): one renewer and one certificate; two renewers; one host
 never reloaded, to which the balancer sends every client (`balance first`, that host first); and
-one host down. One audit judges them all; a gate run, two shards and their merge follow.
+one host down. One audit judges them all; a gate run follows, then two shards whose merge must judge
+every domain as the one audit did, record for record.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from certaudit.evidence.fleet_merge import NO_NETWORK
 from certaudit.host.x509 import fingerprint_sha256
 from certaudit.jobs.fleet import SHARDED
 from tests.fleet import pki
@@ -191,31 +195,104 @@ def test_the_gate_judges_flt02_over_the_whole_domain_of_the_hosts_deployed(
     assert "GATE FAIL: 1 of 1 host and 1 domain blocks the deploy (stale.fleet.example.com)" in run.stdout
 
 
-def test_shards_report_each_domain_once_as_not_judged_and_merge(inventory: Path, tmp_path: Path) -> None:
-    runs = []
-    for index in (1, 2):
-        reports = tmp_path / f"shard-{index}"
-        argv = [sys.executable, "-m", "pytest", "checks", "--inventory", str(inventory), "--report-dir", str(reports),
-                "--shard", f"{index}/2", "-k", "FLT or CRT-01", "-p", "no:cacheprovider", "-q",
-                "--connect-timeout", "5"]  # fmt: skip
-        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
-        assert done.returncode in (0, 1), done.stdout[-3000:]
-        (run_dir,) = [p for p in reports.iterdir() if not p.name.endswith(".partial")]
-        runs.append(run_dir)
-    fleet_records = [
-        r for run in runs for r in json.loads((run / "evidence.json").read_text())["results"] if r["control"].startswith("FLT-")
-    ]
-    # Each domain's fleet controls in exactly one shard, as errors that say why: never a pass on part of a domain.
-    assert sorted((r["control"], r["host"]) for r in fleet_records) == sorted((c, domain(n)) for c in FLT for n in DOMAINS)
-    for record in fleet_records:
-        assert record["outcome"] == "error" and record["message"] == f"domain {record['host']}: {SHARDED}", record
-    out = tmp_path / "merged"
-    merged = subprocess.run(
-        [str(Path(sys.executable).parent / "certaudit"), "merge", *map(str, runs), "--out", str(out)],
+def _shard(inventory: Path, reports: Path, index: int, count: int) -> Path:
+    argv = [sys.executable, "-m", "pytest", "checks", "--inventory", str(inventory), "--report-dir", str(reports),
+            "--shard", f"{index}/{count}", "-k", "FLT or CRT-01", "-p", "no:cacheprovider", "-q",
+            "--connect-timeout", "5"]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode in (0, 1), done.stdout[-3000:]
+    (run_dir,) = [p for p in reports.iterdir() if not p.name.endswith(".partial")]
+    return run_dir
+
+
+def _merge(runs: list[Path], out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "certaudit"), "merge", *map(str, runs), "--out", str(out), *extra],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert merged.returncode == 1, merged.stdout + merged.stderr
-    results = json.loads((out / "evidence.json").read_text())["results"]
-    assert sorted((r["control"], r["host"], r["outcome"]) for r in results if r["control"].startswith("FLT-")) == sorted(
-        (c, domain(n), "error") for c in FLT for n in DOMAINS
-    )
+    assert done.returncode == 1, done.stdout + done.stderr  # merged, with the fleet's findings
+    return done, json.loads((out / "evidence.json").read_text())
+
+
+def _fleet_records(evidence: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["control"], r["host"]): r for r in evidence["results"] if r["control"].startswith("FLT-")}
+
+
+# FLT-03 counts the public certificate's days left at the instant it is judged: the two judgements,
+# minutes apart, may round those apart. Everything else must be the same, word for word.
+_INSTANTS = re.compile(r"days_left=[0-9.]+|expires in [0-9.]+ days")
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    observed = {k: v for k, v in record["observed"].items() if k != "days_left"}
+    keep = ("outcome", "expected", "notes", "waiver", "title", "fix", "gate")
+    return {
+        **{k: record[k] for k in keep},
+        "observed": observed,
+        "message": _INSTANTS.sub("", record["message"]),
+        "findings": [_INSTANTS.sub("", f) for f in record["findings"]],
+    }
+
+
+@pytest.fixture(scope="module")
+def shards(inventory: Path, balancer: subprocess.Popen[bytes], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    work = tmp_path_factory.mktemp("fleet-shards")
+    return [_shard(inventory, work / f"shard-{i}", i, 2) for i in (1, 2)]
+
+
+def test_shards_leave_each_domain_to_the_merge_with_every_hosts_summary(shards: list[Path]) -> None:
+    documents = [json.loads((run / "evidence.json").read_text()) for run in shards]
+    placeholders = [r for d in documents for r in d["results"] if r["control"].startswith("FLT-")]
+    # Each domain's fleet controls in exactly one shard, as placeholders the merge replaces: never a pass on part of a domain.
+    assert sorted((r["control"], r["host"]) for r in placeholders) == sorted((c, domain(n)) for c in FLT for n in DOMAINS)
+    for record in placeholders:
+        assert record["outcome"] == "error" and record["message"] == f"domain {record['host']}: {SHARDED}", record
+    # Every host is summarised by its own shard, and only there: facts, never a file's content.
+    summarised = [h for d in documents for h in d["fleet"]["hosts"]]
+    assert sorted(summarised) == sorted(HOSTS)
+    stale = next(d["fleet"]["hosts"]["flt-stale-unreloaded"] for d in documents if "flt-stale-unreloaded" in d["fleet"]["hosts"])
+    assert set(stale) == {"domain", "reached", "certaudit_renews", "renewal_dir", "lineages", "schedule", "served", "disk"}
+    assert stale["served"]["leaf"]["sha256"] != _sha("stale") and stale["disk"]["leaf"]["sha256"] == _sha("stale")
+    down = next(d["fleet"]["hosts"]["flt-down-off"] for d in documents if "flt-down-off" in d["fleet"]["hosts"])
+    assert down["reached"] is False and down["error"].startswith("host flt-down-off (")
+    for document in documents:
+        assert set(document["fleet"]["domains"]) == {
+            domain(n) for n in DOMAINS if any(h.name in document["run"]["hosts_expected"] for h in DOMAINS[n])
+        }
+
+
+def test_the_merge_judges_the_fleet_as_the_unsharded_run_does(audit: AuditRun, shards: list[Path], tmp_path: Path) -> None:
+    done, merged = _merge(shards, tmp_path / "merged")
+    whole, judged = _fleet_records(audit.evidence), _fleet_records(merged)
+    assert sorted(judged) == sorted(whole) == sorted((c, domain(n)) for c in FLT for n in DOMAINS)
+    for pair, record in whole.items():
+        assert _comparable(judged[pair]) == _comparable(record), pair
+        assert judged[pair]["nodeid"] == record["nodeid"]
+    outcomes = {pair: r["outcome"] for pair, r in judged.items()}
+    assert outcomes == {
+        **{(c, domain("one")): "pass" for c in FLT},
+        ("FLT-01", domain("two")): "fail", ("FLT-02", domain("two")): "pass", ("FLT-03", domain("two")): "pass",
+        ("FLT-01", domain("stale")): "pass", ("FLT-02", domain("stale")): "fail", ("FLT-03", domain("stale")): "fail",
+        **{(c, domain("down")): "error" for c in FLT},
+    }  # fmt: skip
+    # The report, JUnit and exit status follow the judgements.
+    assert merged["run"]["exit_status"] == 1 and done.stdout.rstrip().endswith("exit status 1)")
+    root = ET.parse(tmp_path / "merged" / "junit.xml").getroot()
+    kinds = {c.get("name"): [x.tag for x in c if x.tag in ("failure", "error", "skipped")] for c in root.iter("testcase")}
+    assert kinds[f"FLT-01[{domain('two')}]"] == ["failure"] and kinds[f"FLT-03[{domain('one')}]"] == []
+    assert kinds[f"FLT-02[{domain('down')}]"] == ["error"]
+    html = (tmp_path / "merged" / "report.html").read_text()
+    assert f'data-control="FLT-02" data-host="{domain("stale")}"' in html
+
+
+def test_a_merge_without_network_leaves_flt03_an_error_saying_so(audit: AuditRun, shards: list[Path], tmp_path: Path) -> None:
+    _, merged = _merge(shards, tmp_path / "merged", "--no-network")
+    whole, judged = _fleet_records(audit.evidence), _fleet_records(merged)
+    for pair, record in judged.items():
+        if pair[0] != "FLT-03":
+            assert _comparable(record) == _comparable(whole[pair]), pair
+        elif pair[1] != domain("down"):  # a domain not wholly reached is that error first
+            address, port = public_endpoint(pair[1].split(".")[0]).rsplit(":", 1)
+            assert record["outcome"] == "error" and record["message"] == (
+                f"domain {pair[1]}: the public endpoint {address}:{port} was not contacted: {NO_NETWORK}"
+            ), record

@@ -96,7 +96,7 @@ def test_each_shard_audits_its_own_part(runs: Runs) -> None:
         run = Runs.evidence(run_dir)["run"]
         assert run["shard"] == {"index": index, "count": 3, "inventory_hosts": len(runs.hosts)}
         assert run["hosts_expected"] == part
-        # A fleet control's result names the domain, reported by the shard of its first host (not judged there).
+        # A fleet control's result names the domain: a placeholder in the shard of its first host, judged by the merge.
         results = Runs.evidence(run_dir)["results"]
         assert {r["host"] for r in results if not r["control"].startswith("FLT-")} == set(part)
         assert set(Runs.evidence(run_dir)["snapshots"]) <= set(part)  # a host outside the shard is never probed
@@ -112,6 +112,12 @@ def test_the_merged_run_concludes_what_the_whole_run_does(runs: Runs) -> None:
     assert sorted(merged_pairs) == sorted(whole_pairs)
     for pair, expected in whole_pairs.items():
         assert merged_pairs[pair] == expected, pair
+    # The fleet controls, judged by the merge on the shards' summaries, say word for word what the whole run says.
+    whole_fleet = {(r["host"], r["control"]): r for r in whole["results"] if r["control"].startswith("FLT-")}
+    merged_fleet = {(r["host"], r["control"]): r for r in merged["results"] if r["control"].startswith("FLT-")}
+    assert sorted(merged_fleet) == sorted(whole_fleet) and whole_fleet
+    for pair, record in whole_fleet.items():
+        assert (merged_fleet[pair]["message"], merged_fleet[pair]["observed"]) == (record["message"], record["observed"]), pair
     assert merged["run"]["hosts_expected"] == whole["run"]["hosts_expected"] == runs.hosts
     assert merged["run"]["hosts_reached"] == whole["run"]["hosts_reached"]
     assert sorted(merged["unreachable"]) == sorted(whole["unreachable"]) == ["down"]

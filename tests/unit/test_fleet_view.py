@@ -12,7 +12,7 @@ from certaudit.controls import renewal_by_certbot
 from certaudit.errors import Undeterminable
 from certaudit.evidence.merge import _inconsistency
 from certaudit.inventory import Target, target_for
-from certaudit.jobs.fleet import SHARDED, Domain, FleetView, Served, domains_of, newest, older_than_window, public_endpoint
+from certaudit.jobs.fleet import SHARDED, Domain, FleetView, Leaf, domains_of, newest, older_than_window, public_endpoint
 from certaudit.jobs.gate import summary, verdicts
 from certaudit.policy import PolicyError, policy_for
 from certaudit.record import Record
@@ -48,20 +48,22 @@ def test_domains_come_from_the_whole_inventory_and_need_a_fleet() -> None:
 def test_a_domain_not_wholly_reached_is_undeterminable_naming_the_hosts() -> None:
     whole = [_host("a1", "a.example"), _host("a2", "a.example"), _host("a3", "a.example")]
     (domain,) = domains_of(whole, whole)
-    view = FleetView(domain, {}, {"a2": "host a2 (10.0.0.2): cannot connect: timed out"})
+    view = FleetView.of_facts(domain, {}, {"a2": "host a2 (10.0.0.2): cannot connect: timed out"})
     with pytest.raises(Undeterminable) as caught:
         view.each()
     assert str(caught.value) == (
         "domain a.example: 3 of its 3 hosts not reached (a1, a2, a3), so the domain cannot be judged as a whole: "
         "host a1: not probed; host a2 (10.0.0.2): cannot connect: timed out; host a3: not probed"
     )
-    sharded = FleetView(Domain(domain.name, domain.hosts, domain.policy, sharded=True), {}, {})
+    sharded = FleetView.of_facts(Domain(domain.name, domain.hosts, domain.policy, sharded=True), {}, {})
     with pytest.raises(Undeterminable, match=SHARDED.split(":")[0]):
         sharded.require_whole()
 
 
-def _served(host: str, days_left: float) -> Served:
-    return Served(host, x509.load_pem_x509_certificate(pki.issue("a.example", days_left=days_left).cert_pem))
+def _served(host: str, days_left: float) -> Leaf:
+    leaf = Leaf.of(host, x509.load_pem_x509_certificate(pki.issue("a.example", days_left=days_left).cert_pem))
+    assert isinstance(leaf, Leaf)
+    return leaf
 
 
 def test_the_window_allows_certificates_issued_close_to_the_newest() -> None:
@@ -76,10 +78,10 @@ def test_the_window_allows_certificates_issued_close_to_the_newest() -> None:
 def test_the_public_endpoint_is_the_domains_own() -> None:
     hosts = [_host("a1", "a.example", certaudit_public_endpoint="127.0.0.1:8443"), _host("a2", "a.example")]
     (domain,) = domains_of(hosts, hosts)
-    assert public_endpoint(domain) == ("127.0.0.1", 8443)
+    assert public_endpoint(domain.spec()) == ("127.0.0.1", 8443)
     split = [hosts[0], _host("a2", "a.example", certaudit_public_endpoint="127.0.0.2:8443")]
     with pytest.raises(Undeterminable, match="different certaudit_public_endpoint values"):
-        public_endpoint(domains_of(split, split)[0])
+        public_endpoint(domains_of(split, split)[0].spec())
 
 
 def test_the_gate_names_a_domain_as_a_domain() -> None:

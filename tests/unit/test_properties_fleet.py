@@ -53,7 +53,7 @@ CASES: dict[str, tuple[str, Judge, Callable[[], dict[str, Passing]]]] = {
     "FLT-01": ("FLT-01", fleet_checks.test_one_renewer_per_domain, _flt01),
     "FLT-02": (
         "FLT-02",
-        lambda view, evidence: fleet_checks.test_one_certificate_per_domain(view, DOMAIN_OF_TWO.policy, evidence),
+        fleet_checks.test_one_certificate_per_domain,
         _flt02,
     ),
 }
@@ -69,7 +69,7 @@ def outcome(control: str, judge: Judge, snapshots: dict[str, Passing], mutated: 
             return "error"  # the plugin ends every control of a host whose answer it cannot type in error
     evidence = Evidence(REGISTRY[control], DOMAIN)
     try:
-        judge(FleetView(DOMAIN_OF_TWO, facts, {}), evidence)
+        judge(FleetView.of_facts(DOMAIN_OF_TWO, facts, {}), evidence)
     except Undeterminable:
         return "error"
     return "fail" if evidence.findings else "pass"
@@ -99,4 +99,4 @@ def test_a_host_not_reached_is_never_a_pass(case: str) -> None:
     facts = {"renewer": facts_from_probe("renewer", snapshots["renewer"].raw(), NOW, snapshots["renewer"].endpoint)}
     evidence = Evidence(REGISTRY[control], DOMAIN)
     with pytest.raises(Undeterminable, match="1 of its 2 hosts not reached \\(receiver\\)"):
-        judge(FleetView(DOMAIN_OF_TWO, facts, {"receiver": "host receiver: cannot connect"}), evidence)
+        judge(FleetView.of_facts(DOMAIN_OF_TWO, facts, {"receiver": "host receiver: cannot connect"}), evidence)
