@@ -13,11 +13,14 @@ chain, GET /metrics) with the stand-in service. For each it prints the CPU the h
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import shlex
 import sys
 import time
+import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 from bench.bench_fleet import bench_scenarios, load_average, machine
 from certaudit.gather.probe import MAX_OUTPUT, probe_argv, probe_host
@@ -48,7 +51,14 @@ def remote(target: Target, argv: list[str]) -> Callable[[], object]:
     return run
 
 
-def parts(target: Target) -> list[tuple[str, Callable[[], object]]]:
+def probe_from(target: Target, script: Path) -> list[str]:
+    """The probe's argv with another remote_probe.py (e.g. main's), to compare two probes on the same host."""
+    argv = probe_argv(target)
+    argv[5] = base64.b64encode(zlib.compress(script.read_bytes(), 9)).decode()
+    return argv
+
+
+def parts(target: Target, compare: Path | None) -> list[tuple[str, Callable[[], object]]]:
     policy = target.policy
     tls_key = f"{policy.tls_dir}/key.pem"
     service = policy.service + ".service"
@@ -64,6 +74,7 @@ def parts(target: Target) -> list[tuple[str, Callable[[], object]]]:
         ("journalctl -o json -u SERVICE", remote(target, ["journalctl", "--no-pager", "-q", "-o", "json", "-u", service,
                                                           "--since", since])),
         ("the whole probe", lambda: probe_host(target, 10.0)),
+        *([(f"the whole probe, {compare}", remote(target, probe_from(target, compare)))] if compare else []),
         ("TLS: handshake, chain, GET /metrics", lambda: fetch_leaf(target.address, policy.endpoint_port, policy.domain, 10.0)),
     ]  # fmt: skip
 
@@ -84,6 +95,7 @@ def measure(fleet: Fleet, name: str, run: Callable[[], object], rounds: int, idl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=20, help="runs of each part (default: 20)")
+    parser.add_argument("--compare", type=Path, help="another remote_probe.py to measure beside this one (e.g. main's)")
     args = parser.parse_args()
     root = image.cache_root() / f"bench-{fleet_id()}-probe-cost"
     fleet = Fleet(bench_scenarios(1), root=root, pebble=False)
@@ -97,7 +109,7 @@ def main() -> int:
         idle_start, t0 = host_cpu_s(fleet, name), time.monotonic()
         time.sleep(3)
         idle_rate = (host_cpu_s(fleet, name) - idle_start) / (time.monotonic() - t0)
-        for label, run in parts(target):
+        for label, run in parts(target, args.compare):
             cpu, wall = measure(fleet, name, run, args.rounds, idle_rate)
             rows.append((label, cpu, wall))
             print(f"  {label:<40} host CPU {cpu * 1000:6.1f} ms   wall {wall * 1000:6.1f} ms", flush=True)
