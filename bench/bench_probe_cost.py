@@ -16,6 +16,7 @@ import argparse
 import base64
 import contextlib
 import shlex
+import statistics
 import sys
 import time
 import zlib
@@ -58,7 +59,7 @@ def probe_from(target: Target, script: Path) -> list[str]:
     return argv
 
 
-def parts(target: Target, compare: Path | None) -> list[tuple[str, Callable[[], object]]]:
+def parts(target: Target) -> list[tuple[str, Callable[[], object]]]:
     policy = target.policy
     tls_key = f"{policy.tls_dir}/key.pem"
     service = policy.service + ".service"
@@ -73,23 +74,31 @@ def parts(target: Target, compare: Path | None) -> list[tuple[str, Callable[[], 
                                                       "certbot.timer", "certbot.service", "cron.service", service])),
         ("journalctl -o json -u SERVICE", remote(target, ["journalctl", "--no-pager", "-q", "-o", "json", "-u", service,
                                                           "--since", since])),
-        ("the whole probe", lambda: probe_host(target, 10.0)),
-        *([(f"the whole probe, {compare}", remote(target, probe_from(target, compare)))] if compare else []),
         ("TLS: handshake, chain, GET /metrics", lambda: fetch_leaf(target.address, policy.endpoint_port, policy.domain, 10.0)),
+        ("the whole probe", lambda: probe_host(target, 10.0)),
     ]  # fmt: skip
 
 
-IMPORTS = "import base64,glob,grp,json,os,pwd,re,signal,socket,stat,subprocess,sys,threading,time,zlib"
+IMPORTS = "import base64,grp,json,os,pwd,re,signal,stat,subprocess,sys,threading,time,zlib"  # the probe's, and its loader's
 
 
-def measure(fleet: Fleet, name: str, run: Callable[[], object], rounds: int, idle_rate: float) -> tuple[float, float]:
-    run()  # warm: page cache, sshd's first-login work
-    before, start = host_cpu_s(fleet, name), time.monotonic()
+def measure(
+    fleet: Fleet, name: str, runs: list[Callable[[], object]], rounds: int, idle_rate: float
+) -> list[tuple[float, float]]:
+    """Median host CPU and wall time of one run of each callable; with several, they take turns
+    (A, B, A, B, ...), so a change of the machine's load weighs on each alike."""
+    for run in runs:
+        run()  # warm: page cache, sshd's first-login work
+    cpu: list[list[float]] = [[] for _ in runs]
+    wall: list[list[float]] = [[] for _ in runs]
     for _ in range(rounds):
-        run()
-    wall = time.monotonic() - start
-    spent = host_cpu_s(fleet, name) - before - idle_rate * wall
-    return spent / rounds, wall / rounds
+        for index, run in enumerate(runs):
+            before, start = host_cpu_s(fleet, name), time.monotonic()
+            run()
+            took = time.monotonic() - start
+            cpu[index].append(host_cpu_s(fleet, name) - before - idle_rate * took)
+            wall[index].append(took)
+    return [(statistics.median(c), statistics.median(w)) for c, w in zip(cpu, wall, strict=True)]
 
 
 def main() -> int:
@@ -99,7 +108,6 @@ def main() -> int:
     args = parser.parse_args()
     root = image.cache_root() / f"bench-{fleet_id()}-probe-cost"
     fleet = Fleet(bench_scenarios(1), root=root, pebble=False)
-    rows = []
     try:
         fleet.up()
         name = sorted(fleet.hosts)[0]
@@ -109,13 +117,21 @@ def main() -> int:
         idle_start, t0 = host_cpu_s(fleet, name), time.monotonic()
         time.sleep(3)
         idle_rate = (host_cpu_s(fleet, name) - idle_start) / (time.monotonic() - t0)
-        for label, run in parts(target, args.compare):
-            cpu, wall = measure(fleet, name, run, args.rounds, idle_rate)
-            rows.append((label, cpu, wall))
+        measured = parts(target)
+        if args.compare:  # this probe and the other, taking turns
+            measured.append(("the whole probe | " + str(args.compare), remote(target, probe_from(target, args.compare))))
+        for label, run in measured[:-2] if args.compare else measured:
+            ((cpu, wall),) = measure(fleet, name, [run], args.rounds, idle_rate)
             print(f"  {label:<40} host CPU {cpu * 1000:6.1f} ms   wall {wall * 1000:6.1f} ms", flush=True)
+        if args.compare:
+            for (label, _), (cpu, wall) in zip(
+                measured[-2:], measure(fleet, name, [r for _, r in measured[-2:]], args.rounds, idle_rate), strict=True
+            ):
+                print(f"  {label:<40} host CPU {cpu * 1000:6.1f} ms   wall {wall * 1000:6.1f} ms", flush=True)
     finally:
         fleet.down()
-    print(f"\nhost CPU a round, {args.rounds} rounds each, idle rate {idle_rate * 1000:.1f} ms/s subtracted")
+    print(f"\nhost CPU and wall time of one run (median of {args.rounds}); the host's idle rate subtracted")
+    print(f"({idle_rate * 1000:.1f} ms a second)")
     print(f"load: {load_average()}")
     print(f"machine: {machine()}")
     return 0
