@@ -34,7 +34,8 @@ from tests.fleet.fleet import Fleet, fleet_id
 from tests.fleet.scenario import Scenario
 
 REPO = Path(__file__).resolve().parent.parent
-GATE_ARGS = ("--gate", "-q", "--no-header", "--tb=no", "-rN")
+# As `make gate` runs it (Makefile: GATE_PLUGINS).
+GATE_ARGS = ("--gate", "-q", "--no-header", "--tb=no", "-rN", "-p", "no:html", "-p", "no:xdist")
 
 
 def hosts(count: int) -> list[Scenario]:
@@ -43,8 +44,8 @@ def hosts(count: int) -> list[Scenario]:
     ]
 
 
-def bench_env() -> dict[str, str]:
-    env = dict(os.environ)
+def bench_env(repo: Path = REPO) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(repo))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # users' machines cache bytecode; this sandbox does not
     return env
 
@@ -54,12 +55,14 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(argv: list[str], rounds: int, ok: tuple[int, ...] = (0, 1)) -> tuple[list[float], list[float], set[int]]:
+def timed(
+    argv: list[str], rounds: int, ok: tuple[int, ...] = (0, 1), repo: Path = REPO
+) -> tuple[list[float], list[float], set[int]]:
     times, cpu, codes = [], [], set()
     for _ in range(rounds):
         start, spent = time.perf_counter(), children_cpu_s()
         done = subprocess.run(
-            argv, cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, env=bench_env()
+            argv, cwd=repo, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, env=bench_env(repo)
         )
         times.append(time.perf_counter() - start)
         cpu.append(children_cpu_s() - spent)
@@ -76,6 +79,12 @@ def import_seconds(argv: list[str]) -> float:
     )
     rows = re.findall(r"^import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", done.stderr, re.MULTILINE)
     return sum(int(cumulative) for cumulative, name in rows if not name.startswith(" ")) / 1e6
+
+
+def other_plugins(repo: Path) -> list[str]:
+    makefile = (repo / "Makefile").read_text()
+    found = re.search(r"^GATE_PLUGINS \?= (.*)$", makefile, re.MULTILINE)
+    return found.group(1).split() if found else []
 
 
 def plugin_args() -> list[str]:
@@ -98,6 +107,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,20", help="comma-separated fleet sizes (default: 1,20)")
     parser.add_argument("--rounds", type=int, default=5, help="timed runs of each command (default: 5)")
+    parser.add_argument(
+        "--compare", type=Path, help="another checkout (e.g. main's worktree) whose gate is timed the same way, as it runs it"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("the bench boots systemd-nspawn hosts and needs root", file=sys.stderr)
@@ -130,6 +142,10 @@ def main() -> int:
             ):
                 times, cpu, codes = timed(argv, args.rounds, ok)
                 rows.append((size, label, times, cpu, codes))
+            if args.compare:  # the other checkout's gate, with the arguments its own Makefile gives
+                other = [*base, "--gate", "-q", "--no-header", "--tb=no", "-rN", *other_plugins(args.compare)]
+                times, cpu, codes = timed(other, args.rounds, (0, 1), args.compare)
+                rows.append((size, "gate, other", times, cpu, codes))
             imports.append((size, statistics.median(import_seconds(start) for _ in range(args.rounds))))
             static.append((size, static_listing(inventory) is not None))
     finally:
