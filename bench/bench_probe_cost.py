@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import json
 import shlex
 import statistics
 import sys
@@ -101,6 +102,17 @@ def measure(
     return [(statistics.median(c), statistics.median(w)) for c, w in zip(cpu, wall, strict=True)]
 
 
+def answer_size(target: Target) -> None:
+    """Whether compressing the probe's answer would pay: its size, and what zlib costs to squeeze it
+    (timed here, on the auditing machine, as a stand-in for the host's python3)."""
+    data = json.dumps(probe_host(target, 10.0)).encode()
+    start = time.process_time()
+    for _ in range(20):
+        packed = zlib.compress(data, 6)
+    took = (time.process_time() - start) / 20
+    print(f"  the probe's answer: {len(data)} bytes of JSON; zlib -6: {len(packed)} bytes in {took * 1000:.1f} ms of CPU")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=20, help="runs of each part (default: 20)")
@@ -128,6 +140,7 @@ def main() -> int:
                 measured[-2:], measure(fleet, name, [r for _, r in measured[-2:]], args.rounds, idle_rate), strict=True
             ):
                 print(f"  {label:<40} host CPU {cpu * 1000:6.1f} ms   wall {wall * 1000:6.1f} ms", flush=True)
+        answer_size(target)
     finally:
         fleet.down()
     print(f"\nhost CPU and wall time of one run (median of {args.rounds}); the host's idle rate subtracted")
