@@ -456,6 +456,15 @@ def _plain_value(value: Any, depth: int = 0) -> None:
     raise _NeedsAnsible(f"a {type(value).__name__} value")
 
 
+def _variables(variables: dict[str, Any]) -> None:
+    """Inventory variables: plain values under names Ansible keeps accepting (ansible-core 2.19
+    deprecates any other name, to be refused from 2.23)."""
+    for name in variables:
+        if not isinstance(name, str) or not STATIC_GROUP_RE.fullmatch(name):
+            raise _NeedsAnsible(f"variable name {name!r}")
+    _plain_value(variables)
+
+
 @dataclass
 class _Group:
     vars: dict[str, Any] = field(default_factory=dict)
@@ -489,10 +498,12 @@ class _StaticReader:
             if not isinstance(section, dict):
                 raise _NeedsAnsible(f"{key} of group {name!r} is not a mapping")
             if key == "vars":
-                _plain_value(section)
+                _variables(section)
                 group.vars.update(section)
             elif key == "children":
                 for child, child_spec in section.items():
+                    if child == "all":
+                        raise _NeedsAnsible("`all` as a child group")
                     self.parse_group(child, child_spec)
                     self.add_child(name, child)
             else:
@@ -511,7 +522,7 @@ class _StaticReader:
             raise _NeedsAnsible(f"host name {host!r}")
         if variables is not None and not isinstance(variables, dict):
             raise _NeedsAnsible(f"vars of host {host!r} are not a mapping")
-        _plain_value(variables)
+        _variables(variables or {})
         if group not in self.groups or host not in self.groups[group].hosts:
             self.groups[group].hosts.append(host)
         self.host_vars.setdefault(host, {}).update(variables or {})

@@ -121,6 +121,9 @@ DECLINED = {
     "cycle": "all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a:\n",
     "host_and_group_same_name": "all:\n  children:\n    web: {hosts: {web: }}\n",
     "empty": "",
+    "invalid_variable_name": "all:\n  vars: {my-var: 1}\n  hosts: {h: }\n",
+    "invalid_host_variable_name": "all:\n  hosts: {h: {'weird key': 1}}\n",
+    "all_as_a_child": "all:\n  children:\n    g:\n      children:\n        all:\n",
     "not_a_mapping": "- a\n- b\n",
 }
 
