@@ -1,7 +1,8 @@
 """Ansible-format inventories: which hosts to audit, how to reach them, and each one's policy.
 
 The inventory is read with `ansible-inventory --list` (as testinfra does), so group_vars, host_vars
-and every inventory format Ansible knows work. Connection values are validated and quoted here:
+and every inventory format Ansible knows work; a plain static YAML file, the common case, is read here
+to the same result without Ansible's start-up cost (static_listing). Connection values are validated and quoted here:
 testinfra's own Ansible bridge passes `ansible_ssh_common_args` to a shell unquoted, so certaudit
 makes every connection itself (certaudit/gather/transport.py).
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import re
 import selectors
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -23,6 +26,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from certaudit.errors import InventoryError
 from certaudit.policy import Policy, PolicyError, policy_for, port_number
@@ -222,12 +227,9 @@ def host_key_checking(host: str, variables: Mapping[str, Any], connection: str) 
     raise _bad(host, source, value, "expected true or false")
 
 
-def _checking_in_ansible_cfg(connection: str) -> tuple[str, Any] | None:
-    """host_key_checking from the ansible.cfg Ansible would read (ANSIBLE_CONFIG, ./ansible.cfg unless the
-    directory is world-writable, ~/.ansible.cfg, /etc/ansible/ansible.cfg: the first that exists)."""
-    import configparser
-    import stat
-
+def _ansible_cfg_candidates() -> list[Path]:
+    """Where Ansible looks for its ansible.cfg, in its order: ANSIBLE_CONFIG, ./ansible.cfg unless the
+    directory is world-writable, ~/.ansible.cfg, /etc/ansible/ansible.cfg (the first that exists wins)."""
     candidates = []
     if "ANSIBLE_CONFIG" in os.environ:
         path = Path(os.path.expanduser(os.environ["ANSIBLE_CONFIG"]))
@@ -235,8 +237,14 @@ def _checking_in_ansible_cfg(connection: str) -> tuple[str, Any] | None:
     with contextlib.suppress(OSError):
         if not os.stat(os.getcwd()).st_mode & stat.S_IWOTH:
             candidates.append(Path.cwd() / "ansible.cfg")
-    candidates += [Path(os.path.expanduser("~/.ansible.cfg")), Path("/etc/ansible/ansible.cfg")]
-    for path in candidates:
+    return [*candidates, Path(os.path.expanduser("~/.ansible.cfg")), Path("/etc/ansible/ansible.cfg")]
+
+
+def _checking_in_ansible_cfg(connection: str) -> tuple[str, Any] | None:
+    """host_key_checking from the ansible.cfg Ansible would read (see _ansible_cfg_candidates)."""
+    import configparser
+
+    for path in _ansible_cfg_candidates():
         if not (path.is_file() and os.access(path, os.R_OK)):
             continue
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
@@ -403,13 +411,212 @@ def _ansible_list(path: str) -> Any:
         raise InventoryError(f"ansible-inventory gave unreadable output for {shown}: {shown_text(str(exc), 200)}") from None
 
 
+# --- Static YAML inventories, read here -------------------------------------------------------------
+# ansible-inventory costs about 0.6 s of start-up, more than the gate's whole budget for one host. An
+# inventory that is one plain YAML file (groups, children, hosts, vars; no host ranges, ports, tags,
+# templates, plugins, group_vars/host_vars, ansible.cfg or ANSIBLE_* settings that could change how
+# Ansible reads it) means exactly what this reader makes of it: it builds the document
+# `ansible-inventory --list` prints, with Ansible's rules (tests/unit/test_static_inventory.py checks
+# both against each other). Anything else, or any doubt, goes to ansible-inventory.
+STATIC_SUFFIXES = (".yml", ".yaml")
+STATIC_GROUP_KEYS = frozenset({"vars", "children", "hosts"})
+STATIC_GROUP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# No `[a:b]` range, no `:port`: Ansible expands those, this reader does not.
+STATIC_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
+
+
+class _NeedsAnsible(Exception):
+    """This inventory is not one the static reader is sure to read as Ansible does."""
+
+
+def _plain_value(value: Any, depth: int = 0) -> None:
+    """Accept only what YAML gives Ansible and JSON gives back unchanged: no dates, bytes or templates."""
+    if depth > 50:
+        raise _NeedsAnsible("nested too deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _NeedsAnsible("a float that JSON cannot hold")
+    if value is None or isinstance(value, (bool, int, float)):
+        return
+    if isinstance(value, str):
+        if any(marker in value for marker in TEMPLATE_MARKERS):
+            raise _NeedsAnsible("a template")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _plain_value(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _NeedsAnsible("a key that is not a string")
+            _plain_value(key, depth + 1)
+            _plain_value(item, depth + 1)
+        return
+    raise _NeedsAnsible(f"a {type(value).__name__} value")
+
+
+def _variables(variables: dict[str, Any]) -> None:
+    """Inventory variables: plain values under names Ansible keeps accepting (ansible-core 2.19
+    deprecates any other name, to be refused from 2.23)."""
+    for name in variables:
+        if not isinstance(name, str) or not STATIC_GROUP_RE.fullmatch(name):
+            raise _NeedsAnsible(f"variable name {name!r}")
+    _plain_value(variables)
+
+
+@dataclass
+class _Group:
+    vars: dict[str, Any] = field(default_factory=dict)
+    children: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    parents: set[str] = field(default_factory=set)
+
+
+class _StaticReader:
+    """Ansible's YAML inventory plugin and its reconcile step, for the plain documents it accepts."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, _Group] = {"all": _Group(), "ungrouped": _Group(parents={"all"})}
+        self.groups["all"].children.append("ungrouped")
+        self.host_vars: dict[str, dict[str, Any]] = {}
+
+    def group(self, name: Any) -> _Group:
+        if not isinstance(name, str) or not STATIC_GROUP_RE.fullmatch(name) or name == "ungrouped":
+            raise _NeedsAnsible(f"group name {name!r}")
+        return self.groups.setdefault(name, _Group())
+
+    def parse_group(self, name: str, spec: Any) -> None:
+        group = self.group(name)
+        if spec is None:
+            return
+        if not isinstance(spec, dict) or set(spec) - STATIC_GROUP_KEYS:
+            raise _NeedsAnsible(f"group {name!r} is not vars, children and hosts only")
+        for key, section in spec.items():  # in the document's order, as Ansible reads them
+            if section is None:
+                continue
+            if not isinstance(section, dict):
+                raise _NeedsAnsible(f"{key} of group {name!r} is not a mapping")
+            if key == "vars":
+                _variables(section)
+                group.vars.update(section)
+            elif key == "children":
+                for child, child_spec in section.items():
+                    if child == "all":
+                        raise _NeedsAnsible("`all` as a child group")
+                    self.parse_group(child, child_spec)
+                    self.add_child(name, child)
+            else:
+                for host, variables in section.items():
+                    self.add_host(name, host, variables)
+
+    def add_child(self, parent: str, child: str) -> None:
+        if child == parent or child in self.ancestors(parent):
+            raise _NeedsAnsible(f"group {child!r} under itself")
+        if child not in self.groups[parent].children:
+            self.groups[parent].children.append(child)
+        self.groups[child].parents.add(parent)
+
+    def add_host(self, group: str, host: Any, variables: Any) -> None:
+        if not isinstance(host, str) or not STATIC_HOST_RE.fullmatch(host) or host in self.groups:
+            raise _NeedsAnsible(f"host name {host!r}")
+        if variables is not None and not isinstance(variables, dict):
+            raise _NeedsAnsible(f"vars of host {host!r} are not a mapping")
+        _variables(variables or {})
+        if group not in self.groups or host not in self.groups[group].hosts:
+            self.groups[group].hosts.append(host)
+        self.host_vars.setdefault(host, {}).update(variables or {})
+
+    def ancestors(self, name: str) -> set[str]:
+        found: set[str] = set()
+        todo = [name]
+        while todo:
+            for parent in self.groups[todo.pop()].parents:
+                if parent not in found:
+                    found.add(parent)
+                    todo.append(parent)
+        return found
+
+    def depth(self, name: str, memo: dict[str, int]) -> int:
+        """Ansible's group depth: the longest path from `all`."""
+        if name not in memo:
+            parents = self.groups[name].parents
+            memo[name] = 0 if not parents else 1 + max(self.depth(p, memo) for p in parents)
+        return memo[name]
+
+    def listing(self) -> dict[str, Any]:
+        """What `ansible-inventory --list` prints for this inventory (hostvars merged as Ansible merges them)."""
+        if set(self.host_vars) & set(self.groups):
+            raise _NeedsAnsible("a host and a group of the same name")
+        for name, group in self.groups.items():  # reconcile: a group without parent belongs to all
+            if name != "all" and not group.parents:
+                self.add_child("all", name)
+        all_hosts = set(self.groups["all"].hosts)
+        self.groups["all"].hosts = []
+        in_groups = {h for name, g in self.groups.items() if name != "all" for h in g.hosts}
+        self.groups["ungrouped"].hosts = sorted(all_hosts - in_groups, key=list(self.host_vars).index)
+        memo: dict[str, int] = {}
+        hostvars: dict[str, dict[str, Any]] = {}
+        for host, own in self.host_vars.items():
+            direct = [name for name, g in self.groups.items() if host in g.hosts] or ["all"]
+            mine = {"all"} | set(direct) | {a for d in direct for a in self.ancestors(d)}
+            merged: dict[str, Any] = {}
+            for name in sorted(mine, key=lambda n: (self.depth(n, memo), n)):
+                merged.update(self.groups[name].vars)
+            hostvars[host] = {**merged, **own}
+        if any("ansible_group_priority" in g.vars for g in self.groups.values()):
+            raise _NeedsAnsible("ansible_group_priority orders the groups")
+        listing: dict[str, Any] = {"_meta": {"hostvars": hostvars}}
+        for name, group in self.groups.items():
+            entry = {k: v for k, v in (("children", group.children), ("hosts", group.hosts)) if v}
+            listing[name] = entry
+        return listing
+
+
+def _static_suitable(path: Path) -> bool:
+    """Whether nothing beside the file's text could change what Ansible makes of it."""
+    if path.suffix not in STATIC_SUFFIXES or any(name.startswith("ANSIBLE_") for name in os.environ):
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o111:  # an executable file is an inventory script to Ansible
+        return False
+    if any(os.path.lexists(path.parent / d) for d in ("group_vars", "host_vars")):
+        return False
+    return not any(os.path.lexists(c) for c in _ansible_cfg_candidates())
+
+
+def static_listing(path: Path) -> dict[str, Any] | None:
+    """The `ansible-inventory --list` document of a plain static YAML inventory, read here; None
+    when only Ansible itself can be trusted to read it."""
+    if not _static_suitable(path):
+        return None
+    try:
+        text = check_yaml(path, MAX_INVENTORY_FILE_BYTES, yaml_only=False)
+        if text is None:
+            return None
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+        if not isinstance(data, dict) or not data:
+            return None
+        reader = _StaticReader()
+        for name, spec in data.items():
+            reader.parse_group(name, spec)
+        return reader.listing()
+    except (_NeedsAnsible, ReadError, yaml.YAMLError, RecursionError):
+        return None
+
+
 def load_inventory(path: str, limit: Iterator[str] | None = None) -> Inventory:
     """Read an inventory with ansible-inventory and validate every host before any is touched."""
     shown = shown_text(path, 300)
     if not os.path.exists(path):
         raise InventoryError(f"inventory {shown} does not exist")
     check_inventory_files(Path(path))
-    data = _ansible_list(path)
+    data = static_listing(Path(path))
+    if data is None:
+        data = _ansible_list(path)
     if not isinstance(data, dict):
         raise InventoryError(f"ansible-inventory gave unreadable output for {shown}: not a JSON object")
     hostvars = (data.get("_meta") or {}).get("hostvars") or {}

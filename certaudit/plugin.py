@@ -130,6 +130,11 @@ def pytest_configure(config: pytest.Config) -> None:
     audit = config.stash[AUDIT_KEY]
     report_dir = config.getoption("report_dir")
     _check_destinations(config)
+    if report_dir and not config.pluginmanager.has_plugin("html"):
+        # `make gate` turns pytest-html off (-p no:html: its import is a fifth of the gate's start).
+        raise pytest.UsageError(
+            "certaudit: --report-dir writes report.html with pytest-html, which is not loaded (-p no:html, or not installed)"
+        )
     if report_dir:
         reports = Path(report_dir) / quarterly.quarter_of(audit.started) if config.getoption("quarterly") else Path(report_dir)
         try:

@@ -14,14 +14,12 @@
 # - RULE_FILES_LIMIT Prometheus rule files.
 import base64
 import errno
-import glob
 import grp
 import json
 import os
 import pwd
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -219,6 +217,43 @@ def public_key(path):
     else:
         first = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[0]
         result["error"] = {"errno": 0, "reason": "openssl pkey could not read it as a private key: " + first[:300]}
+    return result
+
+
+def _key_bytes(path):
+    """A private key's bytes, kept on the host (compared, never sent), or None when it cannot be read whole."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, READ_LIMIT + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= READ_LIMIT else None
+
+
+def public_keys(paths):
+    """public_key of each path, with one openssl run for keys of the same bytes (the service's copy of
+    the lineage's key, the usual case): openssl's start is most of what a key costs the host.
+
+    A copy is given its twin's answer only when both files held the same bytes before openssl read
+    the first and the first still holds them after; any doubt, and it gets its own openssl run."""
+    result = {}
+    derived = {}  # key bytes -> (path openssl read, its answer)
+    for path in paths:
+        data = _key_bytes(path)
+        twin = derived.get(data) if data is not None else None
+        if twin is not None and "public_pem" in twin[1] and _key_bytes(twin[0]) == data:
+            result[path] = dict(twin[1], path=path)
+            continue
+        result[path] = public_key(path)
+        if data is not None and _key_bytes(path) == data:
+            derived.setdefault(data, (path, result[path]))
     return result
 
 
@@ -643,6 +678,8 @@ def prometheus_facts(params, files, add):
     patterns = rule_file_patterns(block)
     result["rule_files_block"] = block
     result["rule_patterns"] = patterns
+    import glob  # only a Prometheus server's probe needs it
+
     base = os.path.dirname(config)
     for pattern in patterns:
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
@@ -790,13 +827,13 @@ def gather(params):
     running = processes()
     return {
         "probe_version": PROBE_VERSION,
-        "hostname": socket.gethostname(),
+        "hostname": os.uname().nodename,  # what socket.gethostname() returns, without importing socket
         "time": time.time(),
         "euid": os.geteuid(),
         "systemd": services["systemd"],
         "files": found.files,
         "listings": found.listings,
-        "public_keys": {path: public_key(path) for path in key_paths},
+        "public_keys": public_keys(key_paths),
         "units": services["units"],
         "processes": running[0],
         "processes_error": running[1],

@@ -17,12 +17,21 @@ Versions: certbot requires parsedatetime>=2.4; all three Debian releases ship 2.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from typing import TYPE_CHECKING
 
-import parsedatetime
+if TYPE_CHECKING:
+    import parsedatetime
 
 __all__ = ["parse_interval"]
 
-_TEXTPARSER = parsedatetime.Calendar()  # certbot's own: no arguments, one instance for every call
+
+@functools.cache
+def _textparser() -> parsedatetime.Calendar:
+    """certbot's own: no arguments, one instance for every call (built on first use: the gate never needs it)."""
+    import parsedatetime
+
+    return parsedatetime.Calendar()
 
 
 def _add_time_interval(base_time: dt.datetime, interval: str) -> tuple[dt.datetime, int]:
@@ -30,7 +39,7 @@ def _add_time_interval(base_time: dt.datetime, interval: str) -> tuple[dt.dateti
     if interval.strip().isdigit():
         interval += " days"
     tzinfo = base_time.tzinfo or dt.UTC
-    target, status = _TEXTPARSER.parseDT(interval, base_time, tzinfo=tzinfo)
+    target, status = _textparser().parseDT(interval, base_time, tzinfo=tzinfo)
     return target, int(status)
 
 
