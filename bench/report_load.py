@@ -45,18 +45,22 @@ def observed_of(control: str, host: str, rng: random.Random) -> dict[str, Any]:
     """Observations about as long as the real controls record (a chain dump, cron lines, a hook)."""
     if control == "CRT-01":
         return {"days_left": round(rng.uniform(8, 85), 3), "not_after": "2027-02-01T00:00:00+00:00",
-                "subject": f"CN={host}", "sans": [host, f"www.{host}", f"api.{host}"], "path": "/etc/stemedb/tls/cert.pem"}  # fmt: skip
+                "subject": f"CN={host}", "sans": [host, f"www.{host}", f"api.{host}"],
+                "path": "/etc/stemedb/tls/cert.pem"}  # fmt: skip
     if control == "CRT-02":
-        return {"chain": "\n".join(f"{i}: s:CN={host} i:CN=Example Issuing CA R{i} " + "ab" * 200 for i in range(3))}
+        return {
+            "chain": "\n".join(f"{i}: s:CN={host} i:CN=Example Issuing CA R{i} " + rng.randbytes(150).hex() for i in range(3))
+        }
     if control.startswith("REN"):
         return {"cron": [f"0 */12 * * * root certbot renew -q --deploy-hook /usr/local/bin/reload-{i}" for i in range(4)],
-                "renewal_conf": {"authenticator": "webroot", "webroot_path": "/var/www/html", "renew_before_expiry": "30 days"}}  # fmt: skip
-    return {"path": f"/etc/stemedb/{control.lower()}.conf", "mode": "0600", "owner": "root", "sha256": "e3b0c442" * 8,
+                "renewal_conf": {"authenticator": "webroot", "webroot_path": "/var/www/html",
+                                 "renew_before_expiry": "30 days"}}  # fmt: skip
+    return {"path": f"/etc/stemedb/{control.lower()}.conf", "mode": "0600", "owner": "root", "sha256": rng.randbytes(32).hex(),
             "lines": [f"{control} setting {i} = value {i} for {host}" for i in range(5)]}  # fmt: skip
 
 
 def synthetic_evidence(hosts: int, seed: int = 16) -> dict[str, Any]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (a reproducible sample, not a secret)
     names = [f"web-{i:05d}.prod.example.com" for i in range(hosts)]
     results: list[dict[str, Any]] = []
     unreachable: dict[str, str] = {}
@@ -94,8 +98,8 @@ def synthetic_evidence(hosts: int, seed: int = 16) -> dict[str, Any]:
     return {"run": run, "results": results, "unreachable": unreachable}
 
 
-def load(page: Path, profile: Path) -> tuple[float, float, int, int]:
-    """(page load ms as the page measured it, chromium wall s, page width px, blobs parsed)."""
+def load(page: Path, profile: Path) -> tuple[float, float, int]:
+    """(page load ms as the page measured it, chromium wall s, page width px)."""
     started = time.perf_counter()
     done = subprocess.run(
         [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "--window-size=1366,900", "--dump-dom",
@@ -104,11 +108,11 @@ def load(page: Path, profile: Path) -> tuple[float, float, int, int]:
     )  # fmt: skip
     wall = time.perf_counter() - started
     head = done.stdout[:2000]
-    found = {k: re.search(rf'{k}="(\d+)"', head) for k in ("data-ca-loaded-ms", "data-ca-width", "data-ca-blobs-parsed")}
+    found = {k: re.search(rf'{k}="(\d+)"', head) for k in ("data-ca-loaded-ms", "data-ca-width")}
     if not all(found.values()):
         raise SystemExit(f"chromium did not load {page} (exit {done.returncode}): {done.stderr[-2000:]}")
-    ms, width, blobs = (int(m.group(1)) for m in found.values() if m)
-    return float(ms), wall, width, blobs
+    ms, width = (int(m.group(1)) for m in found.values() if m)
+    return float(ms), wall, width
 
 
 def main() -> None:
@@ -135,7 +139,6 @@ def main() -> None:
             loads = [load(page, Path(tmp) / f"profile-{size}-{r}") for r in range(args.rounds)]
             ms = [x[0] for x in loads]
             walls = [x[1] for x in loads]
-            assert all(x[3] == size for x in loads), "the page did not parse every host's blob"
             print(
                 f"| {size:,} | {len(evidence['results']):,} | {page.stat().st_size / 1e6:.1f} MB | {render:.1f} s | "
                 f"{statistics.median(ms) / 1000:.2f} s ({min(ms) / 1000:.2f}-{max(ms) / 1000:.2f}) | "

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certaudit.evidence import report_html
+from certaudit.evidence import report_html, report_view
 from certaudit.evidence.report_html import (
     HtmlReport,
     format_value,
@@ -248,7 +248,8 @@ def host_details(tree: Node) -> dict[str, list[dict[str, Any]]]:
     for number, name in enumerate(hosts):
         blob = [n for n in tree.find_all("script") if n.attrs.get("id") == f"certaudit-host-{number}"]
         if blob:
-            found[name] = json.loads(blob[0].text())
+            assert blob[0].attrs["type"] == "application/gzip+base64"
+            found[name] = report_view.unpacked(blob[0].text())
     return found
 
 

@@ -23,8 +23,8 @@ from certaudit.cli import main
 from certaudit.evidence.manifest import MANIFEST, SIGNATURE, keygen, verify, write_manifest
 from certaudit.evidence.merge import MergeError, merge_runs, merged_status
 from certaudit.jobs.shard import Shard, ShardError, parse_shard, shard_index, split
-from tests.unit.test_report_html import host_details, index_of, parse_html
 from certaudit.policy import policy_for
+from tests.unit.test_report_html import host_details, index_of, parse_html
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "certaudit/evidence/schema/evidence-v1.schema.json").read_text())
