@@ -152,6 +152,7 @@ TIP_CAP = 300  # characters of a message's first line kept for a matrix cell's t
 # Failing results rendered as markup (open on load); a host past them gets its rows from its blob
 # when opened, so a fleet where everything fails still makes a page of bounded markup.
 ACTION_STATIC_RESULTS = 600
+ACTION_OPEN = 25  # hosts listed open on load (the rest are a line each, opened with a click)
 HOSTS_LISTED = 50  # up to this many hosts, the hosts section lists the reached ones too
 HORIZON_BARS = 60  # bars of the expiry horizon: past this many hosts, those nearest expiry
 
@@ -328,7 +329,8 @@ def render_action(data: ReportData, index: Mapping[str, int]) -> str:
             body, opened = '<div class="ca-lazy">(shown from the page\'s data when opened)</div>', ""
         else:
             rows = "".join(_action_row(r, data.titles) for r in host.action)
-            body, opened = f'<table class="ca-table ca-act-table">{ACTION_HEAD}<tbody>{rows}</tbody></table>', " open"
+            table = f'<table class="ca-table ca-act-table">{ACTION_HEAD}<tbody>{rows}</tbody></table>'
+            body, opened = table, " open" if len(items) < ACTION_OPEN else ""
         items.append(
             f'<details class="ca-act" data-host="{attr(host.name)}" data-ca-host="{index[host.name]}"{opened}>'
             f"{summary}{body}</details>"
@@ -364,6 +366,22 @@ COMPLIANT_TEXT = {
     "waived": "host(s) compliant with a waiver: a control waived, the others passed or did not apply",
     "none": "host(s) without any result (not reached by any control, or deselected)",
 }
+
+
+def render_nav(data: ReportData, groups: Mapping[str, Sequence[str]]) -> str:
+    """The page at a glance, each part a link: what needs action, what does not, the rest."""
+    needing = sum(1 for h in data.hosts.values() if h.needs_action)
+    links = (
+        ("certaudit-action", f"{needing} host(s) need action"),
+        ("certaudit-compliant", f"{len(groups['pass']) + len(groups['waived'])} compliant"),
+        ("certaudit-matrix", "host × control matrix"),
+        ("certaudit-explore", "filter every result"),
+        ("certaudit-hosts", "hosts expected and reached"),
+        ("certaudit-horizon", "expiry horizon"),
+        ("certaudit-run", "run"),
+    )
+    items = " · ".join(f'<a href="#{anchor}">{text(label)}</a>' for anchor, label in links)
+    return f'<p class="ca-nav" id="certaudit-nav">{items}</p>'
 
 
 def render_compliant(groups: Mapping[str, Sequence[str]]) -> str:
@@ -1107,7 +1125,7 @@ def render_summary(data: ReportData, run: RunContext, lead: str) -> str:
     reasons = expiry_reasons(data, hosts, reached, run.unreachable)
     return (
         f'{STYLE}<div class="certaudit" id="certaudit-summary"><h2>certaudit audit evidence</h2>'
-        f'<p class="ca-lead">{text(lead)}</p>'
+        f'<p class="ca-lead">{text(lead)}</p>{render_nav(data, groups)}'
         f"{render_action(data, number)}"
         f"{render_compliant(groups)}"
         f"{matrix_section(data, hosts, patterns)}"
