@@ -317,7 +317,7 @@ def render_action(data: ReportData, index: Mapping[str, int]) -> str:
             '<section class="ca-section" id="certaudit-action"><h3>Needs action</h3>'
             "<p>No host has a finding or an error.</p></section>"
         )
-    items = []
+    items: list[str] = []
     for host in hosts:
         failing = sorted(c for c, p in host.pairs.items() if code_of(p.outcome) in ACTION_CODES)
         counts = ", ".join(f"{n} {label}" for n, label in ((host.fails, "FAIL"), (host.errors, "ERROR")) if n)

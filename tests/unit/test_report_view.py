@@ -4,7 +4,7 @@ matrix's grouping, its bounds at fleet scale, and that nothing a host says becom
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -185,14 +185,15 @@ def test_at_fleet_scale_the_sections_stay_bounded() -> None:
 
 def test_pytest_html_keeps_no_row_for_a_pass_or_an_na() -> None:
     plugin = HtmlReport.__new__(HtmlReport)
-    for outcome, phase_outcome, kept in (
+    cases: list[tuple[str, Literal["passed", "failed", "skipped"], bool]] = [
         ("pass", "passed", False),
         ("not applicable", "skipped", False),
         ("pass", "failed", True),  # a phase that failed (a teardown error) keeps its row
         ("fail", "failed", True),
         ("waived", "skipped", True),
         ("error", "failed", True),
-    ):
+    ]
+    for outcome, phase_outcome, kept in cases:
         record = rec("web-1", "KEY-01", outcome)
         report = pytest.TestReport("n", ("f", 0, "n"), {}, phase_outcome, None, "call",
                                    user_properties=[(USER_PROPERTY, record.to_json())])  # fmt: skip
