@@ -1,6 +1,6 @@
 """Benchmark (on demand, not part of `make test`): how fast the report a person opens loads.
 
-    PYTHONPATH=. .venv/bin/python -m bench.report_load [--sizes 1000,10000] [--rounds 3] [--keep DIR]
+    PYTHONPATH=. .venv/bin/python -m bench.report_load [--sizes 1000,10000] [--rounds 3] [--keep DIR] [--page report.html]
 
 For each size it builds a synthetic result set (17 controls a host; a realistic mix: about 3 % of
 hosts with a finding, 1 % unreachable with an error on every control, some waived and N/A results,
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="keep the pages in this directory")
+    parser.add_argument("--page", type=Path, action="append", default=[], help="also load this report.html (a real run's)")
     args = parser.parse_args()
     load_avg = os.getloadavg()
     print(f"# report load, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load {load_avg[0]:.2f}")
@@ -129,7 +130,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        for size in (int(s) for s in args.sizes.split(",")):
+        for path in args.page:
+            loads = [load(path, Path(tmp) / f"profile-page-{r}") for r in range(args.rounds)]
+            ms = [x[0] for x in loads]
+            print(f"| {path} | | {path.stat().st_size / 1e6:.2f} MB | | {statistics.median(ms) / 1000:.2f} s | "
+                  f"{statistics.median(x[1] for x in loads):.1f} s | {loads[0][2]} px |", flush=True)  # fmt: skip
+        for size in (int(s) for s in args.sizes.split(",") if s):
             evidence = synthetic_evidence(size)
             started = time.perf_counter()
             html = merge.merged_report(evidence)
