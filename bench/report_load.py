@@ -11,7 +11,8 @@ whose table then holds only the failing rows), and loads the file in /usr/bin/ch
 with a fresh profile each time. It prints the file's size, the time to render it, and the load time
 the page itself measures (`#ca-measure`: performance.now() at the load event, after a forced layout,
 so parse, script and layout, from navigation start) beside Chromium's whole wall time (process start
-to exit, which adds the browser's own start, about a second here), and the page's width in a
+to exit, which adds the browser's own start, about a second here) and the CPU time of all its
+processes (less dependent on the machine's load than any wall time), and the page's width in a
 1366-pixel window.
 
 Nothing here is a timed test: the figures go to bench/README.md and the README's performance section.
@@ -24,6 +25,7 @@ import datetime as dt
 import os
 import random
 import re
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -98,8 +100,9 @@ def synthetic_evidence(hosts: int, seed: int = 16) -> dict[str, Any]:
     return {"run": run, "results": results, "unreachable": unreachable}
 
 
-def load(page: Path, profile: Path) -> tuple[float, float, int]:
-    """(page load ms as the page measured it, chromium wall s, page width px)."""
+def load(page: Path, profile: Path) -> tuple[float, float, int, float]:
+    """(page load ms as the page measured it, chromium wall s, page width px, chromium CPU s)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "--window-size=1366,900", "--dump-dom",
@@ -107,12 +110,14 @@ def load(page: Path, profile: Path) -> tuple[float, float, int]:
         capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     head = done.stdout[:2000]
     found = {k: re.search(rf'{k}="(\d+)"', head) for k in ("data-ca-loaded-ms", "data-ca-width")}
     if not all(found.values()):
         raise SystemExit(f"chromium did not load {page} (exit {done.returncode}): {done.stderr[-2000:]}")
     ms, width = (int(m.group(1)) for m in found.values() if m)
-    return float(ms), wall, width
+    return float(ms), wall, width, cpu
 
 
 def main() -> None:
@@ -125,16 +130,19 @@ def main() -> None:
     load_avg = os.getloadavg()
     print(f"# report load, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load {load_avg[0]:.2f}")
     print(f"# PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}")
-    print("| hosts | results | report.html | render | page load (median, min-max) | chromium wall | width at 1366 |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| hosts | results | report.html | render | page load (median, min-max) | chromium wall | chromium CPU | width at 1366 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         for path in args.page:
             loads = [load(path, Path(tmp) / f"profile-page-{r}") for r in range(args.rounds)]
             ms = [x[0] for x in loads]
+            wall, cpu = statistics.median(x[1] for x in loads), statistics.median(x[3] for x in loads)
             print(f"| {path} | | {path.stat().st_size / 1e6:.2f} MB | | {statistics.median(ms) / 1000:.2f} s | "
-                  f"{statistics.median(x[1] for x in loads):.1f} s | {loads[0][2]} px |", flush=True)  # fmt: skip
+                  f"{wall:.1f} s | {cpu:.1f} s | {loads[0][2]} px |", flush=True)  # fmt: skip
         for size in (int(s) for s in args.sizes.split(",") if s):
             evidence = synthetic_evidence(size)
             started = time.perf_counter()
@@ -148,7 +156,7 @@ def main() -> None:
             print(
                 f"| {size:,} | {len(evidence['results']):,} | {page.stat().st_size / 1e6:.1f} MB | {render:.1f} s | "
                 f"{statistics.median(ms) / 1000:.2f} s ({min(ms) / 1000:.2f}-{max(ms) / 1000:.2f}) | "
-                f"{statistics.median(walls):.1f} s | {loads[0][2]} px |",
+                f"{statistics.median(walls):.1f} s | {statistics.median(x[3] for x in loads):.1f} s | {loads[0][2]} px |",
                 flush=True,
             )
 
