@@ -33,7 +33,7 @@ from typing import Any
 from certaudit import __version__
 from certaudit.audit import JOB_RE
 from certaudit.errors import CertauditError
-from certaudit.evidence import report_html
+from certaudit.evidence import report_html, report_view
 from certaudit.evidence.fleet_merge import Part, judge_fleet
 from certaudit.evidence.manifest import MANIFEST, MAX_MANIFEST_BYTES, verify, write_manifest
 from certaudit.evidence.run import EVIDENCE_SCHEMA_ID, EVIDENCE_SCHEMA_VERSION, certaudit_commit, ci_job, write_atomically
@@ -380,54 +380,43 @@ def _shown(value: Any) -> str:
 
 
 def merged_report(evidence: Mapping[str, Any]) -> str:
-    """A self-contained page: the same summary sections as a run's report, then one row per result."""
+    """A self-contained page: the same summary as a run's report (report_view, one renderer for both),
+    then a row per result that did not pass or apply (the others are in the summary's filter and
+    blobs, as in a run's report). Two passes over the merged results, no copy of them."""
     run = evidence["run"]
-    records = [Record(**r) for r in evidence["results"]]
+    data = report_view.ReportData().add_all(Record(**r) for r in evidence["results"])
     expected = list(run["hosts_expected"])
     reached = list(run["hosts_reached"])
-    unreachable: dict[str, str] = dict(evidence["unreachable"])
-    hosts = sorted(set(expected) | {r.host for r in records})
     thresholds = {
         h: (int(p.get("warn_days", report_html.DEFAULT_WARN_DAYS)), int(p.get("crit_days", report_html.DEFAULT_CRIT_DAYS)))
         for h, p in run["policies"].items()
         if isinstance(p, dict)
     }
-    reasons: dict[str, str] = {}
-    for host in hosts:
-        crt = [r for r in records if r.host == host and r.control == report_html.EXPIRY_CONTROL]
-        if host in unreachable and host not in reached:
-            reasons[host] = "host not reached"
-        elif not crt:
-            reasons[host] = f"{report_html.EXPIRY_CONTROL} did not run"
-        else:
-            label = report_html.outcome_label(crt[0].outcome)[0]
-            reasons[host] = f"{report_html.EXPIRY_CONTROL} {label}: {report_html.first_line(crt[0].message)}"
     parts = len(run.get("merged_from", []))
     lead = (
         f"Job {run['job']}, merged by {run['operator']} from {parts} shard(s), started {run['started']}; "
         f"inventory {run.get('inventory')}: {len(expected)} host(s) expected, {len(set(reached) & set(expected))} reached; "
-        f"{len(records)} result(s)."
+        f"{data.results} result(s)."
     )
+    context = report_view.RunContext(expected, reached, dict(evidence["unreachable"]), thresholds, _metadata_rows(run))
     header = "".join(report_html.header_cells())
     rows = "".join(
         f'<tr><td class="col-result">{report_html.text(r.outcome)}</td><td class="col-testId">{report_html.text(r.nodeid)}</td>'
         f"{''.join(report_html.result_cells(r))}</tr>"
-        for r in records
+        for r in (Record(**raw) for raw in evidence["results"] if raw.get("outcome") not in report_html.ROWLESS_OUTCOMES)
     )
     title = f"certaudit {run['job']} report, merged from {parts} shard(s), {run['started'][:10]} (UTC)"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{report_html.text(title)}</title>{report_html.STYLE}</head><body>"
+        f"<title>{report_html.text(title)}</title></head><body>"
         f"<h1>{report_html.text(title)}</h1>"
-        f'<div class="certaudit" id="certaudit-summary"><h2>certaudit audit evidence</h2>'
-        f'<p class="ca-lead">{report_html.text(lead)}</p>'
-        f"{report_html.render_matrix(records, hosts)}"
-        f"{report_html.render_counts(records, hosts)}"
-        f"{report_html.render_hosts(expected, reached, unreachable)}"
-        f"{report_html.render_horizon(hosts, report_html.days_left_of(records), thresholds, reasons)}"
-        f"{report_html.render_metadata(_metadata_rows(run))}</div>"
-        '<h2>Results</h2><table id="results-table" class="ca-table"><thead><tr><th>Result</th><th>Test</th>'
-        f"{header}</tr></thead><tbody>{rows}</tbody></table></body></html>\n"
+        f"{report_view.render_summary(data, context, lead)}"
+        # Closed until asked for: what it lists is in "Needs action" above, and laying out thousands of
+        # rows nobody opened is what made the page slow.
+        '<details class="ca-results"><summary><h2 style="display:inline">Results that did not pass or apply, as a table'
+        "</h2></summary><p>Passing and N/A results are in the filter above and in evidence.json.</p>"
+        '<table id="results-table" class="ca-table"><thead><tr><th>Result</th><th>Test</th>'
+        f"{header}</tr></thead><tbody>{rows}</tbody></table></details></body></html>\n"
     )
 
 

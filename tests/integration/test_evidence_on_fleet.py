@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from tests.fleet.fleet import Fleet
+from tests.integration.test_report_screenshot import chromium
+from tests.unit.test_report_html import host_details, index_of, parse_html, with_details
 
 REPO = Path(__file__).resolve().parents[2]
 CERTAUDIT = str(Path(sys.executable).parent / "certaudit")
@@ -129,6 +131,7 @@ def test_no_secret_in_any_file(sealed: SealedRun) -> None:
     key_body = "".join(line for line in sealed.private_key.read_text().splitlines() if not line.startswith("-----"))
     for path in sealed.run_dir.iterdir():
         raw = path.read_bytes()
+        raw = with_details(raw) if path.name == "report.html" else raw  # its gzip'd details too
         texts = [raw.decode("utf-8", "replace")]
         # The only host content the evidence carries is certificates; never a file's bytes (base64).
         if path.name == "evidence.json":
@@ -177,3 +180,66 @@ def test_unreachable_host_is_an_error_in_every_format(sealed: SealedRun) -> None
     junit = (sealed.run_dir / "junit.xml").read_text()
     assert 'name="CRT-01[down]"' in junit
     assert "<error" in junit
+
+
+# --- the report a person opens ----------------------------------------------------------------------
+ACTION = ("fail", "error")
+
+
+def test_report_opens_on_exactly_the_failing_hosts_and_controls(sealed: SealedRun) -> None:
+    tree = parse_html((sealed.run_dir / "report.html").read_text())
+    failing: dict[str, set[str]] = {}
+    for r in sealed.evidence["results"]:
+        if r["outcome"] in ACTION:
+            failing.setdefault(r["host"], set()).add(r["control"])
+    listed = tree.by_id("certaudit-action").find_all("details", "ca-act")
+    shown = {d.attrs["data-host"]: {tr.attrs["data-control"] for tr in d.find_all("tr") if "data-control" in tr.attrs}
+             for d in listed}  # fmt: skip
+    assert shown == failing and "down" in shown
+    # Hosts with a finding first (by name), then those with errors only (the unreachable one).
+    with_finding = sorted({r["host"] for r in sealed.evidence["results"] if r["outcome"] == "fail"})
+    assert [d.attrs["data-host"] for d in listed] == with_finding + sorted(set(failing) - set(with_finding))
+    compliant = tree.by_id("certaudit-compliant")
+    groups = {n.attrs["data-group"]: int(n.text()) for n in compliant.find_all("span", "ca-count")}
+    hosts = set(sealed.evidence["run"]["hosts_expected"])
+    assert groups["pass"] + groups["waived"] + groups["none"] == len(hosts - set(failing))
+
+
+def test_every_result_is_in_the_reports_details(sealed: SealedRun) -> None:
+    tree = parse_html((sealed.run_dir / "report.html").read_text())
+    details = host_details(tree)
+    fixes = index_of(tree)["fixes"]
+    for r in sealed.evidence["results"]:
+        (found,) = [d for d in details[r["host"]] if d["nodeid"] == r["nodeid"] and d["control"] == r["control"]]
+        assert (found["outcome"], found["observed"], found["expected"], found["message"]) == (
+            r["outcome"], r["observed"], r["expected"], r["message"]
+        )  # fmt: skip
+        assert found.get("fix", fixes[r["control"]]) == r["fix"]
+    assert sum(len(v) for v in details.values()) == len(sealed.evidence["results"])
+
+
+def test_report_in_chromium_fits_1366_pixels_and_its_filter_works(sealed: SealedRun, tmp_path: Path) -> None:
+    page = (sealed.run_dir / "report.html").resolve().as_uri()
+    results = sealed.evidence["results"]
+    # The filter, set from the address: every result of host `down`, the first row opened.
+    done = chromium(tmp_path / "profile", "--window-size=1366,900", "--virtual-time-budget=15000", "--dump-dom",
+                    page + "#filter:outcome=&host=down&open=1&ca-measure=1")  # fmt: skip
+    assert done.returncode == 0 and "</html>" in done.stdout, done.stderr[-3000:]
+    root = parse_html(done.stdout).find_all("html")[0]
+    width = int(root.attrs["data-ca-width"])
+    assert width <= 1366, f"the page is {width} px wide in a 1366-pixel window"
+    with_results = {r["host"] for r in results}
+    assert root.attrs["data-ca-blobs-parsed"] == f"{len(with_results)} {len(results)}"  # inflated and parsed in Chromium
+    dom = parse_html(done.stdout)
+    rows = dom.by_id("ca-f-rows").find_all("tr", "ca-f-row")
+    controls = index_of(dom)["controls"]
+    assert [(r.attrs["data-host"], r.attrs["data-control"]) for r in rows] == [("down", c[0]) for c in controls]
+    (opened,) = dom.by_id("ca-f-rows").find_all("tr", "ca-f-detail")
+    first = next(r for r in results if r["host"] == "down" and r["control"] == controls[0][0])
+    assert first["message"].splitlines()[0] in opened.text()
+    # Failing results only, for one control.
+    done = chromium(tmp_path / "profile2", "--window-size=1366,900", "--virtual-time-budget=15000", "--dump-dom",
+                    page + "#filter:control=KEY-01&outcome=fe")  # fmt: skip
+    rows = parse_html(done.stdout).by_id("ca-f-rows").find_all("tr", "ca-f-row")
+    expected = sorted(r["host"] for r in results if r["control"] == "KEY-01" and r["outcome"] in ACTION)
+    assert [r.attrs["data-host"] for r in rows] == expected and expected

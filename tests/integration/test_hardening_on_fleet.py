@@ -59,6 +59,7 @@ from tests.scenarios_hardening import (
     TLS_GARBAGE_PORT,
     TLS_STALL_PORT,
 )
+from tests.unit.test_report_html import with_details
 
 pytestmark = pytest.mark.fleet
 
@@ -503,6 +504,7 @@ def test_audit_changed_no_host(hardened: HardenedRun, fleet: Fleet) -> None:
 def _texts(run: HardenedRun) -> dict[str, bytes]:
     """Everything the run wrote or printed, and all host content the evidence carries (certificates only)."""
     texts = {f"run/{p.name}": p.read_bytes() for p in run.run_dir.iterdir()}
+    texts["run/report.html"] = with_details(texts["run/report.html"])  # its gzip'd details too
     texts["stdout"], texts["stderr"] = run.stdout.encode(), run.stderr.encode()
     for host, snapshot in run.evidence["snapshots"].items():
         for path, item in (snapshot.get("files") or {}).items():

@@ -46,6 +46,7 @@ from tests.scenarios_secrets import (
     TLS_LINK_DIR,
 )
 from tests.secret_forms import leaks
+from tests.unit.test_report_html import with_details
 
 pytestmark = pytest.mark.fleet
 
@@ -118,6 +119,7 @@ def secrets_run(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Secre
 
 def _outputs(run: SecretsRun) -> dict[str, bytes]:
     texts = {f"run/{p.name}": p.read_bytes() for p in run.run_dir.iterdir()}
+    texts["run/report.html"] = with_details(texts["run/report.html"])  # its gzip'd details too
     texts["output"] = run.output.encode()
     return texts
 

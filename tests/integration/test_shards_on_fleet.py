@@ -21,6 +21,7 @@ import pytest
 from certaudit.jobs.shard import split
 from tests.fleet.fleet import Fleet
 from tests.scenarios import RUNBOOK
+from tests.unit.test_report_html import host_details, index_of, parse_html
 
 pytestmark = pytest.mark.fleet
 
@@ -159,6 +160,18 @@ def test_the_merged_junit_has_the_whole_runs_cases(runs: Runs) -> None:
 def test_the_merged_report_shows_every_host(runs: Runs) -> None:
     html = (runs.merged / "report.html").read_text()
     whole = Runs.evidence(runs.whole)
+    # Every (host, control) pair's outcome in the page's index, and every result's details in its blobs.
+    index = index_of(parse_html(html))
+    row_of = dict(zip(index["hosts"], index["rows"], strict=True))
+    column = {c[0]: i for i, c in enumerate(index["controls"])}
+    severity = {"f": 5, "e": 4, "w": 3, "n": 2, "p": 1}
+    worst: dict[tuple[str, str], str] = {}
     for record in whole["results"]:
-        assert f'data-control="{record["control"]}" data-host="{record["host"]}"' in html
+        code = {"pass": "p", "fail": "f", "error": "e", "waived": "w", "not applicable": "n"}[record["outcome"]]
+        key = (record["host"], record["control"])
+        worst[key] = max(worst.get(key, code), code, key=severity.__getitem__)
+    for (host, control), code in worst.items():
+        assert row_of[host][column[control]] == code, (host, control)
+    details = host_details(parse_html(html))
+    assert sum(len(v) for v in details.values()) == len(whole["results"])
     assert f"{len(runs.hosts)} host(s) expected, {len(whole['run']['hosts_reached'])} reached" in html

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certaudit.evidence import report_html
+from certaudit.evidence import report_html, report_view
 from certaudit.evidence.report_html import (
     HtmlReport,
     format_value,
@@ -234,6 +235,35 @@ def run_audit_project(
     return AuditOutput(int(result.ret), output, report, html, parse_html(html), json.loads(evidence_path.read_text()))
 
 
+def index_of(tree: Node) -> dict[str, Any]:
+    """The page's index blob, with each control's fix by id under `fixes`."""
+    index: dict[str, Any] = json.loads(tree.by_id("certaudit-index").text())
+    index["fixes"] = {c[0]: c[3] for c in index["controls"]}
+    return index
+
+
+def host_details(tree: Node) -> dict[str, list[dict[str, Any]]]:
+    """Each host's details blob (every result's observed, expected, message...), by host name."""
+    hosts = index_of(tree)["hosts"]
+    found = {}
+    for number, name in enumerate(hosts):
+        blob = [n for n in tree.find_all("script") if n.attrs.get("id") == f"certaudit-host-{number}"]
+        if blob:
+            assert blob[0].attrs["type"] == "application/gzip+base64"
+            found[name] = report_view.unpacked(blob[0].text())
+    return found
+
+
+BLOB_RE = re.compile(rb'<script type="application/gzip\+base64" class="ca-details" id="certaudit-host-\d+">([^<]*)</script>')
+
+
+def with_details(raw: bytes) -> bytes:
+    """A report.html's bytes followed by every host blob's results as plain JSON: what a scan for
+    secrets must read, since the blobs are gzip'd (a secret in one would not show in the raw bytes)."""
+    found = [json.dumps(report_view.unpacked(m.decode()), ensure_ascii=False) for m in BLOB_RE.findall(raw)]
+    return raw + "\n".join(found).encode()
+
+
 def matrix_row(tree: Node, host: str) -> list[Node]:
     table = tree.by_id("certaudit-matrix-table")
     for row in table.find_all("tr"):
@@ -302,7 +332,20 @@ def test_report_of_a_real_audit(pytester: pytest.Pytester) -> None:
     header = [parse_html(th).text() for th in re_th(run.html)]
     assert header[:9] == ["Result", "Test", "Control", "Title", "Host", "Outcome", "Observed", "Expected", "Fix"]
     rows = run.table_rows()
+    # pytest-html's table has no row for a pass or an N/A (report_html.ROWLESS_OUTCOMES): their
+    # evidence is in the host's details blob, as every result's is.
+    details = {(r["control"], r["nodeid"]): r for r in host_details(run.tree)["localhost"]}
     for control, record in results.items():
+        detail = details[(control, record["nodeid"])]
+        assert (detail["outcome"], detail["observed"], detail["expected"]) == (
+            record["outcome"],
+            record["observed"],
+            record["expected"],
+        )
+        assert detail.get("fix", index_of(run.tree)["fixes"][control]) == record["fix"]
+        if record["outcome"] in ("pass", "not applicable"):
+            assert not [r for r in rows.get(record["nodeid"], []) if cell_of(r, "control").text()], control
+            continue
         (cells_html,) = [r for r in rows[record["nodeid"]] if cell_of(r, "control").text()]
         assert len(cells_html) == len(header)
         assert cell_of(cells_html, "control").text() == control

@@ -39,7 +39,7 @@ from certaudit.redact import (
     untrusted,
 )
 from tests.secret_forms import leaks
-from tests.unit.test_report_html import CONFTEST, make_audit_project, write_certificate
+from tests.unit.test_report_html import CONFTEST, make_audit_project, with_details, write_certificate
 
 pytest_plugins = ["pytester"]
 
@@ -362,6 +362,7 @@ def test_no_secret_in_any_output_of_a_real_audit(pytester: pytest.Pytester, monk
     (run_dir,) = [p for p in (pytester.path / "out").iterdir() if p.is_dir()]
     files = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     assert {"evidence.json", "report.html", "junit.xml"} <= set(files), output[-3000:]
+    files["report.html"] = with_details(files["report.html"])  # its gzip'd details too
     evidence = json.loads(files["evidence.json"])
     results = {(r["control"], r["host"]): r for r in evidence["results"]}
 

@@ -24,6 +24,7 @@ from certaudit.evidence.manifest import MANIFEST, SIGNATURE, keygen, verify, wri
 from certaudit.evidence.merge import MergeError, merge_runs, merged_status
 from certaudit.jobs.shard import Shard, ShardError, parse_shard, shard_index, split
 from certaudit.policy import policy_for
+from tests.unit.test_report_html import host_details, index_of, parse_html
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "certaudit/evidence/schema/evidence-v1.schema.json").read_text())
@@ -272,9 +273,18 @@ def test_the_merged_report_shows_the_whole_audit(shards: list[Path], tmp_path: P
     assert html.startswith("<!DOCTYPE html>")
     assert 'id="certaudit-matrix-table"' in html and 'id="certaudit-horizon-svg"' in html
     assert "11 host(s) expected, 10 reached; 22 result(s)" in html
-    assert '<td class="ca-cell ca-o-fail" data-control="KEY-01" data-host="web-1"' in html
-    assert '<td class="ca-cell ca-o-pass" data-control="CRT-01" data-host="web-2"' in html
-    assert '<td class="ca-cell ca-o-error" data-control="CRT-01" data-host="down"' in html
+    tree = parse_html(html)
+    # Every host's outcomes (CRT-01, KEY-01) in the page's index, as the shards had them.
+    index = index_of(tree)
+    rows = dict(zip(index["hosts"], index["rows"], strict=True))
+    assert sorted(rows) == ALL_HOSTS
+    assert rows["web-1"] == rows["db-2"] == "ff" and rows["down"] == "ee" and rows["web-2"] == "pp"
+    # What needs action first: the hosts with a finding, then the unreachable one.
+    assert [d.attrs["data-host"] for d in tree.find_all("details", "ca-act")] == ["db-2", "web-1", "down"]
+    # The matrix: one row per distinct row of outcomes, those needing action first; a lone host is named.
+    matrix = [[c.text() for c in r.cells()] for r in tree.by_id("certaudit-matrix-table").find_all("tr")[1:]]
+    assert matrix == [["2 hosts", "FAIL", "FAIL"], ["down", "ERROR", "ERROR"], ["8 hosts", "PASS", "PASS"]]
+    assert set(host_details(tree)) == set(ALL_HOSTS)  # every result's details are in the page
     assert "Merged from shard 2/3" in html
     assert '<span class="ca-count" data-outcome="pass">16</span>' in html
 
