@@ -21,7 +21,7 @@ from certaudit.controls import Control, control_of
 from certaudit.errors import CertauditError, ProbeError, Undeterminable
 from certaudit.evidence import quarterly
 from certaudit.evidence.manifest import check_signing_key
-from certaudit.evidence.run import RunDirectory, check_evidence_path, write_evidence
+from certaudit.evidence.run import RunDirectory, SnapshotLog, check_evidence_path, write_evidence
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
 from certaudit.jobs import gate, prometheus
@@ -34,6 +34,7 @@ from certaudit.waivers import Waiver
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
 RECORD_KEY = pytest.StashKey[Record]()
 RUN_DIR_KEY = pytest.StashKey[RunDirectory]()
+SNAPSHOTS_KEY = pytest.StashKey[SnapshotLog]()
 QUARTERLY_DIFF_KEY = pytest.StashKey[quarterly.QuarterlyDiff]()
 USAGE_ERROR_KEY = pytest.StashKey[str]()
 # testinfra's `host` on the inventory's hosts, for plain tests and controls alike.
@@ -141,10 +142,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.self_contained_html = True
         config.option.xmlpath = str(run.partial / "junit.xml")
         config.option.evidence = str(run.partial / "evidence.json")
+    _spool_evidence(config, audit)
     if getattr(config.option, "htmlpath", None) and not config.pluginmanager.has_plugin("certaudit-html"):
         from certaudit.evidence.report_html import HtmlReport
 
         config.pluginmanager.register(HtmlReport(config), "certaudit-html")
+
+
+def _spool_evidence(config: pytest.Config, audit: Audit) -> None:
+    """Records and snapshots go to temporary files beside the evidence as they are made, and
+    evidence.json is assembled from them at the end: the run's memory does not grow with the fleet."""
+    path = config.getoption("evidence")
+    if not path:
+        return
+    directory = Path(path).parent
+    audit.records.directory = directory
+    snapshots = SnapshotLog(directory)
+    config.stash[SNAPSHOTS_KEY] = snapshots
+    audit.on_facts = snapshots.add
 
 
 def _check_destinations(config: pytest.Config) -> None:
@@ -446,7 +461,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     path = config.getoption("evidence")
     if path and (audit.records or RUN_DIR_KEY in config.stash or audit.shard is not None):
-        write_evidence(Path(path), audit, exitstatus)
+        write_evidence(Path(path), audit, exitstatus, config.stash.get(SNAPSHOTS_KEY, None))
     _finish_jobs(session, audit)
 
 
@@ -479,7 +494,20 @@ def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """After every plugin wrote its file (pytest-html and junitxml write at session finish): seal the run."""
+    """After every plugin wrote its file (pytest-html and junitxml write at session finish): seal the
+    run, then let go of the run's record and snapshot logs."""
+    try:
+        _seal(config)
+    finally:
+        audit = config.stash.get(AUDIT_KEY, None)
+        if audit is not None:
+            audit.records.close()
+        snapshots = config.stash.get(SNAPSHOTS_KEY, None)
+        if snapshots is not None:
+            snapshots.close()
+
+
+def _seal(config: pytest.Config) -> None:
     audit = config.stash.get(AUDIT_KEY, None)
     run = config.stash.get(RUN_DIR_KEY, None)
     if audit is None or run is None or not run.partial.exists():
