@@ -439,7 +439,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> ModeResult:
         for size in sizes:
             for _ in range(args.warmup):
                 bench.audit(size, args.clients[0])
-            if args.profile is not None:  # unmeasured: cProfile slows the run down
+            if args.profile is not None and size in args.profile_sizes:  # unmeasured: cProfile slows the run down
                 profile_run(bench, size, args.clients[0], args.profile)
             for client in args.clients:
                 result.rows.append(best_of(args.repeat, functools.partial(bench.audit, size, client)))
@@ -764,6 +764,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "hosts; the parts are synthesised from the last run, see bench/README.md)",
     )
     parser.add_argument("--profile", type=Path, help="also run each size once under cProfile, its .prof files here")
+    parser.add_argument("--profile-sizes", default="", help="the sizes to profile (default: every size)")
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on one measured run, in seconds")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -783,6 +784,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.custom_sizes = {int(s) for s in args.custom_sizes.split(",") if s}
     except ValueError:
         parser.error(f"--custom-sizes {args.custom_sizes!r}: expected numbers separated by commas")
+    try:
+        args.profile_sizes = {int(s) for s in args.profile_sizes.split(",") if s} or set(args.sizes)
+    except ValueError:
+        parser.error(f"--profile-sizes {args.profile_sizes!r}: expected numbers separated by commas")
     args.modes = [m for m in args.modes.split(",") if m]
     args.clients = [c for c in args.clients.split(",") if c]
     if set(args.modes) - {"loopback", "latency"} or not args.modes:

@@ -110,8 +110,9 @@ def test_no_record_and_no_snapshot_give_empty_members(tmp_path: Path) -> None:
 
 
 def test_the_streamed_file_is_valid_evidence(tmp_path: Path) -> None:
-    snapshot: dict[str, Any] = {"probe_version": 1, "hostname": "web", "time": 1.0, "systemd": True, "files": {"/etc/x": {"path": "/etc/x"}},
-                "listings": {}, "public_keys": {}, "units": {}, "accounts": {}}  # fmt: skip
+    snapshot: dict[str, Any] = {"probe_version": 1, "hostname": "web", "time": 1.0, "systemd": True,
+                                "files": {"/etc/x": {"path": "/etc/x"}}, "listings": {}, "public_keys": {}, "units": {},
+                                "accounts": {}}  # fmt: skip
     data, _ = streamed(tmp_path, RECORDS[:2], {"web-1": snapshot, "web-2": {**snapshot, "hostname": "web-2"}})
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator(schema).validate(json.loads(data))
