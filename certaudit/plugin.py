@@ -434,8 +434,9 @@ def pytest_runtest_makereport(
         waiver=waiver.as_dict() if waiver is not None and outcome == "waived" else None,
     )
     item.stash[RECORD_KEY] = record
-    report.user_properties.append((USER_PROPERTY, record.to_json()))
-    _audit(item.config).records.append(record)
+    text = record.to_json()
+    report.user_properties.append((USER_PROPERTY, text))
+    _audit(item.config).records.append(record, text)
     return report
 
 

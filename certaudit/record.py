@@ -161,10 +161,11 @@ class RecordLog:
         self._size = 0
         self._count = 0
 
-    def append(self, record: Record) -> None:
+    def append(self, record: Record, text: str | None = None) -> None:
+        """Keep `record`; `text` is its to_json() when the caller has it already (made once, not twice)."""
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-records-")  # noqa: SIM115 (lives as long as the run)
-        line = record.to_json().encode() + b"\n"
+        line = (text if text is not None else record.to_json()).encode() + b"\n"
         self._file.write(line)
         self._size += len(line)
         self._count += 1
