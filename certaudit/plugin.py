@@ -32,7 +32,6 @@ from certaudit.redact import MESSAGE_CAP, untrusted
 from certaudit.waivers import Waiver
 
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
-RECORD_KEY = pytest.StashKey[Record]()
 RUN_DIR_KEY = pytest.StashKey[RunDirectory]()
 SNAPSHOTS_KEY = pytest.StashKey[SnapshotLog]()
 QUARTERLY_DIFF_KEY = pytest.StashKey[quarterly.QuarterlyDiff]()
@@ -398,6 +397,17 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    try:
+        return _recorded(item, call, report)
+    finally:
+        # The item's last report: its evidence is in the record log now. Items live as long as the
+        # session, so what they keep would grow with the fleet.
+        if report.when == "teardown" and EVIDENCE_KEY in item.stash:
+            del item.stash[EVIDENCE_KEY]
+
+
+def _recorded(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> pytest.TestReport:
+    """The report, with the control's record made, logged and attached to it (for controls)."""
     meta = _control_of_item(item)
     if meta is None or (report.when == "teardown" and report.passed) or (report.when == "setup" and report.passed):
         return report
@@ -433,7 +443,6 @@ def pytest_runtest_makereport(
         duration_s=round(call.duration, 4),
         waiver=waiver.as_dict() if waiver is not None and outcome == "waived" else None,
     )
-    item.stash[RECORD_KEY] = record
     text = record.to_json()
     report.user_properties.append((USER_PROPERTY, text))
     _audit(item.config).records.append(record, text)
