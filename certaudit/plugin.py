@@ -154,7 +154,9 @@ def _spool_evidence(config: pytest.Config, audit: Audit) -> None:
     path = config.getoption("evidence")
     if not path:
         return
-    directory = Path(path).parent
+    # Beside the evidence when its directory is there (the run directory is); --evidence may name
+    # one the run makes at its end: the system's temporary directory until then.
+    directory = Path(path).parent if Path(path).parent.is_dir() else None
     audit.records.directory = directory
     snapshots = SnapshotLog(directory)
     config.stash[SNAPSHOTS_KEY] = snapshots

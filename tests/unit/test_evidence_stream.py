@@ -164,3 +164,20 @@ def test_a_snapshot_is_written_once_a_host(tmp_path: Path) -> None:
     snaps.add("web-1", facts("web-1", {"systemd": False}))  # the host's facts come once: a second is ignored
     assert [(h, json.loads(t)) for h, t in snaps] == [("web-1", {"systemd": True})]
     snaps.close()
+
+
+def test_evidence_into_a_directory_made_at_the_end_spools_elsewhere_meanwhile(tmp_path: Path) -> None:
+    """--evidence may name a directory that does not exist yet (it is made when the file is written):
+    the record log cannot live there meanwhile, and must not fail the first result."""
+    from types import SimpleNamespace
+
+    from certaudit.plugin import _spool_evidence
+
+    target = tmp_path / "new" / "evidence.json"
+    config: Any = SimpleNamespace(getoption=lambda name: str(target), stash={})
+    audit: Any = SimpleNamespace(records=RecordLog(), on_facts=None)
+    _spool_evidence(config, audit)
+    audit.records.append(RECORDS[0])
+    assert list(audit.records) == [RECORDS[0]] and audit.on_facts is not None
+    audit.records.close()
+    assert not (tmp_path / "new").exists()
