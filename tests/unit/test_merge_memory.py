@@ -70,7 +70,8 @@ def peak_mb(argv: list[str]) -> tuple[float, str]:
     """Run argv in a child process; its peak resident memory (MB, from wait4) and its output."""
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
-    output = proc.stdout.read().decode("utf-8", "replace")
+    with proc.stdout:
+        output = proc.stdout.read().decode("utf-8", "replace")
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0, output[-2000:]
