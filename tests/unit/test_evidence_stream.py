@@ -181,3 +181,50 @@ def test_evidence_into_a_directory_made_at_the_end_spools_elsewhere_meanwhile(tm
     assert list(audit.records) == [RECORDS[0]] and audit.on_facts is not None
     audit.records.close()
     assert not (tmp_path / "new").exists()
+
+
+# --- certaudit/evidence/jsonstream.py: a part read element by element is still untrusted -----------------
+def read(data: bytes, max_member: int = 1 << 20) -> tuple[dict[str, Any], list[Any], list[Any]]:
+    import io
+
+    from certaudit.evidence.jsonstream import read_object
+
+    items: list[Any] = []
+    members: list[Any] = []
+    found, _ = read_object(
+        io.BytesIO(data), {"results": lambda i, v: items.append((i, v)), "snapshots": lambda k, v: members.append((k, v))},
+        max_member,
+    )  # fmt: skip
+    return found, items, members
+
+
+def test_the_stream_reader_gives_what_json_loads_gives() -> None:
+    document: dict[str, Any] = {
+        "a": 1,
+        "results": [{"x": 12345678901234567890}, 2.5e-3, "é\u2028"],
+        "snapshots": {"h": [1]},
+        "z": None,
+    }
+    data = json.dumps(document, indent=1).encode()
+    assert read(data) == ({"a": 1, "z": None}, list(enumerate(document["results"])), [("h", [1])])
+    assert read(b'{"results": [], "snapshots": {}}') == ({}, [], [])
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b'{"a": 1, "a": 2}', "given twice"),
+        (b'{"snapshots": {"h": 1, "h": 2}}', "given twice"),
+        (b'{"a": 1} x', "text after the document"),
+        (b'{"results": [1, 2', "expected ']' at character"),
+        (b'{"results": 3}', "not an array or an object"),
+        (b"[1]", "expected '{'"),
+        (b'{"results": ["' + b"x" * (3 << 20) + b'"]}', "a value of more than 1000 characters"),  # past one read
+        (b'{"a": "\xff"}', "not UTF-8"),
+    ],
+)
+def test_the_stream_reader_refuses_what_is_not_one_document(data: bytes, says: str) -> None:
+    from certaudit.evidence.jsonstream import JsonStreamError
+
+    with pytest.raises(JsonStreamError, match=says):
+        read(data, max_member=1000)
