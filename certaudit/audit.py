@@ -10,6 +10,7 @@ import datetime as dt
 import math
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from certaudit.inventory import Inventory, Target, load_inventory, targets_from_
 from certaudit.jobs import gate
 from certaudit.jobs.shard import Shard, ShardError, parse_shard
 from certaudit.readers import shown_text
-from certaudit.record import Record
+from certaudit.record import RecordLog
 from certaudit.waivers import Waivers, load_waivers
 
 DEFAULT_INVENTORY = "inventories/local.yml"
@@ -66,9 +67,11 @@ class Audit:
         self.prober = Prober(connect_timeout=connect_timeout, host_budget=host_budget)
         self.complete = False  # set when the session ends: every selected control judged, no stop
         self.exit_status: int | None = None
-        self.records: list[Record] = []
+        self.records = RecordLog()  # each record as made, in a temporary file (its directory set with the run's)
         self.started = dt.datetime.now(dt.UTC)
         self.facts: dict[str, HostFacts] = {}
+        # Told of each host of the run whose facts arrive, once (the evidence's snapshot log).
+        self.on_facts: Callable[[str, HostFacts], None] | None = None
         self.probe_errors: dict[str, str] = {}
         # A shard's hosts of a fleet domain (FLT-*): probed and summarised for `certaudit merge`.
         self.fleet_hosts: dict[str, Target] = {}
@@ -141,6 +144,8 @@ class Audit:
             if of_run:
                 self.probe_errors[target.name] = str(exc)
             raise
-        if of_run:
+        if of_run and target.name not in self.facts:
             self.facts[target.name] = facts
+            if self.on_facts is not None:
+                self.on_facts(target.name, facts)
         return facts

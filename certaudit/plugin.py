@@ -22,7 +22,7 @@ from certaudit.controls import Control, control_of
 from certaudit.errors import CertauditError, ProbeError, Undeterminable
 from certaudit.evidence import quarterly
 from certaudit.evidence.manifest import check_signing_key
-from certaudit.evidence.run import RunDirectory, check_evidence_path, write_evidence
+from certaudit.evidence.run import RunDirectory, SnapshotLog, check_evidence_path, write_evidence
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
 from certaudit.jobs import gate, prometheus
@@ -33,8 +33,8 @@ from certaudit.redact import MESSAGE_CAP, untrusted
 from certaudit.waivers import Waiver
 
 EVIDENCE_KEY = pytest.StashKey[Evidence]()
-RECORD_KEY = pytest.StashKey[Record]()
 RUN_DIR_KEY = pytest.StashKey[RunDirectory]()
+SNAPSHOTS_KEY = pytest.StashKey[SnapshotLog]()
 QUARTERLY_DIFF_KEY = pytest.StashKey[quarterly.QuarterlyDiff]()
 USAGE_ERROR_KEY = pytest.StashKey[str]()
 # testinfra's `host` on the inventory's hosts, for plain tests and controls alike.
@@ -147,10 +147,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.self_contained_html = True
         config.option.xmlpath = str(run.partial / "junit.xml")
         config.option.evidence = str(run.partial / "evidence.json")
+    _spool_evidence(config, audit)
     if getattr(config.option, "htmlpath", None) and not config.pluginmanager.has_plugin("certaudit-html"):
         from certaudit.evidence.report_html import HtmlReport
 
         config.pluginmanager.register(HtmlReport(config), "certaudit-html")
+
+
+def _spool_evidence(config: pytest.Config, audit: Audit) -> None:
+    """Records and snapshots go to temporary files beside the evidence as they are made, and
+    evidence.json is assembled from them at the end: the run's memory does not grow with the fleet."""
+    path = config.getoption("evidence")
+    if not path:
+        return
+    # Beside the evidence when its directory is there (the run directory is); --evidence may name
+    # one the run makes at its end: the system's temporary directory until then.
+    directory = Path(path).parent if Path(path).parent.is_dir() else None
+    audit.records.directory = directory
+    snapshots = SnapshotLog(directory)
+    config.stash[SNAPSHOTS_KEY] = snapshots
+    audit.on_facts = snapshots.add
 
 
 def _check_destinations(config: pytest.Config) -> None:
@@ -395,6 +411,17 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    try:
+        return _recorded(item, call, report)
+    finally:
+        # The item's last report: its evidence is in the record log now. Items live as long as the
+        # session, so what they keep would grow with the fleet.
+        if report.when == "teardown" and EVIDENCE_KEY in item.stash:
+            del item.stash[EVIDENCE_KEY]
+
+
+def _recorded(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> pytest.TestReport:
+    """The report, with the control's record made, logged and attached to it (for controls)."""
     meta = _control_of_item(item)
     if meta is None or (report.when == "teardown" and report.passed) or (report.when == "setup" and report.passed):
         return report
@@ -430,9 +457,9 @@ def pytest_runtest_makereport(
         duration_s=round(call.duration, 4),
         waiver=waiver.as_dict() if waiver is not None and outcome == "waived" else None,
     )
-    item.stash[RECORD_KEY] = record
-    report.user_properties.append((USER_PROPERTY, record.to_json()))
-    _audit(item.config).records.append(record)
+    text = record.to_json()
+    report.user_properties.append((USER_PROPERTY, text))
+    _audit(item.config).records.append(record, text)
     return report
 
 
@@ -460,7 +487,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     path = config.getoption("evidence")
     if path and (audit.records or RUN_DIR_KEY in config.stash or audit.shard is not None):
-        write_evidence(Path(path), audit, exitstatus)
+        write_evidence(Path(path), audit, exitstatus, config.stash.get(SNAPSHOTS_KEY, None))
     _finish_jobs(session, audit)
 
 
@@ -503,7 +530,20 @@ def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """After every plugin wrote its file (pytest-html and junitxml write at session finish): seal the run."""
+    """After every plugin wrote its file (pytest-html and junitxml write at session finish): seal the
+    run, then let go of the run's record and snapshot logs."""
+    try:
+        _seal(config)
+    finally:
+        audit = config.stash.get(AUDIT_KEY, None)
+        if audit is not None:
+            audit.records.close()
+        snapshots = config.stash.get(SNAPSHOTS_KEY, None)
+        if snapshots is not None:
+            snapshots.close()
+
+
+def _seal(config: pytest.Config) -> None:
     audit = config.stash.get(AUDIT_KEY, None)
     run = config.stash.get(RUN_DIR_KEY, None)
     if audit is None or run is None or not run.partial.exists():

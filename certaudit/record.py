@@ -8,8 +8,12 @@ shows everything wrong with a host.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import IO, Any, Literal
 
 from certaudit.controls import Control
 from certaudit.redact import CUT_MARK, MESSAGE_CAP, bounded, untrusted
@@ -129,3 +133,69 @@ class Record:
     @classmethod
     def from_json(cls, text: str) -> Record:
         return cls(**json.loads(text))
+
+    @classmethod
+    def _trusted(cls, fields: dict[str, Any]) -> Record:
+        """A record this process wrote itself (RecordLog's line): already redacted and bounded."""
+        record = cls.__new__(cls)
+        record.__dict__.update(fields)
+        return record
+
+
+_READ_CHUNK = 1 << 20
+
+
+class RecordLog:
+    """Every record of a run, in the order made, kept in an anonymous temporary file, not in memory.
+
+    A fleet's records grow with it (17 a host, each with its observations): held as objects, a
+    thousand hosts' take hundreds of megabytes. Each record is written as one JSON line when it is
+    made; iterating reads them back one at a time (a record appended meanwhile is not seen by an
+    iteration already begun). The file has no name (O_TMPFILE where the system has it): it never
+    shows in a run directory's manifest and is gone when the process is, however it ends.
+    `directory` is where it lives (the run directory, so that it is on the evidence's disk)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._count = 0
+
+    def append(self, record: Record, text: str | None = None) -> None:
+        """Keep `record`; `text` is its to_json() when the caller has it already (made once, not twice)."""
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-records-")  # noqa: SIM115 (lives as long as the run)
+        line = (text if text is not None else record.to_json()).encode() + b"\n"
+        self._file.write(line)
+        self._size += len(line)
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def lines(self) -> Iterator[bytes]:
+        """Each record's JSON line (without its newline), in the order appended."""
+        if self._file is None:
+            return
+        self._file.flush()
+        fd, end, offset, rest = self._file.fileno(), self._size, 0, b""
+        while offset < end:
+            chunk = os.pread(fd, min(_READ_CHUNK, end - offset), offset)
+            if not chunk:
+                raise OSError(f"the run's record log ended at {offset} of {end} bytes")
+            offset += len(chunk)
+            *complete, rest = (rest + chunk).split(b"\n")
+            yield from complete
+
+    def __iter__(self) -> Iterator[Record]:
+        for line in self.lines():
+            yield Record._trusted(json.loads(line))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._size = self._count = 0

@@ -25,7 +25,7 @@ import fnmatch
 import json
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,26 +149,39 @@ def is_placeholder(record: Mapping[str, Any]) -> bool:
     )
 
 
-def judge_fleet(parts: Sequence[Part], evidence: dict[str, Any], *, network: bool = True) -> int:
-    """Replace every placeholder FLT record of the merged `evidence` (and its JUnit case in its
-    part) by the domain's judgement on the parts' summaries; returns how many were judged."""
+def judge_fleet(
+    parts: Sequence[Part],
+    evidence: dict[str, Any],
+    *,
+    network: bool = True,
+    results: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Judge every placeholder FLT record of the merged results on the parts' summaries (and rewrite
+    its JUnit case in its part); returns the judged records by their position in the results.
+
+    `results` iterates the merged results afresh at each call (a merge reads them back from its
+    spool); without it they are `evidence["results"]`, a list, whose placeholders are replaced here."""
     union = union_of(parts)  # hostile summaries are refused even when no placeholder needs them
     offline = "" if network else NO_NETWORK
-    judged = 0
-    for index, old in enumerate(evidence["results"]):
+    listed = results if results is not None else (lambda: evidence["results"])
+    judged: dict[int, dict[str, Any]] = {}
+    for index, old in enumerate(listed()):
         if not is_placeholder(old):
             continue
         record = judge_one(old, union, offline, evidence["waivers"])
-        evidence["results"][index] = json.loads(record.to_json())
+        judged[index] = json.loads(record.to_json())
         for part in parts:
             if part.junit is not None:
                 _rewrite_case(part.junit, record, evidence["waivers"].get("file"))
-        judged += 1
+    if results is None:
+        for index, judged_record in judged.items():
+            evidence["results"][index] = judged_record
     if judged:
         waivers = evidence["waivers"]
         used = {e["index"] for e in waivers["entries"] if e.get("covered")}
         waivers["unused"] = [i for i in waivers["unused"] if i not in used]
-        evidence["run"]["exit_status"] = _exit_status(evidence, parts)
+        now = (judged.get(i, r) for i, r in enumerate(listed()))
+        evidence["run"]["exit_status"] = _exit_status(evidence, now, parts)
     return judged
 
 
@@ -263,13 +276,13 @@ def _verdict_element(record: Record, waivers_file: str | None) -> ET.Element | N
     return element
 
 
-def _exit_status(evidence: Mapping[str, Any], parts: Sequence[Part]) -> int:
+def _exit_status(evidence: Mapping[str, Any], results: Iterable[Mapping[str, Any]], parts: Sequence[Part]) -> int:
     """pytest's status of the whole: 1 when any result or JUnit case fails or errs, else 0 (a part's
     other status, an interrupt or internal error, is kept: it says more than the judging can)."""
     status = int(evidence["run"]["exit_status"])
     if status not in (0, 1):
         return status
-    failing = any(r["outcome"] in ("fail", "error") for r in evidence["results"]) or any(
+    failing = any(r["outcome"] in ("fail", "error") for r in results) or any(
         case.find("failure") is not None or case.find("error") is not None
         for part in parts
         if part.junit is not None

@@ -15,6 +15,7 @@ XML is parsed by the standard library's parser, which expands no external entity
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import getpass
@@ -23,20 +24,31 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from certaudit import __version__
 from certaudit.audit import JOB_RE
 from certaudit.errors import CertauditError
 from certaudit.evidence import report_html, report_view
 from certaudit.evidence.fleet_merge import Part, judge_fleet
+from certaudit.evidence.jsonstream import JsonStreamError, read_object
 from certaudit.evidence.manifest import MANIFEST, MAX_MANIFEST_BYTES, verify, write_manifest
-from certaudit.evidence.run import EVIDENCE_SCHEMA_ID, EVIDENCE_SCHEMA_VERSION, certaudit_commit, ci_job, write_atomically
+from certaudit.evidence.run import (
+    EVIDENCE_SCHEMA_ID,
+    EVIDENCE_SCHEMA_VERSION,
+    certaudit_commit,
+    ci_job,
+    dumped_at,
+    evidence_parts,
+    write_atomically,
+    write_streamed,
+)
 from certaudit.evidence.snapshot import minimal_snapshot
 from certaudit.readers import ReadError, read_bounded, shown_text
 from certaudit.record import Record
@@ -58,12 +70,42 @@ class MergeError(CertauditError):
     """The shards cannot be merged into one run; the message says which and why."""
 
 
+class Spool:
+    """The shards' results and snapshots, each a compact JSON line in one anonymous temporary file,
+    found again by offset: a merge holds their index, never the documents (ten shards of a thousand
+    hosts are half a gigabyte of JSON, several times that as objects)."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix=".certaudit-merge-")  # noqa: SIM115 (closed by close())
+        self._size = 0
+
+    def put(self, value: Any) -> tuple[int, int]:
+        data = json.dumps(value, sort_keys=True).encode()
+        self._file.write(data)
+        at = (self._size, len(data))
+        self._size += len(data)
+        return at
+
+    def get(self, at: tuple[int, int]) -> bytes:
+        self._file.flush()
+        data = os.pread(self._file.fileno(), at[1], at[0])
+        if len(data) != at[1]:
+            raise MergeError("the merge's temporary file ended early")
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclass(frozen=True)
 class ShardRun:
     directory: Path
-    evidence: dict[str, Any]
+    evidence: dict[str, Any]  # every member but results and snapshots, which are in the spool
     junit: ET.Element | None
     manifest_sha256: str
+    # (host, control, nodeid, where in the spool) of each result; host -> where of each snapshot
+    results: list[tuple[str, str, str, tuple[int, int]]] = field(default_factory=list)
+    snapshots: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def run(self) -> dict[str, Any]:
@@ -90,8 +132,9 @@ class Merged:
     files: list[str] = field(default_factory=list)
 
 
-def load_shard(directory: Path, public_key: Path | None) -> ShardRun:
-    """One shard's run directory, verified against its manifest before a byte of it is used."""
+def load_shard(directory: Path, public_key: Path | None, spool: Spool | None = None) -> ShardRun:
+    """One shard's run directory, verified against its manifest before a byte of it is used; its
+    results and snapshots go to `spool` (a spool of its own when none is given)."""
     if not directory.is_dir():
         raise MergeError(f"{directory}: not a run directory")
     checked = verify(directory, public_key)
@@ -102,7 +145,9 @@ def load_shard(directory: Path, public_key: Path | None) -> ShardRun:
     evidence_path = directory / EVIDENCE
     if not evidence_path.is_file():
         raise MergeError(f"{directory}: has no {EVIDENCE} (run the shard with --report-dir)")
-    evidence = _evidence_of(evidence_path)
+    results: list[tuple[str, str, str, tuple[int, int]]] = []
+    snapshots: dict[str, tuple[int, int]] = {}
+    evidence = _evidence_of(evidence_path, spool if spool is not None else Spool(), results, snapshots)
     if evidence["run"].get("merged_from"):
         raise MergeError(f"{directory}: is itself a merged run; merge the shards' own directories")
     junit = None
@@ -118,36 +163,82 @@ def load_shard(directory: Path, public_key: Path | None) -> ShardRun:
         manifest_sha256 = hashlib.sha256(read_bounded(directory / MANIFEST, MAX_MANIFEST_BYTES)).hexdigest()
     except ReadError as exc:
         raise MergeError(str(exc)) from None
-    return ShardRun(directory, evidence, junit, manifest_sha256)
+    return ShardRun(directory, evidence, junit, manifest_sha256, results, snapshots)
 
 
 @functools.cache
-def _validator() -> Any:
+def _validators() -> tuple[Any, Any, Any]:
+    """The evidence schema's validators: of the document (its results and snapshots empty), of one
+    result, of one snapshot; each element is checked as it is read."""
     import jsonschema  # here: only a merge needs it, not every certaudit command
 
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+    defs = {"$defs": schema.get("$defs", {})}
+    result = {**defs, **schema["properties"]["results"]["items"]}
+    snapshot = {**defs, **schema["properties"]["snapshots"]["additionalProperties"]}
+    validator = jsonschema.Draft202012Validator
+    return validator(schema), validator(result), validator(snapshot)
 
 
-def _evidence_of(path: Path) -> dict[str, Any]:
-    """A shard's evidence.json, valid against the evidence schema and consistent in itself, or
-    MergeError saying where it is not: a part whose manifest verifies is still untrusted input."""
-    try:
-        evidence = json.loads(read_bounded(path, MAX_EVIDENCE_BYTES))
-    except ReadError as exc:
-        raise MergeError(str(exc)) from None
-    except (ValueError, RecursionError) as exc:
-        raise MergeError(f"{path}: not JSON ({shown_text(str(exc), 200)})") from None
-    if not isinstance(evidence, dict) or evidence.get("schema_version") != EVIDENCE_SCHEMA_VERSION:
-        raise MergeError(f"{path}: not certaudit evidence of schema version {EVIDENCE_SCHEMA_VERSION}")
-    error = next(iter(sorted(_validator().iter_errors(evidence), key=lambda e: list(map(str, e.absolute_path)))), None)
+def _first_error(validator: Any, value: Any, prefix: tuple[str | int, ...], path: Path) -> None:
+    error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))), None)
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(the document)"
+        where = "/".join(str(p) for p in (*prefix, *error.absolute_path)) or "(the document)"
         raise MergeError(f"{path}: not valid certaudit evidence: at {shown_text(where, 120)}: {shown_text(error.message, 200)}")
-    problem = _inconsistency(evidence)
+
+
+def _evidence_of(
+    path: Path,
+    spool: Spool,
+    results: list[tuple[str, str, str, tuple[int, int]]],
+    snapshots: dict[str, tuple[int, int]],
+) -> dict[str, Any]:
+    """A shard's evidence.json, valid against the evidence schema and consistent in itself, or
+    MergeError saying where it is not: a part whose manifest verifies is still untrusted input.
+    Read element by element (certaudit/evidence/jsonstream.py): each result and snapshot is checked
+    against its schema and goes to the spool, only its index stays; the rest is returned."""
+    _, result_schema, snapshot_schema = _validators()
+
+    def result(index: str | int, value: Any) -> None:
+        _first_error(result_schema, value, ("results", index), path)
+        results.append((value["host"], value["control"], value["nodeid"], spool.put(value)))
+
+    def snapshot(host: str | int, value: Any) -> None:
+        _first_error(snapshot_schema, value, ("snapshots", host), path)
+        # Made minimal again: a part written by an older certaudit may carry whole files (content_b64),
+        # which the merged evidence must not (a part already minimal is unchanged).
+        snapshots[str(host)] = spool.put(minimal_snapshot(value))
+
+    try:
+        with _open_bounded(path) as stream:
+            evidence, present = read_object(stream, {"results": result, "snapshots": snapshot})
+    except JsonStreamError as exc:
+        if str(exc).startswith("expected '{' at character 0"):
+            raise MergeError(f"{path}: not certaudit evidence of schema version {EVIDENCE_SCHEMA_VERSION}") from None
+        raise MergeError(f"{path}: not JSON ({shown_text(str(exc), 200)})") from None
+    if evidence.get("schema_version") != EVIDENCE_SCHEMA_VERSION:
+        raise MergeError(f"{path}: not certaudit evidence of schema version {EVIDENCE_SCHEMA_VERSION}")
+    document = {**evidence, **{k: v for k, v in (("results", []), ("snapshots", {})) if k in present}}
+    _first_error(_validators()[0], document, (), path)
+    problem = _inconsistency({**evidence, "results": [{"host": h} for h, *_ in results], "snapshots": snapshots})
     if problem:
         raise MergeError(f"{path}: not valid certaudit evidence: {problem}")
     return evidence
+
+
+@contextlib.contextmanager
+def _open_bounded(path: Path) -> Iterator[IO[bytes]]:
+    """The regular file at `path` of at most MAX_EVIDENCE_BYTES, open for reading, or MergeError."""
+    shown = shown_text(str(path), 300)
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise MergeError(f"{shown} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    with stream:
+        size = os.fstat(stream.fileno()).st_size
+        if size > MAX_EVIDENCE_BYTES:
+            raise MergeError(f"{shown} is {size} bytes, more than the {MAX_EVIDENCE_BYTES} a real one needs")
+        yield stream
 
 
 def _inconsistency(evidence: dict[str, Any]) -> str:
@@ -239,8 +330,8 @@ def merged_status(statuses: Iterable[int]) -> int:
 
 
 def merged_evidence(shards: Sequence[ShardRun], job: str | None) -> dict[str, Any]:
+    """The merged evidence.json but its results and snapshots (merged_results, merged_snapshots)."""
     runs = [s.run for s in shards]
-    results = sorted((r for s in shards for r in s.evidence["results"]), key=lambda r: (r["host"], r["control"], r["nodeid"]))
     waivers = dict(shards[0].evidence["waivers"])
     entries = [dict(e) for e in waivers.get("entries", [])]
     for entry in entries:
@@ -292,13 +383,43 @@ def merged_evidence(shards: Sequence[ShardRun], job: str | None) -> dict[str, An
         "$schema": EVIDENCE_SCHEMA_ID,
         "schema_version": EVIDENCE_SCHEMA_VERSION,
         "run": run,
-        "results": results,
         "unreachable": dict(sorted((h, m) for s in shards for h, m in s.evidence["unreachable"].items())),
         "waivers": {**waivers, "entries": entries, "unused": sorted(unused)},
-        # Made minimal again: a part written by an older certaudit may carry whole files (content_b64),
-        # which the merged evidence must not (a part already minimal is unchanged).
-        "snapshots": dict(sorted((h, minimal_snapshot(snap)) for s in shards for h, snap in s.evidence["snapshots"].items())),
     }
+
+
+def merged_results(shards: Sequence[ShardRun], spool: Spool) -> _Lines:
+    """Every shard's results by host, control and node id, each its compact JSON line (read back
+    from the spool as it is iterated)."""
+    return _Lines(spool, [at for *_, at in sorted(r for s in shards for r in s.results)])
+
+
+def merged_snapshots(shards: Sequence[ShardRun], spool: Spool) -> Iterator[tuple[str, bytes]]:
+    """Every shard's snapshot (made minimal as it was read) by host, as evidence.json holds it."""
+    for host, at in sorted((h, at) for s in shards for h, at in s.snapshots.items()):
+        yield host, dumped_at(json.loads(spool.get(at)), 2)
+
+
+class _Lines:
+    """Spooled JSON lines in a given order, iterable as often as needed (bytes, or parsed with `parsed`)."""
+
+    def __init__(self, spool: Spool, where: list[tuple[int, int]]) -> None:
+        self.spool = spool
+        self.where = where
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self.spool.get(at) for at in self.where)
+
+    def parsed(self) -> Iterator[dict[str, Any]]:
+        return (json.loads(line) for line in self)
+
+    def replace(self, where: dict[int, tuple[int, int]]) -> None:
+        """Point the lines at these positions at other spooled lines (a judged result for a placeholder)."""
+        for index, at in where.items():
+            self.where[index] = at
 
 
 # --- JUnit ----------------------------------------------------------------------------------------
@@ -382,7 +503,7 @@ def _shown(value: Any) -> str:
 def merged_report(evidence: Mapping[str, Any]) -> str:
     """A self-contained page: the same summary as a run's report (report_view, one renderer for both),
     then a row per result that did not pass or apply (the others are in the summary's filter and
-    blobs, as in a run's report). Two passes over the merged results, no copy of them."""
+    blobs, as in a run's report). `evidence["results"]` may be read back from the merge's spool."""
     run = evidence["run"]
     data = report_view.ReportData().add_all(Record(**r) for r in evidence["results"])
     expected = list(run["hosts_expected"])
@@ -440,20 +561,40 @@ def merge_runs(
     partial = out.with_name(out.name + ".partial")
     if out.exists() or partial.exists():
         raise MergeError(f"{out if out.exists() else partial} already exists; merge into a new directory")
-    shards = [load_shard(d, public_key) for d in directories]
+    spool = Spool()
+    try:
+        return _merge(directories, out, partial, spool, signing_key, public_key, job, network)
+    finally:
+        spool.close()
+
+
+def _merge(
+    directories: Sequence[Path],
+    out: Path,
+    partial: Path,
+    spool: Spool,
+    signing_key: Path | None,
+    public_key: Path | None,
+    job: str | None,
+    network: bool,
+) -> Merged:
+    shards = [load_shard(d, public_key, spool) for d in directories]
     check_one_audit(shards)
     evidence = merged_evidence(shards, job)
+    results = merged_results(shards, spool)
     # The shards' FLT placeholders, judged on their fleet summaries (FLT-03 from here, unless network=False).
-    judge_fleet([Part(s.label(), s.evidence, s.junit) for s in shards], evidence, network=network)
+    parts = [Part(s.label(), s.evidence, s.junit) for s in shards]
+    judged = judge_fleet(parts, evidence, network=network, results=results.parsed)
+    results.replace({index: spool.put(record) for index, record in judged.items()})
     try:
         partial.mkdir(parents=True)
     except OSError as exc:
         raise MergeError(f"{partial}: cannot be created: {exc.strerror or exc}") from None
     try:
-        write_atomically(partial / EVIDENCE, json.dumps(evidence, indent=1, sort_keys=True).encode())
+        write_streamed(partial / EVIDENCE, evidence_parts(evidence, results, merged_snapshots(shards, spool)))
         if any(s.junit is not None for s in shards):
             write_atomically(partial / JUNIT, merged_junit(shards))
-        write_atomically(partial / REPORT, merged_report(evidence).encode())
+        write_atomically(partial / REPORT, merged_report({**evidence, "results": results.parsed()}).encode())
         files = write_manifest(partial, signing_key)
         os.replace(partial, out)
     except BaseException:
@@ -464,7 +605,7 @@ def merge_runs(
         directory=out,
         shards=len(shards),
         hosts=len(run["hosts_expected"]),
-        results=len(evidence["results"]),
+        results=len(results),
         exit_status=run["exit_status"],
         signed=signing_key is not None,
         files=files,

@@ -7,6 +7,7 @@ interrupted run leaves only a `.partial` directory, which has no manifest and ne
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import hashlib
@@ -14,10 +15,12 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from certaudit import __version__
 from certaudit.errors import PathError
@@ -28,6 +31,7 @@ from certaudit.redact import untrusted
 
 if TYPE_CHECKING:
     from certaudit.audit import Audit
+    from certaudit.host.facts import HostFacts
 
 EVIDENCE_SCHEMA_VERSION = 1
 EVIDENCE_SCHEMA_ID = "https://certaudit.invalid/schema/evidence-v1.json"
@@ -112,13 +116,14 @@ def run_metadata(audit: Audit) -> dict[str, Any]:
     return metadata
 
 
-def evidence_document(audit: Audit, exitstatus: int) -> dict[str, Any]:
+def evidence_head(audit: Audit, exitstatus: int) -> dict[str, Any]:
+    """Everything of evidence.json but its results and snapshots (which are streamed: see
+    EvidenceWriter): the run's metadata, the unreachable hosts, the waivers."""
     waivers = audit.waivers()
-    document = {
+    document: dict[str, Any] = {
         "$schema": EVIDENCE_SCHEMA_ID,
         "schema_version": EVIDENCE_SCHEMA_VERSION,
         "run": {**run_metadata(audit), "exit_status": int(exitstatus)},
-        "results": [json.loads(r.to_json()) for r in audit.records],
         "unreachable": {host: untrusted(why) for host, why in sorted(audit.probe_errors.items())},
         "waivers": {
             "file": waivers.path,
@@ -126,8 +131,6 @@ def evidence_document(audit: Audit, exitstatus: int) -> dict[str, Any]:
             "entries": [w.as_dict() for w in waivers.entries],
             "unused": [w.index for w in waivers.unused()],
         },
-        # Facts and digests, never whole files: see certaudit/evidence/snapshot.py.
-        "snapshots": {name: minimal_snapshot(facts.raw) for name, facts in sorted(audit.facts.items())},
     }
     inventory = audit.inventory_if_loaded()
     fleet = None
@@ -140,19 +143,142 @@ def evidence_document(audit: Audit, exitstatus: int) -> dict[str, Any]:
     return document
 
 
+def evidence_document(audit: Audit, exitstatus: int, snapshots: SnapshotLog | None = None) -> dict[str, Any]:
+    """The whole document in memory (for tests and small runs; a run writes it with write_evidence)."""
+    snapshots = _with_every_host(snapshots, audit)
+    return {
+        **evidence_head(audit, exitstatus),
+        "results": [json.loads(line) for line in audit.records.lines()],
+        "snapshots": {name: json.loads(snapshots.text_of(name)) for name in snapshots.hosts()},
+    }
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write to a temporary sibling, flush it to disk, then rename: the file is whole or absent."""
+    write_streamed(path, [data])
+
+
+def write_streamed(path: Path, parts: Iterable[bytes]) -> None:
+    """Write `parts` one after another to a temporary sibling, flush it to disk, then rename: the file
+    is whole or absent. A failure on the way (a full disk, an interrupt) removes the temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as out:
+            for part in parts:
+                out.write(part)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
-def write_evidence(path: Path, audit: Audit, exitstatus: int) -> None:
-    write_atomically(path, json.dumps(evidence_document(audit, exitstatus), indent=1, sort_keys=True).encode())
+# evidence.json is json.dumps(document, indent=1, sort_keys=True), written piece by piece: a value
+# at depth d is dumped alone and each of its line breaks indented by d more spaces (JSON text holds
+# no raw line break inside a string), so the bytes are those of the whole document dumped at once.
+def dumped_at(value: Any, depth: int) -> bytes:
+    """`value` as json.dumps(document, indent=1, sort_keys=True) writes it at `depth` in a document."""
+    return json.dumps(value, indent=1, sort_keys=True).replace("\n", "\n" + " " * depth).encode()
+
+
+_dumped = dumped_at
+
+
+def _dumped_line(line: bytes, depth: int) -> bytes:
+    return _dumped(json.loads(line), depth)
+
+
+def evidence_parts(head: dict[str, Any], results: Iterable[bytes], snapshots: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
+    """evidence.json's bytes, in pieces: `head` (evidence_head), every result (a compact JSON line),
+    every snapshot (host, its JSON at depth 2) in host order."""
+    streamed: dict[str, Iterator[bytes]] = {
+        "results": _members(b"[", b"]", (b"  " + _dumped_line(r, 2) for r in results)),
+        "snapshots": _members(b"{", b"}", (b"  " + _dumped(host, 2) + b": " + text for host, text in snapshots)),
+    }
+    keys = sorted([*head, *streamed])
+    yield b"{\n"
+    for index, key in enumerate(keys):
+        yield b" " + _dumped(key, 1) + b": "
+        if key in streamed:
+            yield from streamed[key]
+        else:
+            yield _dumped(head[key], 1)
+        yield b",\n" if index < len(keys) - 1 else b"\n"
+    yield b"}"
+
+
+def _members(opening: bytes, closing: bytes, members: Iterable[bytes]) -> Iterator[bytes]:
+    """A list's or an object's members at depth 1, as json.dumps(indent=1) writes them ("[]" when none)."""
+    first = True
+    for member in members:
+        yield (opening + b"\n" if first else b",\n") + member
+        first = False
+    yield opening + closing if first else b"\n " + closing
+
+
+class SnapshotLog:
+    """Each reached host's minimal snapshot (certaudit/evidence/snapshot.py), written to an anonymous
+    temporary file when the host's facts arrive, as evidence.json will hold it: the run keeps only
+    where each one is, and evidence.json is assembled from the file at the end."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self._file: IO[bytes] | None = None
+        self._at: dict[str, tuple[int, int]] = {}
+        self._size = 0
+
+    def add(self, host: str, facts: HostFacts) -> None:
+        if host in self._at:
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-snapshots-")  # noqa: SIM115 (lives as long as the run)
+        # Facts and digests, never whole files: see certaudit/evidence/snapshot.py.
+        text = _dumped(minimal_snapshot(facts.raw), 2)
+        self._file.write(text)
+        self._at[host] = (self._size, len(text))
+        self._size += len(text)
+
+    def hosts(self) -> list[str]:
+        return sorted(self._at)
+
+    def text_of(self, host: str) -> bytes:
+        assert self._file is not None
+        self._file.flush()
+        offset, length = self._at[host]
+        data = os.pread(self._file.fileno(), length, offset)
+        if len(data) != length:
+            raise OSError(f"the run's snapshot log ended early for {host}")
+        return data
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        for host in self.hosts():
+            yield host, self.text_of(host)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._at.clear()
+        self._size = 0
+
+
+def _with_every_host(snapshots: SnapshotLog | None, audit: Audit) -> SnapshotLog:
+    """The log, holding every reached host (one the log has not seen yet is added now)."""
+    snapshots = snapshots if snapshots is not None else SnapshotLog()
+    for host, facts in audit.facts.items():
+        snapshots.add(host, facts)
+    return snapshots
+
+
+def write_evidence(path: Path, audit: Audit, exitstatus: int, snapshots: SnapshotLog | None = None) -> None:
+    """evidence.json, streamed from the run's record and snapshot logs (`snapshots`: the log the run
+    filled as hosts were reached): the run's memory never holds the document, and the file is whole
+    or absent (write_streamed)."""
+    snapshots = _with_every_host(snapshots, audit)
+    write_streamed(path, evidence_parts(evidence_head(audit, exitstatus), audit.records.lines(), snapshots))
 
 
 def check_reports_dir(reports: Path) -> None:

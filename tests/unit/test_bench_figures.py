@@ -7,6 +7,7 @@ is pure logic and is tested here, so that a MISSED target cannot be printed as m
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,39 @@ def test_the_table_names_machine_load_and_cpu() -> None:
     assert "cores" in text.splitlines()[0] and "load before: 0.00" in text.splitlines()[0]
     assert "| loopback (TCP RTT 0.1 ms) | 10 | certaudit (default connection: inprocess) | 1.30 s | 2.0 (max 2) | 100 MB" in text
     assert "| 1.50 s + 2.50 s |" in text
+
+
+def test_a_thousand_aliases_are_judged_against_the_scale_targets() -> None:
+    """1,000 inventory names over 50 hosts: the row says so, gives the audit's CPU a host and the
+    files' sizes, and the issue's 1,000-host targets (CPU a host, wall, memory) are judged."""
+    row = Measurement("certaudit (default connection: inprocess)", 1000, 58.0, 1, 290.0, 1000, 1000, 2, "ok",
+                      cpu_s=16.0, hosts_cpu_s=70.0, evidence_mb=40.0, report_mb=12.5, real_hosts=50)  # fmt: skip
+    mode = ModeResult("loopback", 0.1, rows=[row])
+    text = table([mode], argparse.Namespace(repeat=1, delay_ms=20.0), "0.00 / 0.01 / 0.05 (1/5/15 min)")
+    assert "| 1000 (50 real) | certaudit (default connection: inprocess) | 58.00 s |" in text
+    assert "| 16.00 s + 70.00 s | 16.0 ms | evidence 40.0 MB, report 12.5 MB |" in text
+    assert "- [loopback] MISSED: 1,000 hosts: audit CPU at most 15 ms a host: 16.0 ms" in text
+    assert "- [loopback] met: 1,000 hosts in at most 60 s: 58.00 s" in text
+    assert "- [loopback] met: peak memory at most 300 MB: 290 MB" in text
+
+
+def test_synthetic_shards_of_one_run_merge_into_one_audit(tmp_path: Path) -> None:
+    """--shards: parts made from one run (hosts renamed apart, shard metadata set, own manifest) are
+    what `certaudit merge` accepts as the shards of one audit of parts x hosts."""
+    from bench.bench_fleet import synthetic_shard
+    from certaudit.evidence.manifest import write_manifest
+    from certaudit.evidence.merge import merge_runs
+    from tests.unit.test_shard import evidence, junit
+
+    hosts = ["bench-a0000", "bench-a0001"]
+    run = tmp_path / "run"
+    run.mkdir()
+    document = evidence(hosts, None, 2, {"bench-a0001": "fail"})
+    (run / "evidence.json").write_text(json.dumps(document, indent=1, sort_keys=True))
+    (run / "junit.xml").write_text(junit(hosts))
+    write_manifest(run)
+    parts = [synthetic_shard(run, tmp_path / f"part-{k}", k, 3, 2) for k in (1, 2, 3)]
+    merged = merge_runs(parts, tmp_path / "merged")
+    assert (merged.shards, merged.hosts, merged.results, merged.exit_status) == (3, 6, 12, 1)
+    merged_hosts = json.loads((tmp_path / "merged" / "evidence.json").read_text())["run"]["hosts_expected"]
+    assert merged_hosts == [f"{h}-s{k:02d}" for h in hosts for k in (1, 2, 3)]

@@ -150,7 +150,7 @@ def test_a_host_in_no_part_keeps_the_domain_an_error_naming_it() -> None:
         "waivers": {"entries": [], "unused": []},
         "run": {"exit_status": 1},
     }
-    assert judge_fleet([Part("shard-1", {"run": {"hosts_expected": []}})], copy.deepcopy(merged)) == 1  # no summaries at all
+    assert len(judge_fleet([Part("shard-1", {"run": {"hosts_expected": []}})], copy.deepcopy(merged))) == 1  # no summaries at all
     result = judge_one(placeholder("FLT-01"), union, "", merged["waivers"])
     assert result.outcome == "error"
     assert result.message == (
