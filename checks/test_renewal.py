@@ -223,18 +223,20 @@ def test_threshold_mode_suits_lifetime(facts: HostFacts, policy: Policy, evidenc
     day they are issued, an alarm that teaches everyone to ignore it. Judged by the share of their
     lifetime left, they warn and page as a 90-day certificate does.
 
-    Check: with `certaudit_threshold_mode: days` (the default), the leaf in
-    `certaudit_tls_dir/cert.pem` lives longer than `certaudit_warn_days`; a certificate whose whole
-    lifetime is no longer than that is reported as needing the lifetime mode. With `lifetime`,
-    any certificate suits it. Either way the evidence says which mode judged the host (CRT-01
-    applies it) and the share of the lifetime left.
+    Check: the threshold mode that judges the leaf in `certaudit_tls_dir/cert.pem` suits its
+    lifetime. Under `certaudit_threshold_mode: auto` (the default) it always does: a certificate
+    of the runbook's 90 days is judged in days, a shorter one by the runbook's days scaled to its
+    lifetime. Under `days`, a certificate whose whole lifetime is no longer than
+    `certaudit_warn_days` is reported as needing another mode. Under `lifetime`, any certificate
+    suits it. Either way the evidence says which rule judged the host (CRT-01 applies it), why,
+    and the share of the lifetime left.
 
-    Fix: for hosts with short-lived certificates, set `certaudit_threshold_mode: lifetime` in the
-    inventory (group or host vars), with `certaudit_warn_fraction` / `certaudit_crit_fraction` if
-    0.33 and 0.08 do not suit; renew at about half the lifetime (`renew_before_expiry`).
+    Fix: remove `certaudit_threshold_mode: days` for hosts with short-lived certificates (the
+    default `auto` judges them by their lifetime), or set it to `lifetime`, with
+    `certaudit_warn_fraction` / `certaudit_crit_fraction` if 0.33 and 0.08 do not suit.
     """
     evidence.expect(
-        lifetime_days=f"more than {policy.warn_days} under the days mode; any under the lifetime mode",
+        lifetime_days=f"more than {policy.warn_days} under the days mode; any under the auto and lifetime modes",
         threshold_mode=policy.threshold_mode,
     )
     leaf = leaf_on_disk(facts, policy, evidence)
@@ -245,8 +247,9 @@ def test_threshold_mode_suits_lifetime(facts: HostFacts, policy: Policy, evidenc
     evidence.require(
         not judged.needs_lifetime,
         f"needs the lifetime mode: its whole lifetime is {judged.lifetime_days:.1f} days, no longer than the "
-        f"{policy.warn_days}-day warning threshold, so in days it never has enough left; set "
-        "certaudit_threshold_mode: lifetime for this host (CRT-01 judges it by share of lifetime meanwhile)",
+        f"{policy.warn_days}-day warning threshold, so in days it never has enough left; remove "
+        "certaudit_threshold_mode: days for this host (auto judges it by its lifetime) or set it to lifetime "
+        "(CRT-01 judges it by share of lifetime meanwhile)",
     )
 
 

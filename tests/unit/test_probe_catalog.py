@@ -275,7 +275,7 @@ def test_catalog_policy_variables(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("variables", "says"),
     [
-        ({"certaudit_threshold_mode": "weeks"}, "expected days or lifetime"),
+        ({"certaudit_threshold_mode": "weeks"}, "expected auto, days or lifetime"),
         ({"certaudit_warn_fraction": 1.5}, "expected a share of the lifetime between 0 and 1"),
         ({"certaudit_crit_fraction": "nan"}, "expected a share of the lifetime between 0 and 1"),
         ({"certaudit_crit_fraction": True}, "expected a share of the lifetime between 0 and 1"),
