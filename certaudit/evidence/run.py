@@ -112,6 +112,19 @@ def run_metadata(audit: Audit) -> dict[str, Any]:
 
 
 def evidence_document(audit: Audit, exitstatus: int) -> dict[str, Any]:
+    document = _document(audit, exitstatus)
+    if audit.lifetimes:  # optional: only a run that asked (or the quarterly job) carries the what-if
+        rows = [untrusted_row(row.as_dict()) for row in audit.what_if_rows()]
+        document["lifetime_what_if"] = {"lifetimes_days": list(audit.lifetimes), "rows": rows}
+    return document
+
+
+def untrusted_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A what-if row's reasons quote the host's files (a renewal conf's value): redacted and bounded."""
+    return {**row, "reasons": [untrusted(reason) for reason in row["reasons"]], "window_rule": untrusted(row["window_rule"])}
+
+
+def _document(audit: Audit, exitstatus: int) -> dict[str, Any]:
     waivers = audit.waivers()
     return {
         "$schema": EVIDENCE_SCHEMA_ID,

@@ -116,7 +116,8 @@ def _rule(lifetime: float, policy: Policy) -> tuple[Rule, float, float, bool, st
             return "lifetime", policy.warn_fraction, policy.crit_fraction, True, why
         return "days", 0.0, 0.0, False, "certaudit_threshold_mode is days: the runbook's days"
     if lifetime >= RUNBOOK_LIFETIME_FROM_DAYS:
-        why = f"a {lifetime:.1f}-day certificate, the runbook's lifetime: the runbook's {policy.warn_days} and {policy.crit_days} days"
+        days = f"{policy.warn_days} and {policy.crit_days} days"
+        why = f"a {lifetime:.1f}-day certificate, the runbook's lifetime: the runbook's {days}"
         return "days", 0.0, 0.0, False, why
     warn, crit = scaled_shares(policy)
     why = (

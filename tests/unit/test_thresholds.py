@@ -109,7 +109,5 @@ def test_auto_says_which_rule_applied_and_why() -> None:
         "a 64.0-day certificate, shorter than the runbook's 90 days: the runbook's 30 and 7 days scaled to its "
         "lifetime (33% and 8%: 21.3 and 5.0 days; a third is where certbot 4.0 and later renew by default)"
     )
-    assert judged.finding(Policy(), "X") == (
-        "warning tier: 31% of its 64.0-day lifetime left (20.0 days, expires X), under 33%"
-    )
+    assert judged.finding(Policy(), "X") == ("warning tier: 31% of its 64.0-day lifetime left (20.0 days, expires X), under 33%")
     assert judged.thresholds(Policy()) == "warning under 33% of the lifetime left, critical under 8% (of 64.0 days)"
