@@ -63,22 +63,27 @@ def window_problems(before_days: float, lifetime_days: float, gap_hours: float |
     run by a schedule whose longest gap is `gap_hours` (None: unknown, only the lifetime is judged)."""
     if before_days >= lifetime_days:
         return [
-            f"the renewal window ({before_days:g} days) is as long as the {lifetime_days:g}-day certificate or longer: "
+            f"the renewal window ({before_days:.4g} days) is as long as the {lifetime_days:.3g}-day certificate or longer: "
             "certbot renews it on every run, against the CA's duplicate-certificate limit (5 a week)"
         ]
     if gap_hours is None:
         return []
     gap_days = gap_hours / 24
-    if lifetime_days - before_days < gap_days:
+    if before_days < gap_days:
         return [
-            f"the renewal window ({before_days:g} days) leaves {lifetime_days - before_days:.2g} days of the "
-            f"{lifetime_days:g}-day certificate before it is due, less than the {gap_hours:g} h between certbot's "
-            "runs: certbot renews it on every run, against the CA's duplicate-certificate limit (5 a week)"
+            f"the renewal window ({before_days:.4g} days) is shorter than the {gap_hours:g} h between certbot's runs: "
+            "certbot may not run at all between the renewal point and expiry"
         ]
     if before_days < 2 * gap_days:
         return [
-            f"the renewal window ({before_days:g} days) is shorter than two of the {gap_hours:g} h between certbot's "
+            f"the renewal window ({before_days:.4g} days) is shorter than two of the {gap_hours:g} h between certbot's "
             "runs: one failed or late run and the certificate expires before the next"
+        ]
+    if lifetime_days - before_days < gap_days:
+        return [
+            f"the renewal window ({before_days:.4g} days) leaves {lifetime_days - before_days:.2g} days of the "
+            f"{lifetime_days:.3g}-day certificate before it is due, less than the {gap_hours:g} h between certbot's "
+            "runs: certbot renews it on every run, against the CA's duplicate-certificate limit (5 a week)"
         ]
     return []
 
