@@ -13,8 +13,8 @@ lifetime asked for, the what-if answers from the facts of this run:
 - would it page needlessly: CRT-01's warning tier, or the fleet's Prometheus alerts (MON-02's rules
   and promtool's points), firing on a healthy certificate an hour before certbot renews it.
 
-Each host gets one row: `breaks`, `unknown` (a fact it needs was not read), `pages` (renews in time
-but alerts every cycle), `ready`, or `not applicable` (not renewed by certbot here).
+Each host gets one row: `breaks`, `pages` (renews in time but alerts every cycle), `unknown` (a fact
+it needs was not read), `ready`, or `not applicable` (not renewed by certbot here).
 """
 
 from __future__ import annotations
@@ -239,8 +239,9 @@ def judge_host(
             )
         unknown += untold
     notes = ["certbot 4.1 and later: the CA's renewal information (ARI) may renew earlier"] if window.ari_may_move else []
-    verdict = "breaks" if breaks else "unknown" if unknown else "pages" if pages else "ready"
-    return Row(host, lifetime, verdict, breaks + unknown + pages + notes, before, rule, gap.hours)
+    # A page that certainly comes outranks one that may: what is unknown here is only whether a rule fires.
+    verdict = "breaks" if breaks else "pages" if pages else "unknown" if unknown else "ready"
+    return Row(host, lifetime, verdict, breaks + pages + unknown + notes, before, rule, gap.hours)
 
 
 def what_if(
