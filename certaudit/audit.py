@@ -19,7 +19,7 @@ from certaudit.errors import CertauditError, ProbeError
 from certaudit.gather.probe import Prober
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
-from certaudit.jobs import gate
+from certaudit.jobs import gate, whatif
 from certaudit.jobs.shard import Shard, ShardError, parse_shard
 from certaudit.readers import shown_text
 from certaudit.record import RecordLog
@@ -80,6 +80,8 @@ class Audit:
         self._waivers: Waivers | None = None
         self.gate = gate.requested(config)  # a gate run: CRT-01 reads it through the gate_mode fixture
         self.job_problems: list[str] = []
+        self.lifetimes = self._lifetimes(config)  # --lifetime-what-if, or the quarterly job's default
+        self._what_if: list[whatif.Row] | None = None
         self.shard: Shard | None = None
         self.inventory_hosts = 0  # hosts of the whole inventory, before --shard
         if config.getoption("shard", None):
@@ -87,6 +89,25 @@ class Audit:
                 self.shard = parse_shard(config.getoption("shard"))
             except ShardError as exc:
                 raise pytest.UsageError(f"certaudit: {shown_text(str(exc), 300)}") from None
+
+    def _lifetimes(self, config: pytest.Config) -> tuple[int, ...]:
+        given = config.getoption("lifetime_what_if", None)
+        if given:
+            try:
+                return whatif.parse_lifetimes(given)
+            except whatif.WhatIfError as exc:
+                raise pytest.UsageError(f"certaudit: {exc}") from None
+        if config.getoption("quarterly", False):
+            return whatif.quarterly_default(self.started.date())  # the audit's own clock
+        return ()
+
+    def what_if_rows(self) -> list[whatif.Row]:
+        """The lifetime what-if's rows, judged once every record is in (the evidence and the report share them)."""
+        if self._what_if is None:
+            inventory = self._inventory
+            policies = {t.name: t.policy for t in inventory} if inventory is not None and self.lifetimes else {}
+            self._what_if = whatif.what_if(self.lifetimes, policies, self.facts, self.records)
+        return self._what_if
 
     def inventory_if_loaded(self) -> Inventory | None:
         return self._inventory

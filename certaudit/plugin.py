@@ -25,7 +25,7 @@ from certaudit.evidence.manifest import check_signing_key
 from certaudit.evidence.run import RunDirectory, SnapshotLog, check_evidence_path, write_evidence
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
-from certaudit.jobs import gate, prometheus
+from certaudit.jobs import gate, prometheus, whatif
 from certaudit.jobs.fleet import Domain, FleetView, domains_of, owner_of
 from certaudit.policy import Policy
 from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record
@@ -108,6 +108,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATH",
         help="write certaudit_* metrics for node_exporter's textfile collector to PATH (*.prom), atomically",
+    )
+    group.addoption(
+        "--lifetime-what-if",
+        action="append",
+        default=None,
+        metavar="DAYS",
+        help="judge every host as if its next certificate lived DAYS (64d, 45d, 6d; repeat or comma-separate): "
+        "will it renew in time, pass the gate, page needlessly? (default with --quarterly until 2028-02-16: "
+        "the announced lifetimes still to come)",
     )
     group.addoption(
         "--quarterly",
@@ -614,6 +623,10 @@ def _certaudit_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def _jobs_summary(terminalreporter: pytest.TerminalReporter, audit: Audit) -> None:
     for problem in audit.job_problems:
         terminalreporter.write_line(f"certaudit: {problem}", red=True)
+    if audit.lifetimes and audit.records:
+        terminalreporter.section("certaudit lifetime what-if")
+        for line in whatif.summary(audit.what_if_rows()):
+            terminalreporter.write_line(f"certaudit: {line}")
     diff = audit.config.stash.get(QUARTERLY_DIFF_KEY, None)
     if diff is not None:
         terminalreporter.section("certaudit quarterly diff")

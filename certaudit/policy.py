@@ -16,7 +16,8 @@ from typing import Any, Literal
 from certaudit.redact import value_error
 
 Renewal = Literal["certbot", "custom-ca"]
-ThresholdMode = Literal["days", "lifetime"]
+ThresholdMode = Literal["auto", "days", "lifetime"]
+CERTBOT_VERSION_RE = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}(\.[0-9]{1,4})?", re.ASCII)
 
 # A domain name as certbot accepts it (a leading wildcard label allowed), and a systemd unit or
 # account name: conservative sets, so a value can never smuggle shell syntax into a path or a unit.
@@ -56,9 +57,10 @@ class Policy:
     # The renewal drill (`--renewal-drill`) renews for real, so only on hosts marked for it.
     drill_ok: bool = False
     acme_ca_bundle: str | None = None  # REQUESTS_CA_BUNDLE for the drill's certbot (a private ACME CA)
-    # Expiry tiers by days left, or by the share of the certificate's lifetime left (short-lived
-    # certificates); the fractions are the runbook's 30 and 7 days of a 90-day lifetime.
-    threshold_mode: ThresholdMode = "days"
+    # Expiry tiers: `auto` judges a certificate of the runbook's 90 days by its days and a shorter
+    # one by the runbook's days scaled to its lifetime; `days` and `lifetime` force one rule (the
+    # fractions are the runbook's 30 and 7 days of a 90-day lifetime).
+    threshold_mode: ThresholdMode = "auto"
     warn_fraction: float = 0.33
     crit_fraction: float = 0.08
     ca_bundle: str | None = None  # PEM roots the served chain must reach (CRT-03); None: the system's
@@ -69,6 +71,9 @@ class Policy:
     renews: bool = True
     public_endpoint: str | None = None
     fleet_window_days: int = 1
+    # The certbot release the host runs (e.g. 4.0.0), until the probe records it: its default
+    # renewal point is what the lifetime what-if judges an unpinned window by.
+    certbot_version: str | None = None
     groups: tuple[str, ...] = ()  # the host's inventory groups (MON-02 applies to `prometheus`), not a variable
 
     # --- derived paths -----------------------------------------------------------------------
@@ -209,8 +214,8 @@ def policy_for(host: str, variables: Mapping[str, Any], groups: Iterable[str] = 
         elif name == "acme_ca_bundle":
             values[name] = _path(host, name, value)
         elif name == "threshold_mode":
-            if value not in ("days", "lifetime"):
-                raise _fail(host, name, value, "expected days or lifetime")
+            if value not in ("auto", "days", "lifetime"):
+                raise _fail(host, name, value, "expected auto, days or lifetime")
             values[name] = value
         elif name in ("warn_fraction", "crit_fraction"):
             values[name] = _fraction(host, name, value)
@@ -218,6 +223,10 @@ def policy_for(host: str, variables: Mapping[str, Any], groups: Iterable[str] = 
             values[name] = _path(host, name, value)
             if not os.path.isfile(values[name]):
                 raise _fail(host, name, value, "no such file on the auditing machine (a PEM bundle of trusted roots)")
+        elif name == "certbot_version":
+            if not isinstance(value, str) or not CERTBOT_VERSION_RE.fullmatch(value):
+                raise _fail(host, name, value, "expected certbot's release as MAJOR.MINOR[.PATCH], such as 4.0.0")
+            values[name] = value
         elif name == "prometheus_config":
             values[name] = _path(host, name, value)
         elif name not in EXTENSION_VARIABLES:

@@ -36,18 +36,20 @@ def test_certificate_does_not_expire_soon(facts: HostFacts, policy: Policy, evid
     more than `certaudit_warn_days` (30) days left; a certificate under `certaudit_crit_days`
     (7) fails in the critical tier, one under 30 in the warning tier. The pre-deploy gate
     (`--gate`, `-m gate`) fails in the critical tier only: a warning must not block a release.
-    With `certaudit_threshold_mode: lifetime` the tiers are shares of the certificate's lifetime
-    left (`certaudit_warn_fraction`, `certaudit_crit_fraction`), and so are they for a
-    certificate whose whole lifetime is no longer than the warning threshold (REN-04).
+    That is the rule for a certificate of the runbook's 90 days; a shorter one (64, 45 or 6 days) is
+    judged, by default (`certaudit_threshold_mode: auto`), by the same days scaled to its lifetime:
+    warning under 30/90 of it left (a third, where certbot 4.0 and later renew), critical under
+    7/90. The evidence (`threshold_rule`) says which rule applied and why. With
+    `certaudit_threshold_mode: lifetime` the tiers are `certaudit_warn_fraction` and
+    `certaudit_crit_fraction` of the lifetime, and so are they under `days` for a certificate whose
+    whole lifetime is no longer than the warning threshold (REN-04).
 
     Fix: `certbot renew --cert-name <domain> --force-renewal`, then `systemctl reload stemedb-api`;
     for a custom CA, follow the runbook's CSR steps. Then find out why renewal did not happen.
     """
-    evidence.expect(days_left=f"more than {policy.warn_days} (warning tier), more than {policy.crit_days} (critical tier)")
-    if gate_mode:
-        evidence.expect(gate=f"more than {policy.crit_days} days: only the critical tier stops a deploy")
     leaf = leaf_on_disk(facts, policy, evidence)
     if leaf is None:
+        evidence.expect(days_left=f"more than {policy.warn_days} (warning tier), more than {policy.crit_days} (critical tier)")
         return
     now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
     judged = judge_expiry(leaf, now, policy)
@@ -55,6 +57,12 @@ def test_certificate_does_not_expire_soon(facts: HostFacts, policy: Policy, evid
     evidence.observe(certificate=summary(leaf), judged_at=now.isoformat(), **judged.observed())
     if judged.mode == "lifetime":
         evidence.expect(share_left=judged.thresholds(policy))
+        crit = f"{judged.crit_share:.0%} of the lifetime ({judged.crit_days:.1f} days)"
+    else:
+        evidence.expect(days_left=f"more than {policy.warn_days} (warning tier), more than {policy.crit_days} (critical tier)")
+        crit = f"{policy.crit_days} days"
+    if gate_mode:
+        evidence.expect(gate=f"more than {crit}: only the critical tier stops a deploy")
     if judged.needs_lifetime:
         evidence.note(
             f"certaudit_threshold_mode is days, but the certificate's whole lifetime ({judged.lifetime_days:.1f} days) "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
 from certaudit.host.certificates import served_leaf
-from certaudit.host.facts import HostFacts
+from certaudit.host.facts import HostFacts, Promtool
 from certaudit.host.metrics import MetricsError, MetricsUnread, finite, number, parse_metrics
 from certaudit.host.promrules import (
     METRIC,
@@ -15,6 +15,8 @@ from certaudit.host.promrules import (
     RulesError,
     alert_rules,
     config_rule_files,
+    lifetime_points,
+    lifetime_relative,
     promtool_points,
     static_threshold,
 )
@@ -122,9 +124,17 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
     `stemedb_tls_cert_expiry_seconds`; a threshold written as `metric < <arithmetic>` must be
     `certaudit_warn_days` (30) and `certaudit_crit_days` (7) days. Where promtool is installed
     (Debian's prometheus package), `promtool test rules` with the metric held at 31, 29, 8 and 6
-    days for a day proves which alerts fire: none, Warning, Warning, and both.
+    days for a day proves which alerts fire: none, Warning, Warning, and both. Alerts that read the
+    certificate's lifetime (`stemedb_tls_cert_not_before_timestamp_seconds` and
+    `..._not_after_timestamp_seconds`, which the service exports) must also hold for 64, 45 and
+    6-day certificates: no alert an hour before certbot renews (a third of the lifetime left, half
+    under 10 days; 30 days where pinned), the warning with a quarter left, both with 5% left.
+    Fixed-day alerts are judged for 90-day certificates; what they do to shorter ones is recorded
+    (`lifetime_points`) for `--lifetime-what-if`.
 
-    Fix: add the runbook's rules (Prevention › Monitoring 1) to a file listed under `rule_files:`,
+    Fix: add the runbook's rules (Prevention › Monitoring 1), or their lifetime-relative form
+    (`stemedb_tls_cert_expiry_seconds < (not_after - not_before) / 3`, and `* 7 / 90` for the
+    critical one) before certificates shorter than 90 days arrive, to a file listed under `rule_files:`,
     e.g. `/etc/prometheus/rules/certificates.yml`, check with `promtool check rules`, then reload
     Prometheus (`systemctl reload prometheus`).
     """
@@ -217,3 +227,23 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
         return
     for result in results:
         evidence.require(result.ok, f"promtool: {result.describe()}")
+    _judge_lifetime_points(tool, list(defined.values()), evidence)
+
+
+def _judge_lifetime_points(tool: Promtool, rules: list[AlertRule], evidence: Evidence) -> None:
+    """Rules that read the lifetime must hold at every shorter certificate's points; fixed-day rules
+    (the runbook's) are judged for 90-day certificates only, and what they do to shorter ones is
+    recorded for the lifetime what-if (they page a healthy host with a 64-day certificate)."""
+    points = lifetime_points(tool)
+    evidence.observe(lifetime_points=[p.as_evidence() for p in points])
+    relative = [r.name for r in rules if lifetime_relative(r.expr)]
+    wrong = [p for p in points if not p.ok]
+    if relative:
+        for point in wrong:
+            evidence.require(False, f"promtool: {point.describe()}")
+    elif wrong:
+        shown = "; ".join(p.describe() for p in wrong[:4])
+        evidence.note(
+            f"the alerts are fixed days, right for 90-day certificates only: {shown}"
+            + (f" and {len(wrong) - 4} more" if len(wrong) > 4 else "")
+        )

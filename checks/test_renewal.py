@@ -9,14 +9,16 @@ from dataclasses import asdict, dataclass, replace
 
 from certaudit.controls import control, renewal_by_certbot
 from certaudit.errors import Undeterminable
+from certaudit.host.cadence import RunGap
 from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
 from certaudit.host.certbot.hooks import HookFile, reason_certbot_skips, reloads_service
 from certaudit.host.certbot.interval import parse_interval
 from certaudit.host.certbot.log import last_attempt
-from certaudit.host.certificates import leaf_on_disk
+from certaudit.host.certificates import certificate_at, leaf_on_disk
 from certaudit.host.facts import HostFacts
+from certaudit.host.lifetimes import host_run_gap, window_problems
 from certaudit.host.schedule import parse_systemd_time, renewal_schedule
-from certaudit.host.thresholds import judge_expiry
+from certaudit.host.thresholds import RUNBOOK_LIFETIME_DAYS, RUNBOOK_LIFETIME_FROM_DAYS, judge_expiry, lifetime_days
 from certaudit.policy import Policy
 from certaudit.record import Evidence
 
@@ -173,18 +175,36 @@ def _renew_hook(facts: HostFacts, policy: Policy) -> str | None:
 def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Evidence) -> None:
     """Rationale: renewing 30 days before expiry leaves a month to notice and fix a failing renewal
     before the outage. certbot's own default has changed between releases; pinning the setting
-    keeps the window where the runbook's alerts expect it.
+    keeps the window where the runbook's alerts expect it. The 30 days are a third of a 90-day
+    certificate: pinned on a 6-day certificate they renew it on every run of the timer, and the
+    CA refuses the sixth duplicate in a week.
 
     Check: `renew_before_expiry` is set (not only as certbot's commented default) at the top of
     `renewal/<domain>.conf`, is in certbot's interval syntax ("30 days", "4 weeks", "720 hours";
-    a bare number means days), and is at least `certaudit_min_renew_before_days` (30).
+    a bare number means days), and is at least `certaudit_min_renew_before_days` (30) for a
+    certificate of the runbook's 90 days; for a shorter one (the lineage's cert.pem, else the
+    service's), at least those days scaled to its lifetime (a third). And it fits the lifetime: a
+    window as long as the certificate, or one that leaves less of it than the time between two runs
+    of certbot (its timer's OnCalendar and random delay, or its cron entry), renews on every run; a
+    window shorter than two such gaps leaves no second chance.
 
-    Fix: set `renew_before_expiry = 30 days` in `/etc/letsencrypt/renewal/<domain>.conf`, then
+    Fix: set `renew_before_expiry = 30 days` in `/etc/letsencrypt/renewal/<domain>.conf` (for a
+    certificate shorter than 90 days, a third of its lifetime, e.g. `2 days` for 6 days), then
     `certbot renew --dry-run --cert-name <domain>`.
     """
     conf = facts.file(policy.renewal_conf)
-    minimum = dt.timedelta(days=policy.min_renew_before_days)
-    evidence.expect(renew_before_expiry=f"at least {policy.min_renew_before_days} days", file=policy.renewal_conf)
+    now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
+    lifetime = _lineage_lifetime(facts, policy, evidence)
+    minimum_days = float(policy.min_renew_before_days)
+    if lifetime is not None and lifetime < RUNBOOK_LIFETIME_FROM_DAYS:
+        minimum_days = policy.min_renew_before_days * lifetime / RUNBOOK_LIFETIME_DAYS
+        evidence.expect(
+            renew_before_expiry=f"at least {minimum_days:.2f} days ({policy.min_renew_before_days}/{RUNBOOK_LIFETIME_DAYS} "
+            f"of the {lifetime:.1f}-day lifetime), shorter than the lifetime less one gap between certbot's runs",
+            file=policy.renewal_conf,
+        )
+    else:
+        evidence.expect(renew_before_expiry=f"at least {policy.min_renew_before_days} days", file=policy.renewal_conf)
     problem = conf.problem()
     if problem is not None:
         evidence.observe(file=conf.as_evidence())
@@ -201,16 +221,58 @@ def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Ev
     if value is None:
         evidence.require(False, f"renew_before_expiry is not set in {conf.path} (only certbot's commented default)")
         return
-    now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
     interval = parse_interval(value, now)
     if interval is None:
         evidence.require(False, f"certbot cannot parse renew_before_expiry = {value!r}: it would renew only at expiry")
         return
     days = interval.total_seconds() / 86400
     evidence.observe(renew_before_expiry_days=round(days, 2))
-    evidence.require(
-        interval >= minimum, f"renew_before_expiry = {value} is {days:g} days, under {policy.min_renew_before_days} days"
+    shown_minimum = (
+        f"{policy.min_renew_before_days} days"
+        if minimum_days == policy.min_renew_before_days
+        else (f"{minimum_days:.2f} days, a third of the {lifetime:.1f}-day lifetime")
     )
+    # A minute's slack: certificate times are whole seconds, so a window of exactly a third of the
+    # lifetime ("512 hours" of 64 days) must not fail on the second notBefore was rounded by.
+    if not evidence.require(
+        days >= minimum_days - 1 / 1440, f"renew_before_expiry = {value} is {days:g} days, under {shown_minimum}"
+    ):
+        return
+    if lifetime is None:
+        return
+    gap = _run_gap(facts, evidence)
+    if gap is None and lifetime < RUNBOOK_LIFETIME_FROM_DAYS:
+        raise Undeterminable(
+            f"host {facts.host}: how often certbot runs is unknown (no effective schedule whose times could be read), "
+            f"so whether a {days:g}-day window suits the {lifetime:.1f}-day certificate is unknown"
+        )
+    for finding in window_problems(days, lifetime, gap.hours if gap is not None else None):
+        evidence.require(False, finding)
+
+
+def _lineage_lifetime(facts: HostFacts, policy: Policy, evidence: Evidence) -> float | None:
+    """The lifetime of the certificate certbot renews (the lineage's, else the service's); None when neither is there."""
+    for path in (posixpath.join(policy.live_dir, "cert.pem"), policy.tls_cert):
+        if path not in facts.files:  # not gathered (a snapshot made without it): the next one answers
+            continue
+        try:
+            cert = certificate_at(facts, path)
+        except Undeterminable as exc:
+            evidence.note(f"the lifetime was not read from {path}: {str(exc).removeprefix(f'host {facts.host}: ')}")
+            continue
+        if cert is not None:
+            lifetime = lifetime_days(cert)
+            evidence.observe(certificate=path, lifetime_days=round(lifetime, 2))
+            return lifetime
+    evidence.note("no certificate to read the lifetime from: the window is judged by the runbook's days")
+    return None
+
+
+def _run_gap(facts: HostFacts, evidence: Evidence) -> RunGap | None:
+    gap = host_run_gap(facts)
+    if gap is not None:
+        evidence.observe(runs_at_most_hours_apart=round(gap.hours, 2), schedule=gap.source)
+    return gap
 
 
 @control(
@@ -224,18 +286,20 @@ def test_threshold_mode_suits_lifetime(facts: HostFacts, policy: Policy, evidenc
     day they are issued, an alarm that teaches everyone to ignore it. Judged by the share of their
     lifetime left, they warn and page as a 90-day certificate does.
 
-    Check: with `certaudit_threshold_mode: days` (the default), the leaf in
-    `certaudit_tls_dir/cert.pem` lives longer than `certaudit_warn_days`; a certificate whose whole
-    lifetime is no longer than that is reported as needing the lifetime mode. With `lifetime`,
-    any certificate suits it. Either way the evidence says which mode judged the host (CRT-01
-    applies it) and the share of the lifetime left.
+    Check: the threshold mode that judges the leaf in `certaudit_tls_dir/cert.pem` suits its
+    lifetime. Under `certaudit_threshold_mode: auto` (the default) it always does: a certificate
+    of the runbook's 90 days is judged in days, a shorter one by the runbook's days scaled to its
+    lifetime. Under `days`, a certificate whose whole lifetime is no longer than
+    `certaudit_warn_days` is reported as needing another mode. Under `lifetime`, any certificate
+    suits it. Either way the evidence says which rule judged the host (CRT-01 applies it), why,
+    and the share of the lifetime left.
 
-    Fix: for hosts with short-lived certificates, set `certaudit_threshold_mode: lifetime` in the
-    inventory (group or host vars), with `certaudit_warn_fraction` / `certaudit_crit_fraction` if
-    0.33 and 0.08 do not suit; renew at about half the lifetime (`renew_before_expiry`).
+    Fix: remove `certaudit_threshold_mode: days` for hosts with short-lived certificates (the
+    default `auto` judges them by their lifetime), or set it to `lifetime`, with
+    `certaudit_warn_fraction` / `certaudit_crit_fraction` if 0.33 and 0.08 do not suit.
     """
     evidence.expect(
-        lifetime_days=f"more than {policy.warn_days} under the days mode; any under the lifetime mode",
+        lifetime_days=f"more than {policy.warn_days} under the days mode; any under the auto and lifetime modes",
         threshold_mode=policy.threshold_mode,
     )
     leaf = leaf_on_disk(facts, policy, evidence)
@@ -246,8 +310,9 @@ def test_threshold_mode_suits_lifetime(facts: HostFacts, policy: Policy, evidenc
     evidence.require(
         not judged.needs_lifetime,
         f"needs the lifetime mode: its whole lifetime is {judged.lifetime_days:.1f} days, no longer than the "
-        f"{policy.warn_days}-day warning threshold, so in days it never has enough left; set "
-        "certaudit_threshold_mode: lifetime for this host (CRT-01 judges it by share of lifetime meanwhile)",
+        f"{policy.warn_days}-day warning threshold, so in days it never has enough left; remove "
+        "certaudit_threshold_mode: days for this host (auto judges it by its lifetime) or set it to lifetime "
+        "(CRT-01 judges it by share of lifetime meanwhile)",
     )
 
 

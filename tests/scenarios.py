@@ -3,7 +3,7 @@
 Every host differs from `compliant` in one respect only, so a failing control points at one cause.
 ALL_SCENARIOS boots once per test session (in parallel), and every test judges the same fleet.
 Each area keeps its own list in its own module, with its own address block of 127.77.0.0/16:
-runbook controls 127.77.0.x (here), the fleet's own tests 127.77.1.x.
+runbook controls 127.77.0.x (here), the fleet's own tests 127.77.1.x, shorter lifetimes 127.77.11.x.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from tests.scenarios_custom import SCENARIOS as CUSTOM
 from tests.scenarios_fleet import SCENARIOS as FLEET_CONTROLS
 from tests.scenarios_hardening import SCENARIOS as HARDENING
 from tests.scenarios_jobs import SCENARIOS as JOBS
+from tests.scenarios_lifetimes import SCENARIOS as LIFETIMES
 from tests.scenarios_secrets import SCENARIOS as SECRETS
 from tests.scenarios_trust import SCENARIOS as TRUST
 from tests.scenarios_unprivileged import logins
@@ -93,6 +94,17 @@ FLEET_TOOLS: list[Scenario] = [
         "scratch", "127.77.1.20", "a compliant host the fleet's own tests change (reloads, new certificates)", audited=False
     ),
 ]
-ALL_SCENARIOS: list[Scenario] = [*RUNBOOK, *FLEET_TOOLS, *JOBS, *HARDENING, *CATALOG, *SECRETS, *TRUST, *CUSTOM, *FLEET_CONTROLS]
+ALL_SCENARIOS: list[Scenario] = [
+    *RUNBOOK,
+    *FLEET_TOOLS,
+    *JOBS,
+    *HARDENING,
+    *CATALOG,
+    *SECRETS,
+    *TRUST,
+    *CUSTOM,
+    *FLEET_CONTROLS,
+    *LIFETIMES,
+]
 
 BY_NAME = {s.name: s for s in ALL_SCENARIOS}

@@ -301,10 +301,10 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "short-lived-days",
         _address(80),
-        "a 6-day certificate with 4 days left, judged in days (the default)",
+        "a 6-day certificate with 4 days left, judged in days (certaudit_threshold_mode: days forced)",
         days_left=4,
         lifetime_days=6,
-        inventory_vars={"certaudit_renewal": "custom-ca"},
+        inventory_vars={"certaudit_renewal": "custom-ca", "certaudit_threshold_mode": "days"},
         ca="custom",
         lineage=False,
         hook=None,

@@ -5,6 +5,10 @@
 before it is sealed and signed, the diff against the previous quarter's evidence:
 `quarterly-diff.txt` (what the terminal shows) and `quarterly-diff.json`.
 
+Until 2028-02-16 (by the audit's own clock) a quarterly run also runs the lifetime what-if for
+Let's Encrypt's announced lifetimes still to come (64 and 45 days, then 45), unless
+`--lifetime-what-if` says otherwise: see certaudit/jobs/whatif.py (`quarterly_default`).
+
 The previous quarter's evidence is the newest complete run (not `.partial`) in the newest
 quarter directory before this one; its manifest is checked first, and the diff says whether it
 verified. Per host, each control is compared between the two runs:

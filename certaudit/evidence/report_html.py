@@ -35,6 +35,7 @@ import pytest
 
 from certaudit.audit import AUDIT_KEY, Audit
 from certaudit.controls import REGISTRY
+from certaudit.evidence import lifetime_report
 from certaudit.evidence.report_view import (
     DEFAULT_CRIT_DAYS,
     DEFAULT_WARN_DAYS,
@@ -251,6 +252,7 @@ class HtmlReport:
             return
         exitstatus = session.exitstatus if isinstance(session.exitstatus, int) else None
         prefix.insert(0, summary_html(audit, exitstatus))
+        prefix.insert(1, lifetime_report.render_section(audit.lifetimes, audit.what_if_rows() if audit.lifetimes else []))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:

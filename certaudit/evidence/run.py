@@ -116,9 +116,15 @@ def run_metadata(audit: Audit) -> dict[str, Any]:
     return metadata
 
 
+def untrusted_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A what-if row's reasons quote the host's files (a renewal conf's value): redacted and bounded."""
+    return {**row, "reasons": [untrusted(reason) for reason in row["reasons"]], "window_rule": untrusted(row["window_rule"])}
+
+
 def evidence_head(audit: Audit, exitstatus: int) -> dict[str, Any]:
     """Everything of evidence.json but its results and snapshots (which are streamed: see
-    EvidenceWriter): the run's metadata, the unreachable hosts, the waivers."""
+    EvidenceWriter): the run's metadata, the unreachable hosts, the waivers, the fleet summaries and
+    the lifetime what-if."""
     waivers = audit.waivers()
     document: dict[str, Any] = {
         "$schema": EVIDENCE_SCHEMA_ID,
@@ -140,6 +146,9 @@ def evidence_head(audit: Audit, exitstatus: int) -> dict[str, Any]:
         )
     if fleet is not None:  # the run's hosts of fleet domains, summarised: what `certaudit merge` judges FLT-* on
         document["fleet"] = fleet.as_json()
+    if audit.lifetimes:  # optional: only a run that asked (or the quarterly job) carries the what-if
+        rows = [untrusted_row(row.as_dict()) for row in audit.what_if_rows()]
+        document["lifetime_what_if"] = {"lifetimes_days": list(audit.lifetimes), "rows": rows}
     return document
 
 

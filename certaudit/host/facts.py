@@ -311,6 +311,10 @@ class HostFacts:
                     rc=int(tool["rc"]) if tool.get("rc") is not None else None,
                     output=str(tool.get("output", "")),
                     error=str((tool.get("error") or {}).get("reason", "")),
+                    lifetime_points=tuple(
+                        (int(p["lifetime"]), float(p["days"]), tuple(str(a) for a in p["expect"]))
+                        for p in tool.get("lifetime_points", ())
+                    ),
                 )
             block = section.get("rule_files_block")
             return PrometheusFacts(
@@ -381,6 +385,8 @@ class Promtool:
     rc: int | None
     output: str
     error: str
+    # (lifetime in days, days left, alerts expected): the points of shorter certificates
+    lifetime_points: tuple[tuple[int, float, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)

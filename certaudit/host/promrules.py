@@ -4,7 +4,15 @@ The runbook's two alerts must exist where Prometheus loads rules from (`rule_fil
 config, globs relative to the config's directory), on `stemedb_tls_cert_expiry_seconds`:
 CertificateExpiringWarning under 30 days and CertificateExpiringSoon under 7. A threshold written
 as `metric < <arithmetic>` is read here; any expression is proven by promtool where the host has
-it (the probe runs `promtool test rules` with series at 31, 29, 8 and 6 days).
+it (the probe runs `promtool test rules` with series at 31, 29, 8 and 6 days, and, for 64, 45
+and 6-day certificates, at the points of their cycle that matter: an hour before certbot renews,
+renewal overdue, and 5% of the lifetime left).
+
+A lifetime-relative rule reads the lifetime from the notBefore and notAfter timestamps the service
+exports, e.g. CertificateExpiringWarning on `stemedb_tls_cert_expiry_seconds <
+(stemedb_tls_cert_not_after_timestamp_seconds - stemedb_tls_cert_not_before_timestamp_seconds) / 3`:
+a third of the lifetime left is the runbook's 30 days of a 90-day certificate, and where certbot
+4.0 and later renew a shorter one.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from certaudit.host.facts import Promtool
 METRIC = "stemedb_tls_cert_expiry_seconds"
 WARNING_ALERT = "CertificateExpiringWarning"
 SOON_ALERT = "CertificateExpiringSoon"
+NOT_BEFORE_METRIC = "stemedb_tls_cert_not_before_timestamp_seconds"
+NOT_AFTER_METRIC = "stemedb_tls_cert_not_after_timestamp_seconds"
 _THRESHOLD = re.compile(r"^\s*\(?\s*" + METRIC + r"\s*(\{[^{}]*\})?\s*\)?\s*(?P<op><=?)\s*(?P<rhs>[0-9.()\s*+/-]+?)\s*$")
 _OPERATORS: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
@@ -133,8 +143,34 @@ class PointResult:
 
 
 _FAILED_AT = re.compile(r"# at (\d+) days")
+_FAILED_LIFETIME = re.compile(r"# lifetime (\d{1,4}) point ([0-9.]{1,12}) days")
 _GOT = re.compile(r"^\s*got:\s*(.*)$")
 _ALERTNAME = re.compile(r'alertname="([^"]+)"')
+
+
+def _failures(output: str) -> tuple[dict[int, tuple[str, ...]], dict[tuple[int, str], tuple[str, ...]]]:
+    """What fired at each failed point: the runbook's points by days, the lifetime points by (lifetime, days)."""
+    failed: dict[int, tuple[str, ...]] = {}
+    failed_lifetime: dict[tuple[int, str], tuple[str, ...]] = {}
+    current: int | tuple[int, str] | None = None
+    for line in output.splitlines():
+        at = _FAILED_AT.search(line)
+        of = _FAILED_LIFETIME.search(line)
+        if at:
+            current = int(at.group(1))
+            continue
+        if of:
+            current = (int(of.group(1)), of.group(2))
+            continue
+        got = _GOT.match(line)
+        if got and current is not None:
+            fired = tuple(_ALERTNAME.findall(got.group(1)))
+            if isinstance(current, int):
+                failed[current] = fired
+            else:
+                failed_lifetime[current] = fired
+            current = None
+    return failed, failed_lifetime
 
 
 def promtool_points(promtool: Promtool) -> tuple[list[PointResult], str | None]:
@@ -142,19 +178,52 @@ def promtool_points(promtool: Promtool) -> tuple[list[PointResult], str | None]:
     if promtool.error:
         return [], promtool.error
     output = promtool.output
-    failed: dict[int, tuple[str, ...]] = {}
-    current: int | None = None
-    for line in output.splitlines():
-        at = _FAILED_AT.search(line)
-        if at:
-            current = int(at.group(1))
-            continue
-        got = _GOT.match(line)
-        if got and current is not None:
-            failed[current] = tuple(_ALERTNAME.findall(got.group(1)))
-            current = None
-    if promtool.rc != 0 and not failed:
+    failed, failed_lifetime = _failures(output)
+    if promtool.rc != 0 and not failed and not failed_lifetime:
         lines = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("Unit Testing")]
         return [], "promtool could not test the rules: " + ("; ".join(lines)[:400] or f"exit {promtool.rc}")
     results = [PointResult(days, expected, failed.get(days), days not in failed) for days, expected in promtool.points]
     return results, None
+
+
+@dataclass(frozen=True)
+class LifetimePoint:
+    """One point of a shorter certificate's cycle, and what the rules did there."""
+
+    lifetime: int
+    days: float
+    expected: tuple[str, ...]
+    fired: tuple[str, ...]  # what fires there: the expected alerts where promtool reported no failure
+    ok: bool
+
+    def describe(self) -> str:
+        where = f"{self.lifetime}-day certificate at {self.days:g} days left"
+        expected = ", ".join(self.expected) or "no alert"
+        if self.ok:
+            return f"{where}: {expected}, as expected"
+        return f"{where}: {', '.join(self.fired) or 'no alert'} fired, expected {expected}"
+
+    def as_evidence(self) -> dict[str, object]:
+        return {"lifetime_days": self.lifetime, "days_left": self.days, "fired": list(self.fired), "ok": self.ok}
+
+
+def lifetime_points(promtool: Promtool) -> list[LifetimePoint]:
+    """The lifetime points promtool proved (empty when promtool proved nothing: see promtool_points)."""
+    if promtool.error:
+        return []
+    _, failed = _failures(promtool.output)
+    results = []
+    for lifetime, days, expected in promtool.lifetime_points:
+        fired = failed.get((lifetime, _tag_days(days)))
+        results.append(LifetimePoint(lifetime, days, expected, expected if fired is None else fired, fired is None))
+    return results
+
+
+def _tag_days(days: float) -> str:
+    """The days as the probe's tag wrote them (Python's str of the rounded float)."""
+    return str(days)
+
+
+def lifetime_relative(expr: str) -> bool:
+    """Whether an alert's expression reads the certificate's lifetime (its notBefore or notAfter)."""
+    return NOT_BEFORE_METRIC in expr or NOT_AFTER_METRIC in expr

@@ -25,6 +25,7 @@ class Schedule:
     # What could not be read (a directory not listed or cut, a crontab not read): when nothing
     # effective was found, the schedule is unknown, not absent.
     unknown: list[str] = field(default_factory=list)
+    entries: tuple[CronEntry, ...] = ()  # the cron entries that run certbot renew (cron only)
 
 
 def parse_systemd_time(value: str) -> dt.datetime | None:
@@ -156,7 +157,9 @@ def cron_schedule(facts: HostFacts) -> Schedule:
         return Schedule(False, why, observed, ignored, [*unknown, daemon_text])
     if not daemon:
         return Schedule(False, f"cron entries run certbot renew but {daemon_text}", observed, ignored, unknown)
-    return Schedule(True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored, unknown)
+    return Schedule(
+        True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored, unknown, tuple(entries)
+    )
 
 
 @dataclass(frozen=True)

@@ -225,10 +225,23 @@ def test_live02_branches() -> None:
 # --- REN-04 -------------------------------------------------------------------------------------------
 def test_ren04_observes_the_mode() -> None:
     short = pki.issue("stemedb.example.com", days_left=3, lifetime_days=6)
-    evidence = judge("REN-04", renewal.test_threshold_mode_suits_lifetime, snapshot({CERT: short.cert_pem}))
+    days = Policy(threshold_mode="days")
+    evidence = judge("REN-04", renewal.test_threshold_mode_suits_lifetime, snapshot({CERT: short.cert_pem}), days)
     assert evidence.observed["threshold_mode"] == "lifetime" and evidence.observed["configured_mode"] == "days"
     (finding,) = evidence.findings
     assert finding.startswith("needs the lifetime mode: its whole lifetime is 6.0 days")
+
+
+def test_ren04_auto_suits_every_lifetime_and_says_why() -> None:
+    """The default (auto) needs nobody to set a mode per host: a 6-day certificate passes, judged by its lifetime."""
+    short = pki.issue("stemedb.example.com", days_left=3, lifetime_days=6)
+    evidence = judge("REN-04", renewal.test_threshold_mode_suits_lifetime, snapshot({CERT: short.cert_pem}))
+    assert not evidence.findings
+    assert (evidence.observed["threshold_mode"], evidence.observed["configured_mode"]) == ("lifetime", "auto")
+    assert evidence.observed["threshold_rule"] == (
+        "a 6.0-day certificate, shorter than the runbook's 90 days: the runbook's 30 and 7 days scaled to its "
+        "lifetime (33% and 8%: 2.0 and 0.5 days; a third is where certbot 4.0 and later renew by default)"
+    )
 
 
 # --- REN-05 -------------------------------------------------------------------------------------------

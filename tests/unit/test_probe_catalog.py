@@ -142,12 +142,15 @@ def test_prometheus_facts_and_promtool_test_on_stdin(tmp_path: Path, monkeypatch
     assert (promtool["rc"], promtool["version"], promtool["output"]) == (0, "promtool, version 9.9", "SUCCESS\n")
     test = json.loads((tmp_path / "test.json").read_text())
     assert test["rule_files"] == found["rule_files"]
-    assert [t["input_series"][0]["values"] for t in test["tests"]] == [
-        "2678400x1440",
-        "2505600x1440",
-        "691200x1440",
-        "518400x1440",
+    # The runbook's four points (held a day, evaluated every 10 minutes), then the lifetime points.
+    assert [t["input_series"][0]["values"] for t in test["tests"]][:5] == [
+        "2678400x144",
+        "2505600x144",
+        "691200x144",
+        "518400x144",
+        "1846800x144",  # a 64-day certificate an hour before certbot 4.0 renews it (21.375 days)
     ]
+    assert len(test["tests"]) == 4 + 11 and test["evaluation_interval"] == "10m"
     assert test["tests"][0]["input_series"][0]["series"] == 'stemedb_tls_cert_expiry_seconds{domain="stemedb.example.com"}'
     assert [e["promql_expr_test"][0]["exp_samples"] for e in test["tests"]][3] == [
         {"labels": '{alertname="CertificateExpiringWarning"}', "value": 1},
@@ -157,6 +160,7 @@ def test_prometheus_facts_and_promtool_test_on_stdin(tmp_path: Path, monkeypatch
     raw = {"time": 1.0, "systemd": False, "files": {}, "prometheus": found}
     typed = facts_from_probe("h", raw, 1.0, None).prometheus()
     assert typed is not None and typed.promtool is not None and typed.promtool.points[1] == (29, ("CertificateExpiringWarning",))
+    assert typed.promtool.lifetime_points[0] == (64, 21.375, ())
 
 
 # --- the auditing machine's side ----------------------------------------------------------------------
@@ -275,7 +279,7 @@ def test_catalog_policy_variables(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("variables", "says"),
     [
-        ({"certaudit_threshold_mode": "weeks"}, "expected days or lifetime"),
+        ({"certaudit_threshold_mode": "weeks"}, "expected auto, days or lifetime"),
         ({"certaudit_warn_fraction": 1.5}, "expected a share of the lifetime between 0 and 1"),
         ({"certaudit_crit_fraction": "nan"}, "expected a share of the lifetime between 0 and 1"),
         ({"certaudit_crit_fraction": True}, "expected a share of the lifetime between 0 and 1"),

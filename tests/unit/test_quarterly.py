@@ -15,6 +15,7 @@ from certaudit.errors import CertauditError
 from certaudit.evidence import quarterly
 from certaudit.evidence.manifest import keygen, write_manifest
 from certaudit.evidence.quarterly import Entry, diff, load_run, previous_run, quarter_of, render, write_diff
+from certaudit.jobs import whatif
 from tests.unit.jobs_project import make_project, tls_endpoint, write_tls_dir
 
 pytest_plugins = ["pytester"]
@@ -261,6 +262,12 @@ def test_a_real_quarterly_run_on_this_machine(pytester: pytest.Pytester) -> None
     assert "    FIXED          KEY-01 pass now (was fail: x)" in output
     assert "  previous: reports/2000-Q1/20000101T000000Z-quarterly (run aaaaaaaaaaaa, 2000-01-01 00:00:00 UTC, " in output
     assert "certaudit: this quarterly run is NOT signed (no --signing-key or CERTAUDIT_SIGNING_KEY)" in output
+    # Until 2028-02-16 the quarterly run judges the fleet against the announced lifetimes still to come.
+    lifetimes = list(whatif.quarterly_default(dt.datetime.now(dt.UTC).date()))
+    evidence = json.loads((run_dir / "evidence.json").read_text())
+    assert evidence.get("lifetime_what_if", {}).get("lifetimes_days", []) == lifetimes
+    assert [r["host"] for r in evidence.get("lifetime_what_if", {}).get("rows", [])] == ["localhost"] * len(lifetimes)
+    assert 'id="certaudit-lifetime-what-if"' in (run_dir / "report.html").read_text() or not lifetimes
 
 
 def test_quarterly_needs_a_report_directory(pytester: pytest.Pytester) -> None:

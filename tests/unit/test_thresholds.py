@@ -22,6 +22,7 @@ def leaf(lifetime_days: float, days_left: float) -> x509.Certificate:
 
 
 LIFETIME = policy_for("h", {"certaudit_threshold_mode": "lifetime"})
+DAYS = policy_for("h", {"certaudit_threshold_mode": "days"})
 
 
 @pytest.mark.parametrize(
@@ -32,10 +33,24 @@ LIFETIME = policy_for("h", {"certaudit_threshold_mode": "lifetime"})
         (90, 5, Policy(), "days", "critical"),
         (90, -1, Policy(), "days", "critical"),
         # A 6-day certificate in days mode: judged by its lifetime, and flagged as needing that mode.
+        (6, 4, DAYS, "lifetime", "ok"),
+        (6, 1.5, DAYS, "lifetime", "warning"),
+        (6, 0.3, DAYS, "lifetime", "critical"),
+        (30, 29, DAYS, "lifetime", "ok"),  # exactly the warning threshold: days can never pass it
+        (45, 29, DAYS, "days", "warning"),  # forced days: a healthy 45-day certificate warns
+        # auto (the default): the runbook's days for 90-day certificates, scaled below 89 days.
         (6, 4, Policy(), "lifetime", "ok"),
-        (6, 1.5, Policy(), "lifetime", "warning"),
-        (6, 0.3, Policy(), "lifetime", "critical"),
-        (30, 29, Policy(), "lifetime", "ok"),  # exactly the warning threshold: days can never pass it
+        (6, 1.9, Policy(), "lifetime", "warning"),  # under a third (2 days)
+        (6, 0.4, Policy(), "lifetime", "critical"),  # under 7/90 (0.47 days)
+        (45, 29, Policy(), "lifetime", "ok"),
+        (45, 15.1, Policy(), "lifetime", "ok"),  # just above a third: certbot 4.0's renewal point
+        (45, 14.9, Policy(), "lifetime", "warning"),
+        (45, 3.4, Policy(), "lifetime", "critical"),  # under 3.5 days
+        (64, 22, Policy(), "lifetime", "ok"),
+        (64, 21, Policy(), "lifetime", "warning"),
+        (89, 29.9, Policy(), "days", "warning"),  # 89 days and longer: the runbook's lifetime
+        (88.9, 29.9, Policy(), "lifetime", "ok"),
+        (365, 31, Policy(), "days", "ok"),
         (45, 20, LIFETIME, "lifetime", "ok"),
         (45, 10, LIFETIME, "lifetime", "warning"),
         (45, 3, LIFETIME, "lifetime", "critical"),
@@ -47,6 +62,7 @@ def test_tier_by_mode(lifetime: float, left: float, policy: Policy, mode: str, t
     judged = judge_expiry(leaf(lifetime, left), NOW, policy)
     assert (judged.mode, judged.tier) == (mode, tier)
     assert judged.needs_lifetime == (policy.threshold_mode == "days" and lifetime <= policy.warn_days)
+    assert judged.configured == policy.threshold_mode
     assert judged.lifetime_days == pytest.approx(lifetime, abs=1e-6)
     assert judged.share_left == pytest.approx(left / lifetime, abs=1e-6)
 
@@ -69,10 +85,12 @@ def test_findings_name_the_mode_that_judged() -> None:
 
 
 def test_observed_and_thresholds_say_the_mode() -> None:
-    judged = judge_expiry(leaf(6, 4), NOW, Policy())
+    judged = judge_expiry(leaf(6, 4), NOW, DAYS)
     assert judged.observed() == {
         "threshold_mode": "lifetime",
         "configured_mode": "days",
+        "threshold_rule": "certaudit_threshold_mode is days, but the whole lifetime (6.0 days) is no longer than the "
+        "30-day warning threshold: judged by share of lifetime",
         "lifetime_days": 6.0,
         "days_left": 4.0,
         "share_left": 0.6667,
@@ -80,3 +98,16 @@ def test_observed_and_thresholds_say_the_mode() -> None:
     }
     assert judged.thresholds(Policy()) == "warning under 33% of the lifetime left, critical under 8% (of 6.0 days)"
     assert judge_expiry(leaf(90, 60), NOW, Policy()).thresholds(Policy()) == "warning under 30 days left, critical under 7"
+
+
+def test_auto_says_which_rule_applied_and_why() -> None:
+    assert judge_expiry(leaf(90, 60), NOW, Policy()).observed()["threshold_rule"] == (
+        "a 90.0-day certificate, the runbook's lifetime: the runbook's 30 and 7 days"
+    )
+    judged = judge_expiry(leaf(64, 20), NOW, Policy())
+    assert judged.observed()["threshold_rule"] == (
+        "a 64.0-day certificate, shorter than the runbook's 90 days: the runbook's 30 and 7 days scaled to its "
+        "lifetime (33% and 8%: 21.3 and 5.0 days; a third is where certbot 4.0 and later renew by default)"
+    )
+    assert judged.finding(Policy(), "X") == ("warning tier: 31% of its 64.0-day lifetime left (20.0 days, expires X), under 33%")
+    assert judged.thresholds(Policy()) == "warning under 33% of the lifetime left, critical under 8% (of 64.0 days)"

@@ -38,10 +38,10 @@ class CertificateStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.context, self.not_after = self._load()
+        self.context, self.not_before, self.not_after = self._load()
 
     @staticmethod
-    def _load() -> tuple[ssl.SSLContext, float]:
+    def _load() -> tuple[ssl.SSLContext, float, float]:
         cert = os.path.join(TLS_DIR, "cert.pem")
         key = os.path.join(TLS_DIR, "key.pem")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -50,16 +50,16 @@ class CertificateStore:
         context.load_cert_chain(cert, key)
         decoded: dict[str, Any] = ssl._ssl._test_decode_cert(cert)  # type: ignore[attr-defined]
         not_after = ssl.cert_time_to_seconds(decoded["notAfter"])
-        return context, float(not_after)
+        return context, float(ssl.cert_time_to_seconds(decoded["notBefore"])), float(not_after)
 
     def reload(self) -> None:
         try:
-            context, not_after = self._load()
+            context, not_before, not_after = self._load()
         except (OSError, ssl.SSLError, ValueError) as exc:
             print(f"certificate reload failed, keeping the old one: {exc}", flush=True)
             return
         with self._lock:
-            self.context, self.not_after = context, not_after
+            self.context, self.not_before, self.not_after = context, not_before, not_after
         print(f"certificate reloaded: {TLS_DIR}/cert.pem, notAfter {time.ctime(not_after)}", flush=True)
 
 
@@ -80,6 +80,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "# HELP stemedb_tls_cert_expiry_seconds Seconds until the served certificate expires.\n"
                     "# TYPE stemedb_tls_cert_expiry_seconds gauge\n"
                     f'stemedb_tls_cert_expiry_seconds{{domain="{METRICS_DOMAIN}"}} {value}\n'
+                    # The validity bounds: alert rules relative to the lifetime read them ([lifetimes]).
+                    "# TYPE stemedb_tls_cert_not_before_timestamp_seconds gauge\n"
+                    f'stemedb_tls_cert_not_before_timestamp_seconds{{domain="{METRICS_DOMAIN}"}} {int(STORE.not_before)}\n'
+                    "# TYPE stemedb_tls_cert_not_after_timestamp_seconds gauge\n"
+                    f'stemedb_tls_cert_not_after_timestamp_seconds{{domain="{METRICS_DOMAIN}"}} {int(STORE.not_after)}\n'
                 )
             body = text.encode()
         else:
