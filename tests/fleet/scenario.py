@@ -78,6 +78,7 @@ class Scenario:
     name: str
     address: str
     description: str
+    image: str = "bookworm"  # the Debian suite the host boots (tests/fleet/image.py SUITES): its lower layer
     # certificate
     cert_source: CertSource = "generated"
     days_left: float = 60
