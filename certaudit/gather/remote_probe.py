@@ -717,6 +717,7 @@ CERTBOT_SITE_DIRS = (
 )
 CERTBOT_META_NAME = re.compile(r"^certbot-[0-9][^/]*\.(dist-info|egg-info)$")
 CERTBOT_SNAP_META = "/snap/certbot/current/meta/snap.yaml"
+SNAP_LAUNCHER = "/usr/bin/snap"  # the snap's renewal service runs `snap run ... certbot.renew`
 CERTBOT_DPKG_LISTS = ("/var/lib/dpkg/info/certbot.list", "/var/lib/dpkg/info/python3-certbot.list")
 CERTBOT_SYSCONFIG = "/etc/sysconfig/certbot"  # RHEL/EPEL: certbot-renew.service's hooks
 METADATA_LIMIT = 64 * 1024
@@ -755,7 +756,7 @@ def _certbot_site(found, directory):
 
 def gather_certbot_install(found):
     """Which certbot is installed and how (Debian or RPM package, pip, snap), without running it."""
-    for path in CERTBOT_EXECUTABLES + CERTBOT_DPKG_LISTS:
+    for path in CERTBOT_EXECUTABLES + CERTBOT_DPKG_LISTS + (SNAP_LAUNCHER,):
         found.add(path)
     found.add(CERTBOT_SNAP_META, METADATA_LIMIT)
     found.add(CERTBOT_SYSCONFIG, READ_LIMIT)
