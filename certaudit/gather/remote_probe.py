@@ -313,6 +313,7 @@ CERTBOT_LOG_MARKERS = (
     "Simulating a certificate request",
     "Successfully received certificate",
     "Congratulations, all",
+    "Congratulations! Your certificate and chain have been saved",  # certbot 1.x's report of a new certificate
     "Certificate not yet due for renewal",
     "No renewals were attempted",
     "no renewal failures",
