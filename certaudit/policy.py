@@ -54,6 +54,10 @@ class Policy:
     warn_days: int = 30
     crit_days: int = 7
     min_renew_before_days: int = 30
+    # REN-03: whether the window certbot computes itself when renew_before_expiry is not set (30
+    # days before 4.0, a third of the lifetime from 4.0) may satisfy the control. The runbook reads
+    # "pinned, at least 30 days" (False); True judges certbot's own window by the installed release.
+    accept_certbot_default_window: bool = False
     # The renewal drill (`--renewal-drill`) renews for real, so only on hosts marked for it.
     drill_ok: bool = False
     acme_ca_bundle: str | None = None  # REQUESTS_CA_BUNDLE for the drill's certbot (a private ACME CA)
@@ -209,7 +213,7 @@ def policy_for(host: str, variables: Mapping[str, Any], groups: Iterable[str] = 
             values[name] = _days(host, name, value)
         elif name == "public_endpoint":
             values[name] = _endpoint(host, name, value)
-        elif name in ("drill_ok", "renews"):
+        elif name in ("drill_ok", "renews", "accept_certbot_default_window"):
             values[name] = _flag(host, name, value)
         elif name == "acme_ca_bundle":
             values[name] = _path(host, name, value)

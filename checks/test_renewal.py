@@ -7,18 +7,31 @@ import errno
 import posixpath
 from dataclasses import asdict, dataclass, replace
 
+from cryptography import x509
+
 from certaudit.controls import control, renewal_by_certbot
 from certaudit.errors import Undeterminable
 from certaudit.host.cadence import RunGap
-from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
+from certaudit.host.certbot.command_hooks import SYSCONFIG, CommandHook, script_of, sysconfig_hooks
+from certaudit.host.certbot.conf import CertbotConfError, RenewalConf, parse_renewal_conf
 from certaudit.host.certbot.hooks import HookFile, reason_certbot_skips, reloads_service
+from certaudit.host.certbot.install import Installation
 from certaudit.host.certbot.interval import parse_interval
 from certaudit.host.certbot.log import last_attempt
+from certaudit.host.certbot.release import ARI_SINCE, default_renewal_point
 from certaudit.host.certificates import certificate_at, leaf_on_disk
 from certaudit.host.facts import HostFacts
 from certaudit.host.lifetimes import host_run_gap, window_problems
-from certaudit.host.schedule import parse_systemd_time, renewal_schedule
+from certaudit.host.schedule import (
+    TIMER,
+    TIMER_SERVICES,
+    installed_timers,
+    parse_systemd_time,
+    renewal_schedule,
+    scheduled_certbot,
+)
 from certaudit.host.thresholds import RUNBOOK_LIFETIME_DAYS, RUNBOOK_LIFETIME_FROM_DAYS, judge_expiry, lifetime_days
+from certaudit.host.x509 import CertificateError, load_pem_certificates
 from certaudit.policy import Policy
 from certaudit.record import Evidence
 
@@ -33,8 +46,10 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
     """Rationale: a certificate nobody renews expires, and an expired certificate is a full outage.
     certbot renews only when something runs it: on a systemd host its timer, elsewhere cron.
 
-    Check: certbot.timer is loaded, enabled and active, with its next run at most 24 h away; or
-    the cron daemon runs and an entry it really reads runs `certbot renew`. Debian's
+    Check: the installation's timer (Debian's certbot.timer, RHEL/EPEL's certbot-renew.timer or the
+    snap's snap.certbot.renew.timer) is loaded, enabled and active, with its next run at most 24 h
+    away; or the cron daemon runs and an entry it really reads runs `certbot renew` (the EFF's pip
+    install puts one in /etc/crontab). Debian's
     /etc/cron.d/certbot does nothing on a host that runs systemd, and a timer that is enabled
     but not active schedules nothing, so neither counts. Every source is judged: the timer's
     state, /etc/crontab, /etc/cron.d and the users' crontabs. One effective schedule passes; with
@@ -94,7 +109,11 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     Check: `renewal-hooks/deploy/` holds a hook certbot really runs (a regular, executable file
     whose name does not end in `~`), owned by root and not writable by group or others, whose
     commands reload or restart the configured service; or the renewal conf stores a
-    `renew_hook` (what `--deploy-hook` saves) that does. Every hook certbot runs must be safe.
+    `renew_hook` (what `--deploy-hook` saves) that does; or, where RHEL/EPEL's
+    certbot-renew.timer runs, `/etc/sysconfig/certbot` passes one in DEPLOY_HOOK or RENEW_HOOK.
+    A hook that names a script is judged by the script (it must be executable, root's and not
+    group/world-writable). A `deploy_hook` line in `[renewalparams]` counts for nothing: certbot
+    never reads it. Every hook certbot runs must be safe.
 
     Fix: install the runbook's hook as `/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh`
     with `systemctl reload stemedb-api`, then `chown root:root` and `chmod 755` it.
@@ -130,40 +149,104 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
             problems.append(f"{hook.path}: reloads no {policy.service} (no systemctl reload/restart of it)")
         elif not unsafe:
             reloading.append(hook.path)
-    if renew_hook is not None:
-        line = reloads_service(renew_hook, policy.service)
-        if line is not None:
-            reloading.append("renew_hook in " + policy.renewal_conf)
+    command_hooks = _command_hooks(facts, policy, renew_hook, evidence)
+    observed_commands = []
+    for given in command_hooks:
+        line, script, trouble = _judge_command_hook(facts, policy, given)
+        observed_commands.append({"source": given.source, "command": given.command, "script": script, "reload_line": line})
+        if trouble.startswith("unsafe: "):
+            evidence.require(False, trouble.removeprefix("unsafe: "))
+        elif trouble:
+            problems.append(trouble)
+        elif line is not None:
+            reloading.append(given.source)
         else:
-            problems.append(f"renew_hook `{renew_hook}` reloads no {policy.service}")
+            problems.append(f"{given.source} `{given.command}` reloads no {policy.service}")
     evidence.observe(
         hooks_dir=hooks_dir,
         hooks_dir_exists=listing.exists,
         hooks=observed_hooks,
         skipped_by_certbot=len(skipped),
         renew_hook=renew_hook,
+        command_hooks=observed_commands,
         reloading_hooks=reloading,
     )
     evidence.expect(
         hook=f"a root-owned, executable, not group/world-writable hook reloading {policy.service}", example=policy.deploy_hook
     )
-    if not hooks and renew_hook is None:
+    if not hooks and not command_hooks:
         where = hooks_dir if listing.exists else f"{hooks_dir} (missing)"
-        evidence.require(False, f"no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf}")
+        elsewhere = f" nor a DEPLOY_HOOK/RENEW_HOOK in {SYSCONFIG}" if _sysconfig_read(facts) else ""
+        evidence.require(False, f"no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf}{elsewhere}")
     else:
         problems += skipped
         shown = problems[:MAX_LISTED] + ([f"and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
         evidence.require(bool(reloading), "no deploy hook reloads " + policy.service + ": " + "; ".join(shown))
 
 
-def _renew_hook(facts: HostFacts, policy: Policy) -> str | None:
+def _renewal_conf(facts: HostFacts, policy: Policy) -> RenewalConf | None:
     conf = facts.file(policy.renewal_conf)
     if conf.problem() is not None:
         return None
     try:
-        return parse_renewal_conf(conf.read(), conf.path).renew_hook
+        return parse_renewal_conf(conf.read(), conf.path)
     except CertbotConfError:
         return None  # REN-03 reports an unreadable renewal conf
+
+
+def _renew_hook(facts: HostFacts, policy: Policy) -> str | None:
+    conf = _renewal_conf(facts, policy)
+    return conf.renew_hook if conf is not None else None
+
+
+def _sysconfig_read(facts: HostFacts) -> bool:
+    """Whether certbot-renew.service (RHEL/EPEL) runs here, and so reads /etc/sysconfig/certbot."""
+    return facts.systemd and "certbot-renew.timer" in installed_timers(facts)
+
+
+def _command_hooks(facts: HostFacts, policy: Policy, renew_hook: str | None, evidence: Evidence) -> list[CommandHook]:
+    """The deploy hooks given as commands: the conf's renew_hook, and RHEL's sysconfig hooks."""
+    hooks = [CommandHook(f"renew_hook in {policy.renewal_conf}", renew_hook)] if renew_hook is not None else []
+    conf = _renewal_conf(facts, policy)
+    if conf is not None and conf.deploy_hook is not None:
+        evidence.note(
+            f"deploy_hook = {conf.deploy_hook} in [renewalparams] of {policy.renewal_conf} is ignored: certbot reads "
+            "renew_hook there (where --deploy-hook is saved), never deploy_hook"
+        )
+    sysconfig = facts.file(SYSCONFIG)
+    if sysconfig.problem() is not None:
+        return hooks
+    if not _sysconfig_read(facts):
+        evidence.note(f"{SYSCONFIG} is not read: certbot-renew.timer (RHEL/EPEL), whose service reads it, is not installed")
+        return hooks
+    found, unreadable = sysconfig_hooks(sysconfig.text())
+    for problem in unreadable:
+        evidence.note(problem)
+    return hooks + found
+
+
+def _judge_command_hook(facts: HostFacts, policy: Policy, hook: CommandHook) -> tuple[str | None, str | None, str]:
+    """(the reload line, the script it names, a problem: "" none, "unsafe: ..." a finding on its own)."""
+    script = script_of(hook.command)
+    if script is None:
+        return reloads_service(hook.command, policy.service), None, ""
+    fact = facts.file(script)
+    problem = fact.problem()
+    if problem is not None:
+        return None, script, f"{hook.source} names {script}, but {problem}"
+    if fact.mode is None:
+        raise Undeterminable(f"host {facts.host}: the mode of {script} is unknown")
+    if not fact.mode & 0o111:
+        mode = f"{fact.mode:04o}"
+        return None, script, f"{hook.source} names {script}, which is not executable (mode {mode}): the shell cannot run it"
+    unsafe = []
+    if fact.uid != 0:
+        unsafe.append(f"owned by uid {fact.uid}, not root")
+    if fact.mode & 0o022:
+        unsafe.append(f"writable by group or others (mode {fact.mode:04o})")
+    if unsafe:
+        return None, script, f"unsafe: {script} runs as root on every renewal but is " + " and ".join(unsafe)
+    return reloads_service(fact.text(), policy.service), script, ""
 
 
 @control(
@@ -179,14 +262,18 @@ def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Ev
     certificate: pinned on a 6-day certificate they renew it on every run of the timer, and the
     CA refuses the sixth duplicate in a week.
 
-    Check: `renew_before_expiry` is set (not only as certbot's commented default) at the top of
-    `renewal/<domain>.conf`, is in certbot's interval syntax ("30 days", "4 weeks", "720 hours";
-    a bare number means days), and is at least `certaudit_min_renew_before_days` (30) for a
+    Check: `renew_before_expiry` is set (not only as the comment certbot before 4.1 writes) at the
+    top of `renewal/<domain>.conf`, is in certbot's interval syntax ("30 days", "4 weeks", "720
+    hours"; a bare number means days), and is at least `certaudit_min_renew_before_days` (30) for a
     certificate of the runbook's 90 days; for a shorter one (the lineage's cert.pem, else the
-    service's), at least those days scaled to its lifetime (a third). And it fits the lifetime: a
-    window as long as the certificate, or one that leaves less of it than the time between two runs
-    of certbot (its timer's OnCalendar and random delay, or its cron entry), renews on every run; a
-    window shorter than two such gaps leaves no second chance.
+    service's), at least those days scaled to its lifetime (a third). With
+    `certaudit_accept_certbot_default_window: true` an unset value is judged instead by the window
+    the installed certbot computes itself (the one its scheduler runs, read from package metadata):
+    30 days before 4.0, a third of the lifetime (half under 10 days) from 4.0, ARI from 4.1 noted
+    as able to move it. The evidence names the certbot and the rule applied. And the window fits
+    the lifetime: one as long as the certificate, or one that leaves less of it than the time
+    between two runs of certbot (its timer's OnCalendar and random delay, or its cron entry),
+    renews on every run; one shorter than two such gaps leaves no second chance.
 
     Fix: set `renew_before_expiry = 30 days` in `/etc/letsencrypt/renewal/<domain>.conf` (for a
     certificate shorter than 90 days, a third of its lifetime, e.g. `2 days` for 6 days), then
@@ -218,25 +305,33 @@ def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Ev
         return
     value = renewal.renew_before_expiry
     evidence.observe(file=conf.path, renew_before_expiry=value)
-    if value is None:
-        evidence.require(False, f"renew_before_expiry is not set in {conf.path} (only certbot's commented default)")
-        return
-    interval = parse_interval(value, now)
-    if interval is None:
-        evidence.require(False, f"certbot cannot parse renew_before_expiry = {value!r}: it would renew only at expiry")
-        return
-    days = interval.total_seconds() / 86400
-    evidence.observe(renew_before_expiry_days=round(days, 2))
+    installed = _certbot_installed(facts, evidence)
     shown_minimum = (
         f"{policy.min_renew_before_days} days"
         if minimum_days == policy.min_renew_before_days
         else (f"{minimum_days:.2f} days, a third of the {lifetime:.1f}-day lifetime")
     )
+    if value is None:
+        default = _default_window(facts, policy, evidence, conf.text(), installed)
+        if default is None:
+            return
+        days, judged = default
+    else:
+        interval = parse_interval(value, now)
+        if interval is None:
+            evidence.require(False, f"certbot cannot parse renew_before_expiry = {value!r}: it would renew only at expiry")
+            return
+        days = interval.total_seconds() / 86400
+        judged = f"renew_before_expiry = {value} is {days:g} days"
+        evidence.observe(renew_before_expiry_days=round(days, 2))
+        if installed is not None:
+            rule = f"certbot {installed.version_text}: renew_before_expiry = {value} wins over its default"
+            if installed.version[:2] >= ARI_SINCE:
+                rule += "; the CA's renewal information (ARI) may only bring the renewal earlier"
+            evidence.observe(rules=rule)
     # A minute's slack: certificate times are whole seconds, so a window of exactly a third of the
     # lifetime ("512 hours" of 64 days) must not fail on the second notBefore was rounded by.
-    if not evidence.require(
-        days >= minimum_days - 1 / 1440, f"renew_before_expiry = {value} is {days:g} days, under {shown_minimum}"
-    ):
+    if not evidence.require(days >= minimum_days - 1 / 1440, f"{judged}, under {shown_minimum}"):
         return
     if lifetime is None:
         return
@@ -273,6 +368,54 @@ def _run_gap(facts: HostFacts, evidence: Evidence) -> RunGap | None:
     if gap is not None:
         evidence.observe(runs_at_most_hours_apart=round(gap.hours, 2), schedule=gap.source)
     return gap
+
+
+def _certbot_installed(facts: HostFacts, evidence: Evidence) -> Installation | None:
+    """The certbot the renewal scheduler runs, in the evidence; None (with a note) when unknown."""
+    try:
+        installed = scheduled_certbot(facts, renewal_schedule(facts))
+    except Undeterminable as exc:
+        evidence.note(f"which certbot renews is unknown: {str(exc).removeprefix(f'host {facts.host}: ')}")
+        return None
+    evidence.observe(certbot=installed.as_evidence())
+    return installed
+
+
+def _default_window(
+    facts: HostFacts, policy: Policy, evidence: Evidence, conf_text: str, installed: Installation | None
+) -> tuple[float, str] | None:
+    """renew_before_expiry unset: a failure by the runbook's reading (None); with
+    certaudit_accept_certbot_default_window, the days before expiry the installed release renews at
+    and how to name them in a finding."""
+    commented = "\n# renew_before_expiry" in "\n" + conf_text
+    unset = f"renew_before_expiry is not set in {policy.renewal_conf}" + (
+        " (only certbot's commented default)" if commented else ""
+    )
+    if not policy.accept_certbot_default_window:
+        evidence.require(False, f"{unset}; certaudit_accept_certbot_default_window is false: the window must be pinned")
+        return None
+    if installed is None:
+        raise Undeterminable(f"host {facts.host}: {unset}, and which certbot release renews is unknown, so its window is too")
+    leaf = _lineage_leaf(facts, policy)
+    point = default_renewal_point(installed.version, leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+    days = point.days_before_expiry
+    evidence.observe(rules=point.rule, certbot_window_days=round(days, 2))
+    if point.ari_may_move:
+        evidence.note("the CA's renewal information (ARI) replaces this point when it answers: it may move either way")
+    return days, f"{unset}; {point.rule}: {days:.1f} days before expiry"
+
+
+def _lineage_leaf(facts: HostFacts, policy: Policy) -> x509.Certificate:
+    """The lineage's current certificate (live/<domain>/cert.pem), whose lifetime certbot's default follows."""
+    path = posixpath.join(policy.live_dir, "cert.pem")
+    fact = facts.file(path)
+    problem = fact.problem()
+    if problem is not None:
+        raise Undeterminable(f"host {facts.host}: {problem}: the lifetime certbot's default window follows is unknown")
+    try:
+        return load_pem_certificates(fact.read(), fact.where())[0]
+    except CertificateError as exc:
+        raise Undeterminable(f"host {facts.host}: {exc}: the lifetime certbot's default window follows is unknown") from None
 
 
 @control(
@@ -318,8 +461,9 @@ def test_threshold_mode_suits_lifetime(facts: HostFacts, policy: Policy, evidenc
 
 @dataclass(frozen=True)
 class _ServiceRun:
-    """certbot.service's last run since boot, as systemd keeps it."""
+    """The renewal service's last run since boot, as systemd keeps it."""
 
+    unit: str
     time: float
     at: str
     result: str
@@ -328,20 +472,35 @@ class _ServiceRun:
 
 
 def _service_run(facts: HostFacts) -> _ServiceRun | None:
+    """The latest run since boot of the service an installed certbot timer starts (Debian's
+    certbot.service, RHEL's certbot-renew.service, the snap's snap.certbot.renew.service)."""
     if not facts.systemd:
         return None
-    unit = facts.unit("certbot.service")
+    timers = installed_timers(facts) or [TIMER]
+    runs = [run for run in (_unit_run(facts, TIMER_SERVICES[t]) for t in timers) if run is not None]
+    return max(runs, key=lambda run: run.time, default=None)
+
+
+def _unit_run(facts: HostFacts, name: str) -> _ServiceRun | None:
+    unit = facts.unit(name)
     started = parse_systemd_time(unit.get("ExecMainStartTimestamp", ""))
     if started is None:
         return None  # it has not run since boot
     ended = parse_systemd_time(unit.get("ExecMainExitTimestamp", "")) or started
     return _ServiceRun(
+        name,
         ended.timestamp(),
         ended.isoformat(),
         unit.get("Result", ""),
         unit.get("ExecMainStatus", ""),
         unit.get("ActiveState") == "activating",
     )
+
+
+def _services_named(facts: HostFacts) -> str:
+    if not facts.systemd:
+        return "no renewal service (systemd is not running)"
+    return " nor ".join(TIMER_SERVICES[t] for t in installed_timers(facts) or [TIMER])
 
 
 @control(
@@ -356,7 +515,9 @@ def test_last_renewal_attempt_succeeded(facts: HostFacts, policy: Policy, eviden
     that it succeeds: an expired ACME account, a blocked port 80 or a broken renewal conf fail
     every run.
 
-    Check: the most recent of certbot.service's last run since boot (`Result=success`) and the last
+    Check: the most recent of the renewal service's last run since boot (`Result=success`; the
+    service of the installed timer: certbot.service, certbot-renew.service or
+    snap.certbot.renew.service) and the last
     run in `/var/log/letsencrypt/letsencrypt.log*` that renewed or obtained a certificate (it ends
     with `no renewal failures` or `Successfully received certificate`, and logs no error) succeeded;
     its time is recorded. No record of any attempt is a failure: success cannot be shown.
@@ -391,21 +552,21 @@ def test_last_renewal_attempt_succeeded(facts: HostFacts, policy: Policy, eviden
     if service is None and logged is None:
         evidence.require(
             False,
-            f"no renewal attempt is recorded: certbot.service has not run since boot and {logs.directory} holds no "
+            f"no renewal attempt is recorded: {_services_named(facts)} has not run since boot and {logs.directory} holds no "
             "log of a certbot run that renewed or obtained a certificate",
         )
         return
     # The newest record decides; the unit's own verdict wins over the log of the same run.
     log_time = run.ended if run is not None else None
     if service is not None and (log_time is None or service.time >= log_time - 60):
-        evidence.observe(last_attempt=f"certbot.service at {service.at}: {service.result}")
+        evidence.observe(last_attempt=f"{service.unit} at {service.at}: {service.result}")
         if service.running:
-            evidence.note("certbot.service is running now: its previous result is judged")
+            evidence.note(f"{service.unit} is running now: its previous result is judged")
         same_run = run is not None and log_time is not None and abs(log_time - service.time) <= 120
         errors = f"; certbot logged: {'; '.join(run.errors[:3])}" if same_run and run is not None and run.errors else ""
         evidence.require(
             service.result == "success",
-            f"the last renewal attempt failed: certbot.service ran at {service.at} and ended with result "
+            f"the last renewal attempt failed: {service.unit} ran at {service.at} and ended with result "
             f"{service.result or 'unknown'} (exit status {service.exit_status or '?'}){errors}",
         )
         return

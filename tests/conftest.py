@@ -41,7 +41,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section("test fleet phases")
     for phase, seconds in _FLEET.timings.items():
-        if phase == "base image built":
-            terminalreporter.write_line(f"  base image: {'built' if seconds else 'reused from cache'}")
+        if phase == "base images built":
+            terminalreporter.write_line(f"  base images: {int(seconds)} built, the others reused from cache")
         else:
             terminalreporter.write_line(f"  {phase:<24} {seconds:7.2f} s")

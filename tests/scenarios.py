@@ -3,7 +3,8 @@
 Every host differs from `compliant` in one respect only, so a failing control points at one cause.
 ALL_SCENARIOS boots once per test session (in parallel), and every test judges the same fleet.
 Each area keeps its own list in its own module, with its own address block of 127.77.0.0/16:
-runbook controls 127.77.0.x (here), the fleet's own tests 127.77.1.x, shorter lifetimes 127.77.11.x.
+runbook controls 127.77.0.x (here), the fleet's own tests 127.77.1.x, mixed distributions and
+certbot installations 127.77.9.x (tests/scenarios_distros.py), shorter lifetimes 127.77.11.x.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from tests.fleet.scenario import RELOAD_HOOK, Scenario
 from tests.scenarios_catalog import SCENARIOS as CATALOG
 from tests.scenarios_custom import SCENARIOS as CUSTOM
+from tests.scenarios_distros import SCENARIOS as DISTROS
 from tests.scenarios_fleet import SCENARIOS as FLEET_CONTROLS
 from tests.scenarios_hardening import SCENARIOS as HARDENING
 from tests.scenarios_jobs import SCENARIOS as JOBS
@@ -105,6 +107,7 @@ ALL_SCENARIOS: list[Scenario] = [
     *CUSTOM,
     *FLEET_CONTROLS,
     *LIFETIMES,
+    *DISTROS,
 ]
 
 BY_NAME = {s.name: s for s in ALL_SCENARIOS}

@@ -14,6 +14,7 @@
 # - RULE_FILES_LIMIT Prometheus rule files.
 import base64
 import errno
+import glob
 import grp
 import json
 import os
@@ -274,19 +275,28 @@ UNIT_PROPERTIES = (
     "FragmentPath",
     "TimersCalendar",  # a timer's OnCalendar= specs (how often certbot.timer runs: the lifetime what-if)
     "RandomizedDelayUSec",
+    "ExecStart",  # which certbot a renewal service runs
 )
 
 
 def units(names):
     if not names:
         return {}
-    argv = ["systemctl", "show", "--timestamp=unix", "-p", ",".join(UNIT_PROPERTIES), "--"] + list(names)
-    try:
-        # TZ=UTC: systemd 252 prints some timestamps formatted even with --timestamp=unix.
-        env = dict(os.environ, TZ="UTC", LC_ALL="C")
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20, env=env)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"_error": {"errno": 0, "reason": "systemctl show failed: " + error_text(exc)}}
+    # --timestamp=unix needs systemd 251 (bookworm has 252); bullseye's 247 refuses it, and there
+    # TZ=UTC alone makes the timestamps UTC text, which the audit reads as well.
+    done = None
+    for timestamp in (["--timestamp=unix"], []):
+        argv = ["systemctl", "show"] + timestamp + ["-p", ",".join(UNIT_PROPERTIES), "--"] + list(names)
+        try:
+            # TZ=UTC: systemd 252 prints some timestamps formatted even with --timestamp=unix.
+            env = dict(os.environ, TZ="UTC", LC_ALL="C")
+            done = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20, env=env
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"_error": {"errno": 0, "reason": "systemctl show failed: " + error_text(exc)}}
+        if done.returncode == 0 or b"unix" not in done.stderr:
+            break
     if done.returncode != 0:
         return {
             "_error": {
@@ -366,6 +376,7 @@ CERTBOT_LOG_MARKERS = (
     "Simulating a certificate request",
     "Successfully received certificate",
     "Congratulations, all",
+    "Congratulations! Your certificate and chain have been saved",  # certbot 1.x's report of a new certificate
     "Certificate not yet due for renewal",
     "No renewals were attempted",
     "no renewal failures",
@@ -723,7 +734,6 @@ def prometheus_facts(params, files, add):
     patterns = rule_file_patterns(block)
     result["rule_files_block"] = block
     result["rule_patterns"] = patterns
-    import glob  # only a Prometheus server's probe needs it
 
     base = os.path.dirname(config)
     for pattern in patterns:
@@ -820,6 +830,93 @@ def gather_cron(found):
             found.add(os.path.join(directory, name), READ_LIMIT)
 
 
+# Which certbot is installed, and how, read from package metadata: certbot itself is never run (a
+# run may renew, and it is slow). The executables a scheduler or an admin's PATH may name; the
+# site directories each kind of installation puts certbot's metadata in.
+CERTBOT_EXECUTABLES = (
+    "/usr/local/bin/certbot",
+    "/usr/bin/certbot",
+    "/bin/certbot",
+    "/snap/bin/certbot",
+    "/opt/certbot/bin/certbot",
+)
+CERTBOT_SITE_DIRS = (
+    "/usr/lib/python3/dist-packages",  # Debian's python3-certbot
+    "/usr/lib/python3*/site-packages",  # RPM (EPEL) python3-certbot
+    "/usr/lib64/python3*/site-packages",
+    "/usr/local/lib/python3*/dist-packages",  # pip into the system's python
+    "/usr/local/lib/python3*/site-packages",
+)
+CERTBOT_META_NAME = re.compile(r"^certbot-[0-9][^/]*\.(dist-info|egg-info)$")
+CERTBOT_SNAP_META = "/snap/certbot/current/meta/snap.yaml"
+SNAP_LAUNCHER = "/usr/bin/snap"  # the snap's renewal service runs `snap run ... certbot.renew`
+CERTBOT_DPKG_LISTS = ("/var/lib/dpkg/info/certbot.list", "/var/lib/dpkg/info/python3-certbot.list")
+CERTBOT_SYSCONFIG = "/etc/sysconfig/certbot"  # RHEL/EPEL: certbot-renew.service's hooks
+METADATA_LIMIT = 64 * 1024
+SITE_DIRS_LIMIT = 20
+
+
+def _venv_site_dirs(found):
+    """The site directories of the virtualenvs the certbot executables live in (the EFF's /opt/certbot)."""
+    dirs = []
+    for path in CERTBOT_EXECUTABLES:
+        real = found.files[path].get("realpath") or ""
+        root = os.path.dirname(os.path.dirname(real))
+        if os.path.basename(os.path.dirname(real)) == "bin" and root not in ("/", "/usr", "/usr/local"):
+            found.add(os.path.join(root, "pyvenv.cfg"))
+            if found.files[os.path.join(root, "pyvenv.cfg")].get("kind") == "file":
+                dirs.append(os.path.join(root, "lib", "python3*", "site-packages"))
+    return dirs
+
+
+def _certbot_site(found, directory):
+    """certbot's metadata in one site directory: each dist-info METADATA or egg-info PKG-INFO is read."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if CERTBOT_META_NAME.match(n))
+    except OSError as exc:
+        return {"error": os_error(exc)}
+    for name in names:
+        meta = os.path.join(directory, name)
+        if name.endswith(".dist-info"):
+            found.add(os.path.join(meta, "METADATA"), METADATA_LIMIT)
+        elif os.path.isdir(meta):
+            found.add(os.path.join(meta, "PKG-INFO"), METADATA_LIMIT)
+        else:
+            found.add(meta, METADATA_LIMIT)  # an egg-info file is the PKG-INFO itself
+    return {"names": names}
+
+
+def gather_certbot_install(found):
+    """Which certbot is installed and how (Debian or RPM package, pip, snap), without running it."""
+    for path in CERTBOT_EXECUTABLES + CERTBOT_DPKG_LISTS + (SNAP_LAUNCHER,):
+        found.add(path)
+    found.add(CERTBOT_SNAP_META, METADATA_LIMIT)
+    found.add(CERTBOT_SYSCONFIG, READ_LIMIT)
+    sites = {}
+    for pattern in CERTBOT_SITE_DIRS + tuple(_venv_site_dirs(found)):
+        for directory in sorted(glob.glob(pattern))[:SITE_DIRS_LIMIT]:
+            sites[directory] = _certbot_site(found, directory)
+    return {"sites": sites, "patterns": list(CERTBOT_SITE_DIRS)}
+
+
+RENEW_HOOK_LINE = re.compile(r"^\s*renew_hook\s*=\s*['\"]?(/[^'\"\s]+)", re.MULTILINE)
+SYSCONFIG_HOOK = re.compile(r"--(?:deploy|renew)-hook[= ]+['\"]?(/[^'\"\s]+)")
+
+
+def _text_of(found, path):
+    return base64.b64decode(found.files.get(path, {}).get("content_b64") or "").decode("utf-8", "replace")
+
+
+def gather_hook_scripts(params, found):
+    """The scripts hooks name (certbot runs a hook with a shell): the renewal conf's renew_hook and
+    /etc/sysconfig/certbot's DEPLOY_HOOK / RENEW_HOOK, when they are a path; each is read."""
+    conf = os.path.join(params["letsencrypt_dir"], "renewal", params["domain"] + ".conf")
+    paths = RENEW_HOOK_LINE.findall(_text_of(found, conf))
+    paths += SYSCONFIG_HOOK.findall(_text_of(found, CERTBOT_SYSCONFIG))
+    for path in paths[:10]:
+        found.add(path, HOOK_READ_LIMIT)
+
+
 def gather_other_lineages(params, found):
     """Other lineages of the same domain (`<domain>-0001`) and which lineages certbot renews (CRT-04)."""
     le = params["letsencrypt_dir"]
@@ -845,6 +942,17 @@ def gather_accounts(params, files):
     return accounts
 
 
+# The renewal schedulers of Debian's package, RHEL/EPEL's package and the snap, and their services.
+CERTBOT_UNITS = (
+    "certbot.timer",
+    "certbot.service",
+    "certbot-renew.timer",
+    "certbot-renew.service",
+    "snap.certbot.renew.timer",
+    "snap.certbot.renew.service",
+)
+
+
 def gather_services(params, service_cert):
     """Unit states (under systemd) and the service's starts and reloads since the certificate changed."""
     if not os.path.isdir("/run/systemd/system"):
@@ -853,7 +961,7 @@ def gather_services(params, service_cert):
     events = service_events(service, service_cert["ctime"]) if "ctime" in service_cert else None
     return {
         "systemd": True,
-        "units": units(["certbot.timer", "certbot.service", "cron.service", service]),
+        "units": units(["cron.service", service] + list(CERTBOT_UNITS)),
         "service_events": events,
     }
 
@@ -865,6 +973,8 @@ def gather(params):
     gather_hooks(params, found)
     gather_cron(found)
     gather_other_lineages(params, found)
+    certbot_install = gather_certbot_install(found)
+    gather_hook_scripts(params, found)
     prometheus = prometheus_facts(params, found.files, found.add) if params.get("prometheus") else None
     tls, live = params["tls_dir"], lineage_paths(params)["live"]
     key_paths = [os.path.join(tls, "key.pem"), os.path.join(live, "privkey.pem")]
@@ -885,6 +995,7 @@ def gather(params):
         "accounts": gather_accounts(params, found.files),
         "service_events": services["service_events"],
         "certbot_logs": certbot_logs(CERTBOT_LOG_DIR),
+        "certbot_install": certbot_install,
         "prometheus": prometheus,
     }
 

@@ -1,17 +1,39 @@
-"""What really schedules `certbot renew` on a host: its systemd timer, or cron entries cron reads."""
+"""What really schedules `certbot renew` on a host: its systemd timer, or cron entries cron reads.
+
+The timer is the installation's own: Debian's package ships `certbot.timer` (starting
+`certbot.service`), RHEL/EPEL's `certbot-renew.timer` (`certbot-renew.service`, hooks from
+/etc/sysconfig/certbot), and snapd writes `snap.certbot.renew.timer` for the snap
+(`snap.certbot.renew.service`). The probe asks systemd for all three.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from certaudit.errors import Undeterminable
-from certaudit.host.cron import CronEntry, cron_d_file_is_read, parse_crontab, runs_certbot_renew, skipped_under_systemd
+from certaudit.host.certbot.install import Installation, installation_of
+from certaudit.host.cron import (
+    CronEntry,
+    certbot_renew_executable,
+    cron_d_file_is_read,
+    parse_crontab,
+    runs_certbot_renew,
+    skipped_under_systemd,
+)
 from certaudit.host.facts import HostFacts
 
 TIMER = "certbot.timer"
+# Each installation's timer and the service it starts, Debian's first.
+TIMER_SERVICES = {
+    "certbot.timer": "certbot.service",
+    "certbot-renew.timer": "certbot-renew.service",
+    "snap.certbot.renew.timer": "snap.certbot.renew.service",
+}
+TIMERS = tuple(TIMER_SERVICES)
 NEXT_RUN_WITHIN = dt.timedelta(hours=24)
 CRON_DAEMONS = ("cron", "crond")
 
@@ -26,6 +48,8 @@ class Schedule:
     # effective was found, the schedule is unknown, not absent.
     unknown: list[str] = field(default_factory=list)
     entries: tuple[CronEntry, ...] = ()  # the cron entries that run certbot renew (cron only)
+    unit: str | None = None  # the timer judged; None for cron
+    command: tuple[str, ...] = ()  # cron: the certbot the first effective entry runs
 
 
 def parse_systemd_time(value: str) -> dt.datetime | None:
@@ -47,10 +71,11 @@ def parse_systemd_time(value: str) -> dt.datetime | None:
     return None
 
 
-def timer_schedule(facts: HostFacts) -> Schedule:
+def timer_schedule(facts: HostFacts, name: str = TIMER) -> Schedule:
+    """Whether one certbot timer schedules renewal: loaded, enabled, active, next run within 24 h."""
     if not facts.systemd:
-        return Schedule(False, "systemd is not running here, so certbot.timer cannot fire", {"systemd": False})
-    unit = facts.unit(TIMER)
+        return Schedule(False, f"systemd is not running here, so {name} cannot fire", {"systemd": False}, unit=name)
+    unit = facts.unit(name)
     load, active = unit.get("LoadState", ""), unit.get("ActiveState", "")
     enabled = unit.get("UnitFileState", "")
     next_run = parse_systemd_time(unit.get("NextElapseUSecRealtime", ""))
@@ -61,20 +86,40 @@ def timer_schedule(facts: HostFacts) -> Schedule:
         "ActiveState": active,
         "next_run": next_run.isoformat() if next_run else None,
     }
+    if name != TIMER:
+        observed = {"unit": name, **observed}
+
+    def judged(effective: bool, reason: str) -> Schedule:
+        return Schedule(effective, reason, observed, unit=name)
+
     if load == "masked" or enabled == "masked":
-        return Schedule(False, "certbot.timer is masked", observed)
+        return judged(False, f"{name} is masked")
     if load != "loaded":
-        return Schedule(False, f"certbot.timer is not installed (LoadState={load or 'unknown'})", observed)
+        return judged(False, f"{name} is not installed (LoadState={load or 'unknown'})")
     if active != "active":
         state = f"enabled but {active}" if enabled.startswith("enabled") else f"{enabled or 'not enabled'} and {active}"
-        return Schedule(False, f"certbot.timer is {state}, so it schedules nothing", observed)
+        return judged(False, f"{name} is {state}, so it schedules nothing")
     if not enabled.startswith("enabled") and enabled not in ("static", "linked", "alias"):
-        return Schedule(False, f"certbot.timer is active but {enabled}: it stops at the next reboot", observed)
+        return judged(False, f"{name} is active but {enabled}: it stops at the next reboot")
     if next_run is None:
-        return Schedule(False, "certbot.timer is active but has no next run", observed)
+        return judged(False, f"{name} is active but has no next run")
     if next_run - now > NEXT_RUN_WITHIN:
-        return Schedule(False, f"certbot.timer's next run is {next_run.isoformat()}, over 24 h away", observed)
-    return Schedule(True, f"certbot.timer is active, next run {next_run.isoformat()}", observed)
+        return judged(False, f"{name}'s next run is {next_run.isoformat()}, over 24 h away")
+    return judged(True, f"{name} is active, next run {next_run.isoformat()}")
+
+
+def installed_timers(facts: HostFacts) -> list[str]:
+    """The certbot timers systemd knows on this host (loaded or masked), in TIMERS order."""
+    return [t for t in TIMERS if facts.unit(t).get("LoadState", "") not in ("not-found", "")]
+
+
+def certbot_timer_schedule(facts: HostFacts) -> Schedule:
+    """The certbot timer that schedules renewal, whichever installation's it is; when none does, the
+    first one installed (Debian's certbot.timer when none is), judged as it stands."""
+    if not facts.systemd:
+        return timer_schedule(facts, TIMER)
+    schedules = [timer_schedule(facts, t) for t in installed_timers(facts) or [TIMER]]
+    return next((s for s in schedules if s.effective), schedules[0])
 
 
 def _cron_sources(facts: HostFacts) -> tuple[list[tuple[str, bool]], list[str]]:
@@ -157,9 +202,9 @@ def cron_schedule(facts: HostFacts) -> Schedule:
         return Schedule(False, why, observed, ignored, [*unknown, daemon_text])
     if not daemon:
         return Schedule(False, f"cron entries run certbot renew but {daemon_text}", observed, ignored, unknown)
-    return Schedule(
-        True, f"{entries[0].source}:{entries[0].line_number} runs certbot renew", observed, ignored, unknown, tuple(entries)
-    )
+    executable = certbot_renew_executable(entries[0]) or "certbot"
+    why = f"{entries[0].source}:{entries[0].line_number} runs certbot renew"
+    return Schedule(True, why, observed, ignored, unknown, tuple(entries), command=(executable,))
 
 
 @dataclass(frozen=True)
@@ -181,7 +226,7 @@ class RenewalSchedule:
     @property
     def absent(self) -> str:
         """Why neither schedules renewal (meaningful when every source was read)."""
-        timer = self.timer.reason if self.timer is not None else "certbot.timer unknown"
+        timer = self.timer.reason if self.timer is not None else "the certbot timer's state is unknown"
         return f"{timer}; {self.cron.reason}"
 
 
@@ -190,8 +235,32 @@ def renewal_schedule(facts: HostFacts) -> RenewalSchedule:
     unknown: list[str] = []
     timer: Schedule | None = None
     try:
-        timer = timer_schedule(facts)
+        timer = certbot_timer_schedule(facts)
     except Undeterminable as exc:
         unknown.append(str(exc).removeprefix(f"host {facts.host}: "))
     cron = cron_schedule(facts)
     return RenewalSchedule(timer, cron, [*unknown, *cron.unknown])
+
+
+_ARGV = re.compile(r"argv\[\]=([^;]*)")
+
+
+def exec_argv(exec_start: str) -> list[str]:
+    """The command line of `systemctl show -p ExecStart`'s `{ path=... ; argv[]=... ; ... }`."""
+    match = _ARGV.search(exec_start)
+    return match.group(1).split() if match else []
+
+
+def scheduled_certbot(facts: HostFacts, schedule: RenewalSchedule) -> Installation:
+    """The certbot the effective schedule runs (its service's ExecStart, or its cron command); with no
+    effective schedule, the one a bare `certbot` finds. Raises Undeterminable as installation_of does."""
+    proof = schedule.proof
+    if proof is not None and proof.unit is not None:
+        service = TIMER_SERVICES[proof.unit]
+        argv = exec_argv(facts.unit(service).get("ExecStart", ""))
+        if not argv:
+            raise Undeterminable(f"host {facts.host}: {service} shows no ExecStart: which certbot it runs is unknown")
+        return installation_of(facts, argv[0], tuple(argv[1:]))
+    if proof is not None and proof.command:
+        return installation_of(facts, proof.command[0])
+    return installation_of(facts, "certbot")

@@ -162,14 +162,14 @@ class Fleet:
         self._take_lock()
         sweep(self.root, self.cgroup_group)
         self._prepare_machine()
-        with self._timed("base image"):
-            base, built = image.ensure_base_image()
-        self.timings["base image built"] = 1.0 if built else 0.0
+        with self._timed("base images"):
+            bases, built = self._ensure_images()
+        self.timings["base images built"] = float(built)
         if self.pebble:
             with self._timed("pebble"):
                 self._start_pebble()
         with self._timed("layout"):
-            self._layout_all(base)
+            self._layout_all(bases)
         booted = [h for h in self.hosts.values() if h.machine is not None]
         with self._timed(f"boot of {len(booted)} hosts"):
             for host in booted:
@@ -286,7 +286,18 @@ class Fleet:
                 self._pebble.wait()
         self._pebble = None
 
-    def _layout_all(self, base: Path) -> None:
+    def _ensure_images(self) -> tuple[dict[str, Path], int]:
+        """The image of every suite a booted scenario uses (only those are built), and how many were built."""
+        suites = sorted({s.image for s in self.scenarios if s.booted})
+        for name in suites:
+            image.suite(name)  # an unknown suite fails here, before any build
+        bases, built = {}, 0
+        for name in suites:
+            bases[name], fresh = image.ensure_image(name)
+            built += fresh
+        return bases, built
+
+    def _layout_all(self, bases: dict[str, Path]) -> None:
         authorized_key = self.key_path.with_suffix(".pub").read_text()
         pebble_ca = self.pebble_ca_path.read_bytes() if self.pebble else None
         for scenario in self.scenarios:
@@ -296,6 +307,7 @@ class Fleet:
                 self.hosts[scenario.name] = Host(scenario, None)
                 continue
             directory = self.root / "hosts" / scenario.name
+            base = bases[scenario.image]
             self.hosts[scenario.name] = Host(
                 scenario, machine.Machine(scenario.name, scenario.address, base, directory, self.cgroup_group)
             )
@@ -303,7 +315,7 @@ class Fleet:
         def lay(host: Host) -> None:
             assert host.machine is not None
             d = host.machine.directory
-            with machine.mounted_overlay(base, d / "upper", d / "work", d / "root") as root:
+            with machine.mounted_overlay(host.machine.base, d / "upper", d / "work", d / "root") as root:
                 layout(host.scenario, root, authorized_key, pebble_ca)
             shutil.rmtree(d / "work", ignore_errors=True)
 

@@ -1,24 +1,30 @@
-"""The test hosts' base image: Debian bookworm with systemd, sshd, certbot and cron, built once and cached.
+"""The test hosts' base images: Debian with systemd, sshd, certbot and cron, one per suite, built once and cached.
 
-The image is a plain directory used read-only as the lower layer of every host's overlay. It is
-built under a temporary name and renamed when complete, so an interrupted build is never reused.
-Its name carries a hash of the recipe below: changing the recipe builds a new image.
+Three suites, as a mixed fleet has them: bullseye (Debian 11, certbot 1.12), bookworm (12, certbot 2.1)
+and trixie (13, certbot 4.0). An image is a plain directory used read-only as the lower layer of
+every host's overlay; only the images some scenario uses are built. It is built under a temporary
+name, under a per-image lock (fleets with different ids may build at once), and renamed when
+complete, so an interrupted build is never reused. Its name carries a hash of its suite's recipe:
+changing the recipe builds a new image of that suite.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-SUITE = "bookworm"
+DEFAULT_SUITE = "bookworm"
 BOOTSTRAP_PACKAGES = ("systemd", "systemd-sysv", "dbus", "ca-certificates")
 # certbot cannot go through debootstrap's --include (it cannot resolve python3-cffi-backend-api-min),
 # so stage two installs it with apt inside the new root.
+# (The same names exist in bullseye and trixie: trixie keeps `cron` and `openssh-server` as real packages.)
 APT_PACKAGES = ("openssh-server", "certbot", "cron", "python3", "openssl", "iproute2", "procps", "sudo")
 # Units that would reach out to the network, or cost inotify instances that many hosts on one
 # machine cannot afford (the kernel's default max_user_instances is 128).
@@ -38,8 +44,42 @@ SERVICE_USER = "stemedb"
 RECIPE_VERSION = "3"
 
 
-def recipe_digest() -> str:
-    recipe = repr((RECIPE_VERSION, SUITE, BOOTSTRAP_PACKAGES, APT_PACKAGES, MASKED_UNITS, SERVICE_USER))
+class ImageBuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One Debian release the fleet can boot, and the certbot its archive ships."""
+
+    name: str
+    release: str
+    certbot: str
+    bootstrap_packages: tuple[str, ...] = BOOTSTRAP_PACKAGES
+    apt_packages: tuple[str, ...] = APT_PACKAGES
+
+
+SUITES = {
+    suite.name: suite
+    for suite in (
+        Suite("bullseye", "11", "1.12"),
+        Suite(DEFAULT_SUITE, "12", "2.1"),
+        Suite("trixie", "13", "4.0"),
+    )
+}
+
+
+def suite(name: str) -> Suite:
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise ImageBuildError(f"no image recipe for suite {name!r}; known: {', '.join(SUITES)}") from None
+
+
+def recipe_digest(name: str = DEFAULT_SUITE) -> str:
+    """The hash of a suite's recipe (for bookworm the same hash the single-image recipe had, so its cache stays valid)."""
+    s = suite(name)
+    recipe = repr((RECIPE_VERSION, s.name, s.bootstrap_packages, s.apt_packages, MASKED_UNITS, SERVICE_USER))
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
@@ -50,7 +90,7 @@ def cache_root() -> Path:
     return Path(base)
 
 
-def debian_mirror() -> str:
+def debian_mirror(suite_name: str = DEFAULT_SUITE) -> str:
     """The Debian mirror this machine's own apt sources use."""
     deb822 = Path("/etc/apt/sources.list.d/debian.sources")
     if deb822.exists():
@@ -59,14 +99,10 @@ def debian_mirror() -> str:
             return match.group(1)
     legacy = Path("/etc/apt/sources.list")
     if legacy.exists():
-        match = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", legacy.read_text(), re.MULTILINE)
+        match = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+" + re.escape(suite_name) + r"\s", legacy.read_text(), re.MULTILINE)
         if match:
             return match.group(1)
     return "http://deb.debian.org/debian"
-
-
-class ImageBuildError(RuntimeError):
-    pass
 
 
 def _run(argv: list[str], log: Path) -> None:
@@ -100,34 +136,56 @@ def _customise(root: Path) -> None:
 
 
 def ensure_base_image() -> tuple[Path, bool]:
-    """Return the cached base image, building it first if needed; the flag says whether it was built."""
-    root = cache_root()
-    image = root / f"base-{SUITE}-{recipe_digest()}"
+    """The default (bookworm) image; see ensure_image."""
+    return ensure_image(DEFAULT_SUITE)
+
+
+def image_path(suite_name: str) -> Path:
+    return cache_root() / f"base-{suite_name}-{recipe_digest(suite_name)}"
+
+
+def ensure_image(suite_name: str) -> tuple[Path, bool]:
+    """Return the cached image of a suite, building it first if needed; the flag says whether it was built."""
+    image = image_path(suite_name)
     if (image / ".certaudit-complete").exists():
         return image, False
+    root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
+    with (root / f"base-{suite_name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another fleet may be building it right now: wait, then reuse
+        if (image / ".certaudit-complete").exists():
+            return image, False
+        _build(suite(suite_name), image)
+    for stale in root.glob(f"base-{suite_name}-*"):
+        if stale != image and not stale.name.endswith((".log", ".lock")):
+            shutil.rmtree(stale, ignore_errors=True)
+    return image, True
+
+
+def _build(s: Suite, image: Path) -> None:
+    root = image.parent
     building = root / f"{image.name}.building"
     shutil.rmtree(building, ignore_errors=True)
     log = root / f"{image.name}.log"
     log.write_text(f"building {image.name} at {time.ctime()}\n")
-    debs = root / "debs"
-    debs.mkdir(exist_ok=True)
+    debs = root / "debs" / s.name  # per suite: debootstrap's cache must not mix releases' packages
+    debs.mkdir(parents=True, exist_ok=True)
     _run(
         [
             "debootstrap",
             "--variant=minbase",
             f"--cache-dir={debs}",
-            "--include=" + ",".join(BOOTSTRAP_PACKAGES),
-            SUITE,
+            "--include=" + ",".join(s.bootstrap_packages),
+            s.name,
             str(building),
-            debian_mirror(),
+            debian_mirror(s.name),
         ],
         log,
     )
     shutil.copy("/etc/resolv.conf", building / "etc/resolv.conf")
     script = (
         "export DEBIAN_FRONTEND=noninteractive; apt-get update -q && "
-        "apt-get install -y -q --no-install-recommends " + " ".join(APT_PACKAGES) + " && "
+        "apt-get install -y -q --no-install-recommends " + " ".join(s.apt_packages) + " && "
         f"useradd --system --no-create-home --shell /usr/sbin/nologin {SERVICE_USER} && apt-get clean"
     )
     _run(["chroot", str(building), "/bin/sh", "-c", script], log)
@@ -136,7 +194,3 @@ def ensure_base_image() -> tuple[Path, bool]:
     (building / ".certaudit-complete").write_text(time.ctime() + "\n")
     shutil.rmtree(image, ignore_errors=True)
     building.rename(image)
-    for stale in root.glob(f"base-{SUITE}-*"):
-        if stale != image and not stale.name.endswith(".log"):
-            shutil.rmtree(stale, ignore_errors=True)
-    return image, True

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tests.fleet import pki
+from tests.fleet import pip_certbot, pki
 
 FILES = Path(__file__).parent / "files"
 DOMAIN = "stemedb.example.com"
@@ -78,6 +78,7 @@ class Scenario:
     name: str
     address: str
     description: str
+    image: str = "bookworm"  # the Debian suite the host boots (tests/fleet/image.py SUITES): its lower layer
     # certificate
     cert_source: CertSource = "generated"
     days_left: float = 60
@@ -108,6 +109,11 @@ class Scenario:
     after_boot: tuple[str, ...] = ()  # shell commands run as root once the host is up
     files: tuple[HostFile, ...] = ()  # extra paths, laid out last (hostile content, shims)
     login_users: tuple[str, ...] = ()  # unprivileged accounts that log in over ssh with the fleet's key (`user` or `user:group`)
+    # how certbot is installed (tests/scenarios_distros.py)
+    certbot: str = "certbot"  # the command the after-boot issuance runs
+    hook_path: str = HOOK_PATH  # where `hook` is written (RHEL's sysconfig hook names a script elsewhere)
+    removed: tuple[str, ...] = ()  # paths of the image removed from this host (another install's units)
+    venvs: tuple[str, ...] = ()  # prefixes where certbot, installed by pip into a virtualenv, is laid out
 
     @property
     def domain(self) -> str:
@@ -161,6 +167,10 @@ def layout_base_host(root: Path, name: str, address: str, authorized_key: str) -
 
 def layout(scenario: Scenario, root: Path, authorized_key: str, pebble_ca: bytes | None) -> None:
     layout_base_host(root, scenario.name, scenario.address, authorized_key)
+    for path in scenario.removed:
+        (root / path.lstrip("/")).unlink(missing_ok=True)  # a whiteout in the host's overlay
+    for prefix in scenario.venvs:
+        pip_certbot.lay_venv(root, prefix)
     stemedb = _owner_ids(root, SERVICE_USER)
     owners = {SERVICE_USER: stemedb, "root": (0, 0)}
     domain = scenario.domain
@@ -201,7 +211,7 @@ def layout(scenario: Scenario, root: Path, authorized_key: str, pebble_ca: bytes
         for kind in ("deploy", "pre", "post"):
             _mkdir(root, f"{LE}/renewal-hooks/{kind}", 0o755)
         if scenario.hook is not None:
-            _write(root, HOOK_PATH, scenario.hook, scenario.hook_mode)
+            _write(root, scenario.hook_path, scenario.hook, scenario.hook_mode)
     if pebble_ca is not None:
         _write(root, PEBBLE_CA_PATH, pebble_ca, 0o644)
 
@@ -272,19 +282,22 @@ def _lay_file(root: Path, extra: HostFile) -> None:
 def certbot_issue_command(scenario: Scenario, acme_directory: str) -> str:
     """Real certbot against pebble on the host, then the deploy hook as certbot runs it on renewal."""
     domain = scenario.domain
+    conf = f"{LE}/renewal/{domain}.conf"
     steps = [
         f"export REQUESTS_CA_BUNDLE={PEBBLE_CA_PATH}",
-        f"certbot certonly --standalone --http-01-address {scenario.address} --http-01-port 5002 "
+        f"{scenario.certbot} certonly --standalone --http-01-address {scenario.address} --http-01-port 5002 "
         f"--server {acme_directory} -d {domain} --register-unsafely-without-email --agree-tos -n --key-type ecdsa",
     ]
     if scenario.renew_before_expiry:
-        # certbot writes the setting only as a comment; pinning it is the operator's step.
+        # Before 4.1 certbot writes the setting only as a comment, from 4.1 not at all; pinning it is
+        # the operator's step.
+        pin = f"renew_before_expiry = {scenario.renew_before_expiry}"
         steps.append(
-            f"sed -i 's/^# renew_before_expiry = 30 days/renew_before_expiry = {scenario.renew_before_expiry}/' "
-            f"{LE}/renewal/{domain}.conf"
+            f"if grep -q '^# renew_before_expiry = 30 days' {conf}; "
+            f"then sed -i 's/^# renew_before_expiry = 30 days/{pin}/' {conf}; else sed -i '1i {pin}' {conf}; fi"
         )
     if scenario.hook is not None:
-        steps.append(f"RENEWED_LINEAGE={LE}/live/{domain} RENEWED_DOMAINS={domain} {HOOK_PATH}")
+        steps.append(f"RENEWED_LINEAGE={LE}/live/{domain} RENEWED_DOMAINS={domain} {scenario.hook_path}")
     return " && ".join(steps)
 
 

@@ -15,7 +15,7 @@ import pytest
 import testinfra
 from cryptography import x509
 
-from tests.fleet import machine, pki
+from tests.fleet import image, machine, pki
 from tests.fleet.fleet import SSH_OPTIONS, Fleet, default_root, fleet_address
 from tests.fleet.scenario import DOMAIN, Scenario
 
@@ -164,3 +164,30 @@ def test_scenario_names_and_addresses_are_unique() -> None:
     assert len({s.address for s in SCENARIOS}) == len(SCENARIOS)
     assert all(s.address.startswith("127.77.") for s in SCENARIOS), "test traffic stays on loopback (127.77.0.0/16)"
     assert isinstance(SCENARIOS[0], Scenario)
+
+
+def test_every_scenario_boots_an_image_with_a_recipe() -> None:
+    from tests.scenarios import ALL_SCENARIOS as SCENARIOS
+
+    assert {s.image for s in SCENARIOS} <= set(image.SUITES)
+
+
+def test_only_the_images_of_booted_scenarios_are_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def ensure(name: str) -> tuple[Path, bool]:
+        asked.append(name)
+        return tmp_path / name, name == "trixie"
+
+    monkeypatch.setattr(image, "ensure_image", ensure)
+    scenarios = [
+        Scenario("a", "127.77.0.1", "", image="trixie"),
+        Scenario("b", "127.77.0.2", ""),
+        Scenario("c", "127.77.0.3", "", image="bullseye", booted=False),
+    ]
+    bases, built = Fleet(scenarios, root=tmp_path)._ensure_images()
+    assert bases == {"bookworm": tmp_path / "bookworm", "trixie": tmp_path / "trixie"}
+    assert (built, asked) == (1, ["bookworm", "trixie"])
+    with pytest.raises(image.ImageBuildError, match="no image recipe for suite 'buster'; known: bullseye, bookworm, trixie"):
+        Fleet([*scenarios, Scenario("d", "127.77.0.4", "", image="buster")], root=tmp_path)._ensure_images()
+    assert asked == ["bookworm", "trixie"]

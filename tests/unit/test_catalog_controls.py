@@ -24,6 +24,7 @@ import checks.test_renewal as renewal
 from certaudit.controls import REGISTRY
 from certaudit.errors import Undeterminable
 from certaudit.host.facts import Endpoint, HostFacts, MetricsPage, facts_from_probe
+from certaudit.host.schedule import TIMER_SERVICES
 from certaudit.policy import Policy
 from certaudit.record import Evidence
 from tests.fleet import pki
@@ -46,6 +47,12 @@ def file_item(path: str, content: bytes | None, *, ctime: float = NOW - 3600, er
     return item
 
 
+NOT_INSTALLED = {
+    unit: {"LoadState": "not-found", "ActiveState": "inactive", "UnitFileState": ""}
+    for unit in (*TIMER_SERVICES, *TIMER_SERVICES.values())
+}
+
+
 def snapshot(
     files: dict[str, bytes | None] | None = None,
     *,
@@ -64,7 +71,8 @@ def snapshot(
         | {p: file_item(p, None, error=errno.ENOENT) for p in missing},
         "listings": {},
         "public_keys": {},
-        "units": units or {},
+        # The probe asks for every installation's certbot units: those a test does not give are not installed.
+        "units": {**NOT_INSTALLED, **units} if units else {},
         "service_events": None,
         "certbot_logs": {"dir": "/var/log/letsencrypt", "logs": [], "error": {"errno": errno.ENOENT, "reason": "No such file"}},
         "prometheus": None,

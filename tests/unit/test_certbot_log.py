@@ -77,3 +77,15 @@ def test_newest_across_rotated_logs() -> None:
 def test_a_run_cut_off_shows_no_outcome() -> None:
     (run,) = runs_of(log(RENEW_OK[:2]))
     assert (run.kind, run.outcome) == ("renew", "unknown")
+
+
+def test_certbot_1_reports_a_new_certificate_only_to_the_user() -> None:
+    """Debian 11's certbot 1.12 logs no "Successfully received certificate": its success is the report."""
+    issue_1_12 = [
+        "2026-11-28 00:51:05,227:DEBUG:certbot._internal.main:certbot version: 1.12.0",
+        f"{T}:DEBUG:certbot._internal.client:Requesting a certificate for stemedb.example.com",
+        f"{T}:DEBUG:certbot._internal.reporter:Reporting to user: Congratulations! Your certificate and chain have been "
+        "saved at:",
+    ]
+    attempt = last_attempt(CertbotLogs("/var/log/letsencrypt", (log(issue_1_12),), 0, ""))
+    assert attempt is not None and (attempt.kind, attempt.outcome) == ("issue", "success")

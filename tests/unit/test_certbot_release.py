@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from certaudit.host.certbot.release import default_renewal_point, parse_version
+from certaudit.host.certbot.release import default_renewal_point, parse_version, writes_commented_default
 
 T0 = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)
 
@@ -45,3 +45,14 @@ def test_default_renewal_point_by_release_and_lifetime(
     assert point.ari_may_move is ari
     assert point.at == T0 + dt.timedelta(days=lifetime_days) - point.before_expiry
     assert ".".join(map(str, version)) in point.rule
+
+
+@pytest.mark.parametrize(("version", "writes"), [((1, 12, 0), True), ((2, 1, 0), True), ((4, 0, 0), True), ((4, 1, 0), False)])
+def test_only_releases_before_4_1_write_the_commented_default(version: tuple[int, int, int], writes: bool) -> None:
+    assert writes_commented_default(version) is writes
+
+
+def test_exactly_ten_days_is_judged_by_a_third() -> None:
+    point = default_renewal_point((4, 0, 0), T0, T0 + dt.timedelta(days=10))
+    assert point.days_before_expiry == pytest.approx(10 / 3)
+    assert "a third of the lifetime" in point.rule

@@ -37,6 +37,7 @@ from certaudit.record import Evidence
 from tests.fleet import pki
 from tests.fleet.scenario import RELOAD_HOOK, renewal_conf
 from tests.scenarios_catalog import PROMETHEUS_CONFIG, RUNBOOK_RULES
+from tests.unit.test_catalog_controls import NOT_INSTALLED
 
 NOW = dt.datetime.now(dt.UTC).timestamp()
 DOMAIN = "stemedb.example.com"
@@ -98,16 +99,19 @@ class Passing:
         document: dict[str, Any] = {
             "time": NOW,
             "systemd": self.systemd,
-            "files": self.files,
+            # The probe always stats RHEL's sysconfig and asks for every installation's certbot units.
+            "files": {SYSCONFIG: {"path": SYSCONFIG, "lstat_error": {"errno": errno.ENOENT, "reason": "gone"}}} | self.files,
             "listings": self.listings,
             "public_keys": self.public_keys,
-            "units": self.units,
+            "units": NOT_INSTALLED | self.units if self.units else self.units,
             "service_events": None,
             "prometheus": None,
             "certbot_logs": {"dir": "/var/log/letsencrypt", "logs": [], "error": {"errno": errno.ENOENT, "reason": "gone"}},
         }
         return document | self.sections
 
+
+SYSCONFIG = "/etc/sysconfig/certbot"
 
 ACCOUNTS = {
     "service_user": {"name": "stemedb", "uid": SERVICE, "gid": SERVICE},

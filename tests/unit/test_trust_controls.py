@@ -46,7 +46,8 @@ ACCOUNTS = {"service_user": {"uid": 0, "gid": 0}, "service_group": {"gid": 0}, "
 def snapshot_of(files: dict[str, dict[str, Any]], **sections: Any) -> HostFacts:
     """A snapshot whose file facts are given raw, as the probe writes them."""
     base = snapshot({}, **sections).raw
-    return facts_from_probe("web-1", {**base, "files": files}, NOW, None)
+    sysconfig = {"/etc/sysconfig/certbot": file_item("/etc/sysconfig/certbot", None, error=errno.ENOENT)}
+    return facts_from_probe("web-1", {**base, "files": {**sysconfig, **files}}, NOW, None)
 
 
 def listing(path: str, names: list[str], *, cut_at: int | None = None) -> dict[str, Any]:

@@ -73,6 +73,11 @@ class RenewalConf:
         return self._param("renew_hook")
 
     @property
+    def deploy_hook(self) -> str | None:
+        """A `deploy_hook` in `[renewalparams]`: certbot never reads it (command_hooks.py)."""
+        return self._param("deploy_hook")
+
+    @property
     def server(self) -> str | None:
         """The ACME directory. certbot stores it in `[renewalparams]` and `RenewableCert.server`
         reads it only there; a top-level `server` line is ignored by certbot."""

@@ -42,6 +42,11 @@ class CertbotRun:
         }
 
 
+# certbot 1.x (Debian 11's 1.12) logs a new certificate only as its report to the user:
+# "Reporting to user: Congratulations! Your certificate and chain have been saved at: ...".
+CERTBOT_1_SAVED = "Congratulations! Your certificate and chain have been saved"
+
+
 def _run(log: CertbotLog, lines: list[tuple[float | None, str]], ended: float | None) -> CertbotRun:
     texts = [text for _, text in lines]
     joined = "\n".join(texts)
@@ -55,6 +60,7 @@ def _run(log: CertbotLog, lines: list[tuple[float | None, str]], ended: float | 
             "Requesting a certificate for",
             "Renewing an existing certificate for",
             "Successfully received certificate",
+            CERTBOT_1_SAVED,
         )
     )
     dry_run = "Simulating" in joined
@@ -69,7 +75,9 @@ def _run(log: CertbotLog, lines: list[tuple[float | None, str]], ended: float | 
     outcome: Outcome
     if "Exiting abnormally" in joined or errors or any(failures):
         outcome = "failure"
-    elif "no renewal failures" in joined or "Successfully received certificate" in joined or "Congratulations, all" in joined:
+    elif any(
+        m in joined for m in ("no renewal failures", "Successfully received certificate", "Congratulations, all", CERTBOT_1_SAVED)
+    ):
         outcome = "success"
     else:
         outcome = "unknown"

@@ -1,0 +1,147 @@
+"""Which certbot a host runs, read from package metadata; hooks given as commands (RHEL's sysconfig,
+a renew_hook naming a script, a deploy_hook certbot never reads)."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import pytest
+
+from certaudit.errors import Undeterminable
+from certaudit.host.certbot.command_hooks import CommandHook, script_of, sysconfig_hooks
+from certaudit.host.certbot.install import installation_of
+from certaudit.host.facts import HostFacts, facts_from_probe
+from certaudit.host.schedule import exec_argv
+from tests.unit.test_catalog_controls import NOW, file_item, snapshot
+
+DEB_SITE = "/usr/lib/python3/dist-packages"
+VENV_SITE = "/opt/certbot/lib/python3.11/site-packages"
+
+
+def link(path: str, real: str) -> dict[str, Any]:
+    return {**file_item(path, None), "link": True, "link_target": real, "realpath": real}
+
+
+def absent(path: str) -> dict[str, Any]:
+    return file_item(path, None, error=errno.ENOENT)
+
+
+def host(files: dict[str, dict[str, Any]], sites: dict[str, Any]) -> HostFacts:
+    raw = snapshot({}).raw
+    every = {p: absent(p) for p in ("/usr/local/bin/certbot", "/usr/bin/certbot", "/bin/certbot", "/snap/bin/certbot")}
+    raw = {**raw, "files": {**every, **files}, "certbot_install": {"sites": sites, "patterns": []}}
+    return facts_from_probe("web-1", raw, NOW, None)
+
+
+def meta(path: str, version: str) -> dict[str, Any]:
+    return file_item(
+        path, f"Metadata-Version: 2.1\nName: certbot\nVersion: {version}\n\nlong description\nVersion: 9.9\n".encode()
+    )
+
+
+def test_debian_package() -> None:
+    pkg_info = f"{DEB_SITE}/certbot-2.1.0.egg-info/PKG-INFO"
+    facts = host(
+        {
+            "/usr/bin/certbot": file_item("/usr/bin/certbot", None),
+            pkg_info: meta(pkg_info, "2.1.0"),
+            "/var/lib/dpkg/info/certbot.list": file_item("/var/lib/dpkg/info/certbot.list", None),
+        },
+        {DEB_SITE: {"names": ["certbot-2.1.0.egg-info"]}},
+    )
+    installed = installation_of(facts, "certbot")
+    assert installed.as_evidence() == {
+        "version": "2.1.0",
+        "installed_as": "debian package",
+        "version_from": pkg_info,
+        "executable": "/usr/bin/certbot",
+    }
+
+
+def test_pip_venv_wins_over_the_leftover_debian_package() -> None:
+    venv_meta = f"{VENV_SITE}/certbot-4.1.1.dist-info/METADATA"
+    facts = host(
+        {
+            "/usr/bin/certbot": link("/usr/bin/certbot", "/opt/certbot/bin/certbot"),
+            "/opt/certbot/pyvenv.cfg": file_item("/opt/certbot/pyvenv.cfg", None),
+            venv_meta: meta(venv_meta, "4.1.1"),
+        },
+        {DEB_SITE: {"names": ["certbot-2.1.0.egg-info"]}, VENV_SITE: {"names": ["certbot-4.1.1.dist-info"]}},
+    )
+    installed = installation_of(facts, "certbot")
+    assert (installed.how, installed.version, installed.executable) == (
+        "pip in /opt/certbot",
+        (4, 1, 1),
+        "/usr/bin/certbot -> /opt/certbot/bin/certbot",
+    )
+
+
+def test_snap_by_its_launcher_and_metadata() -> None:
+    snap_yaml = "/snap/certbot/current/meta/snap.yaml"
+    facts = host(
+        {
+            "/usr/bin/snap": file_item("/usr/bin/snap", None),
+            snap_yaml: file_item(snap_yaml, b"name: certbot\nversion: '4.2.0'\n"),
+        },
+        {},
+    )
+    installed = installation_of(facts, "/usr/bin/snap", ("run", '--timer="00:00~24:00/2"', "certbot.renew"))
+    assert (installed.how, installed.version, installed.version_from) == ("snap", (4, 2, 0), snap_yaml)
+
+
+def test_two_installations_where_certbot_imports_from_are_undeterminable() -> None:
+    facts = host(
+        {"/usr/bin/certbot": file_item("/usr/bin/certbot", None)},
+        {DEB_SITE: {"names": ["certbot-1.12.0.egg-info", "certbot-2.1.0.egg-info"]}},
+    )
+    with pytest.raises(Undeterminable, match=r"several certbot installations where /usr/bin/certbot imports from"):
+        installation_of(facts, "certbot")
+
+
+def test_a_site_directory_not_listed_is_undeterminable() -> None:
+    facts = host(
+        {"/usr/bin/certbot": file_item("/usr/bin/certbot", None)},
+        {DEB_SITE: {"error": {"errno": errno.EACCES, "reason": "Permission denied"}}},
+    )
+    with pytest.raises(Undeterminable, match=r"cannot list /usr/lib/python3/dist-packages: Permission denied"):
+        installation_of(facts, "certbot")
+
+
+def test_no_certbot_on_the_path_is_undeterminable() -> None:
+    with pytest.raises(Undeterminable, match=r"no certbot in /usr/local/bin:/usr/bin:/bin:/snap/bin"):
+        installation_of(host({}, {}), "certbot")
+
+
+def test_exec_start_as_systemctl_shows_it() -> None:
+    shown = "{ path=/usr/bin/certbot ; argv[]=/usr/bin/certbot -q renew --no-random-sleep-on-renew ; ignore_errors=no }"
+    assert exec_argv(shown) == ["/usr/bin/certbot", "-q", "renew", "--no-random-sleep-on-renew"]
+    assert exec_argv("") == []
+
+
+def test_sysconfig_hooks_as_systemd_splits_them() -> None:
+    text = (
+        'PRE_HOOK=""\n'
+        "# DEPLOY_HOOK=\"--deploy-hook 'systemctl restart httpd'\"\n"
+        "DEPLOY_HOOK=\"--deploy-hook '/usr/local/libexec/reload.sh'\"\n"
+        "RENEW_HOOK=--renew-hook='systemctl reload stemedb-api'\n"
+        "CERTBOT_ARGS=\"--deploy-hook 'systemctl reload x'\"\n"
+    )
+    hooks, problems = sysconfig_hooks(text)
+    assert hooks == [
+        CommandHook("DEPLOY_HOOK in /etc/sysconfig/certbot:3", "/usr/local/libexec/reload.sh"),
+        CommandHook("RENEW_HOOK in /etc/sysconfig/certbot:4", "systemctl reload stemedb-api"),
+    ]
+    assert problems == []
+    assert sysconfig_hooks('DEPLOY_HOOK="--deploy-hook \'unterminated"\n') == (
+        [],
+        ["DEPLOY_HOOK in /etc/sysconfig/certbot:1: an unterminated quote"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "script"),
+    [("/usr/local/sbin/reload-stemedb", "/usr/local/sbin/reload-stemedb"), ("systemctl reload x", None), ("'unterminated", None)],
+)
+def test_a_hook_names_a_script_only_when_it_is_one_path(command: str, script: str | None) -> None:
+    assert script_of(command) == script
