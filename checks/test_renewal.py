@@ -309,7 +309,7 @@ def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Ev
     shown_minimum = (
         f"{policy.min_renew_before_days} days"
         if minimum_days == policy.min_renew_before_days
-        else (f"{minimum_days:.2f} days, a third of the {lifetime:.1f}-day lifetime")
+        else f"{minimum_days:.2f} days, {policy.min_renew_before_days}/{RUNBOOK_LIFETIME_DAYS} of the {lifetime:.1f}-day lifetime"
     )
     if value is None:
         default = _default_window(facts, policy, evidence, conf.text(), installed)

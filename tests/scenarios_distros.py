@@ -14,6 +14,9 @@ from tests.fleet.scenario import DOMAIN, LE, RELOAD_HOOK, HostFile, Scenario, re
 
 BLOCK = "127.77.9"
 ACCEPT_DEFAULT = {"certaudit_accept_certbot_default_window": True}
+# certbot 4.x's own window is a third of the lifetime, which always meets the runbook's 30 days
+# scaled to the lifetime (30/90): the broken hosts' inventory asks for 40 days (40/90 of it).
+ACCEPT_DEFAULT_ASK_40 = {**ACCEPT_DEFAULT, "certaudit_min_renew_before_days": 40}
 OTHER_SERVICE_HOOK = RELOAD_HOOK.replace("systemctl reload stemedb-api", "systemctl reload nginx")
 CONF = f"{LE}/renewal/{DOMAIN}.conf"
 
@@ -154,14 +157,15 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "trixie-broken",
         f"{BLOCK}.13",
-        "Debian 13: certbot.timer masked, the hook reloads nginx, the window certbot 4.0 computes for a 45-day certificate",
+        "Debian 13: certbot.timer masked, the hook reloads nginx, the window certbot 4.0 computes for a 45-day certificate "
+        "(15 days), under the 40/90 of its lifetime the inventory asks",
         image="trixie",
         timer="masked",
         hook=OTHER_SERVICE_HOOK,
         renew_before_expiry=None,
         lifetime_days=45,
         days_left=40,
-        inventory_vars=ACCEPT_DEFAULT,
+        inventory_vars=ACCEPT_DEFAULT_ASK_40,
     ),
     # pip into /opt/certbot, renewed by the EFF's line in /etc/crontab.
     Scenario(
@@ -220,14 +224,14 @@ SCENARIOS: list[Scenario] = [
         "snap-broken",
         f"{BLOCK}.19",
         "the certbot snap: its timer stopped, the reload only as deploy_hook in [renewalparams] (certbot ignores it), "
-        "the window certbot 4.1 computes for a 45-day certificate",
+        "the window certbot 4.1 computes for a 45-day certificate (15 days), under the 40/90 of its lifetime the inventory asks",
         removed=DEBIAN_UNITS,
         venvs=(SNAP_REVISION,),
         hook=None,
         renew_before_expiry=None,
         lifetime_days=45,
         days_left=40,
-        inventory_vars=ACCEPT_DEFAULT,
+        inventory_vars=ACCEPT_DEFAULT_ASK_40,
         after_boot=("systemctl stop snap.certbot.renew.timer",),
         files=(
             *snap_files("4.1.1"),

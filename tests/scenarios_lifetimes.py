@@ -2,8 +2,8 @@
 
 Let's Encrypt's 90-day certificates become 64-day ones on 2027-02-10 and 45-day ones on 2028-02-16;
 its `shortlived` profile issues 6-day ones. Each lifetime is on a host renewing on its certbot's
-defaults (no renew_before_expiry; Debian 12's certbot 2.1 renews 30 days before expiry, which the
-inventory says with certaudit_certbot_version until the probe records the release) and on one
+defaults (no renew_before_expiry; Debian 12's certbot 2.1 renews 30 days before expiry: the probe
+reads the release from the package the timer runs) and on one
 pinned to the runbook's 30 days (the 90-day pinned host is `compliant`). Besides: a 6-day host
 whose certbot.timer runs once a week, and a 64-day host pinned at 512 hours, the point certbot 4.0
 renews a 64-day certificate by default. `lt-64-pinned` is also a Prometheus server with alert rules
@@ -24,7 +24,7 @@ def _address(n: int) -> str:
     return f"127.77.11.{n}"
 
 
-CERTBOT_21 = {"certaudit_certbot_version": "2.1.0"}  # the release Debian 12's package installs
+ACCEPT_CERTBOT_WINDOW = {"certaudit_accept_certbot_default_window": True}
 LIFETIME_RULES = """\
 groups:
   - name: stemedb-tls-lifetime
@@ -66,7 +66,6 @@ def _host(name: str, n: int, description: str, lifetime: float, left: float, rbe
         lifetime_days=lifetime,
         days_left=left,
         renew_before_expiry=rbe,
-        inventory_vars=dict(CERTBOT_21),
         **more,  # type: ignore[arg-type]
     )
 
@@ -97,5 +96,28 @@ SCENARIOS: list[Scenario] = [
         files=(WEEKLY_TIMER,),
     ),
     _host("lt-64-third", 18, "64-day certificate pinned to 512 hours (a third: certbot 4.0's point)", 64, 30, "512 hours"),
+    # Debian 13's certbot 4.0 on its own defaults (a third of the lifetime left, half under 10 days),
+    # accepted as the window (certaudit_accept_certbot_default_window): what a healthy host looks like
+    # once certbot computes the window from the lifetime.
+    _host(
+        "lt-45-certbot4",
+        19,
+        "45-day certificate, renewing on Debian 13's certbot 4.0 defaults (a third of the lifetime)",
+        45,
+        20,
+        None,
+        image="trixie",
+        inventory_vars=ACCEPT_CERTBOT_WINDOW,
+    ),
+    _host(
+        "lt-6-certbot4",
+        20,
+        "6-day certificate, renewing on Debian 13's certbot 4.0 defaults (half the lifetime under 10 days)",
+        6,
+        4,
+        None,
+        image="trixie",
+        inventory_vars=ACCEPT_CERTBOT_WINDOW,
+    ),
 ]
 PROMETHEUS_HOSTS = ("lt-64-pinned",)

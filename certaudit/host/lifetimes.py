@@ -15,18 +15,20 @@ from certaudit.errors import Undeterminable
 from certaudit.host.cadence import RunGap, run_gap
 from certaudit.host.certbot.release import CertbotVersion, default_renewal_point, parse_version
 from certaudit.host.facts import HostFacts
-from certaudit.host.schedule import TIMER, renewal_schedule
+from certaudit.host.schedule import TIMER, renewal_schedule, scheduled_certbot
 from certaudit.policy import Policy
 
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def certbot_version_of(facts: HostFacts) -> CertbotVersion | None:
-    """The certbot release the probe found on the host. The probe does not record it yet (the
-    [distros] work adds that fact): until then None, and the inventory's certaudit_certbot_version
-    answers (`host_certbot_version`)."""
-    del facts
-    return None
+    """The certbot release the host's renewal scheduler runs, read by the probe from its package
+    metadata (host/certbot/install.py); None when it cannot be told, and then the inventory's
+    certaudit_certbot_version answers (`host_certbot_version`)."""
+    try:
+        return scheduled_certbot(facts, renewal_schedule(facts)).version
+    except Undeterminable:
+        return None
 
 
 def host_certbot_version(facts: HostFacts, policy: Policy) -> tuple[CertbotVersion | None, str]:

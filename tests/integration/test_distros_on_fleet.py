@@ -148,7 +148,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         (
             f"renew_before_expiry is not set in {CONF} (only certbot's commented default); certbot 4.0.0 renews when "
             "a third of the lifetime is left (45.0 days) when renew_before_expiry is not set: 15.0 days before expiry, "
-            "under 30 days",
+            "under 20.00 days, 40/90 of the 45.0-day lifetime",
         ),
         certbot("4.0.0", "debian package", *DEBIAN_13, "certbot 4.0.0 renews when a third of the lifetime is left"),
     ),
@@ -156,7 +156,10 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("rhel-broken", "REN-03"): Expect("fail", ("renew_before_expiry = 10 days is 10 days, under 30 days",)),
     ("snap-broken", "REN-03"): Expect(
         "fail",
-        ("certbot 4.1.1 renews when a third of the lifetime is left (45.0 days)", "ARI) may move it: 15.0 days before expiry"),
+        (
+            "certbot 4.1.1 renews when a third of the lifetime is left (45.0 days)",
+            "ARI) may move it: 15.0 days before expiry, under 20.00 days, 40/90 of the 45.0-day lifetime",
+        ),
         certbot("4.1.1", "snap", SNAP, "/usr/bin/certbot -> /usr/bin/snap", "certbot 4.1.1 renews when a third of the lifetime"),
     ),
     # REN-05: the broken hosts' certificates were never issued by certbot here; the message names their service.

@@ -60,6 +60,18 @@ def _window(days: float, lifetime: float, gap: float) -> Check:
     return check
 
 
+def _certbot_window(share: str, lifetime: float, days: float) -> Check:
+    def check(record: dict[str, Any]) -> None:
+        obs = record["observed"]
+        assert obs["certbot"]["version"] == "4.0.0" and obs["certbot"]["installed_as"] == "debian package", obs
+        assert obs["rules"] == (
+            f"certbot 4.0.0 renews when {share} of the lifetime is left ({lifetime:.1f} days) when renew_before_expiry is not set"
+        ), obs
+        assert obs["certbot_window_days"] == days and obs["runs_at_most_hours_apart"] == 24, obs
+
+    return check
+
+
 def _lifetime_points(failing: int) -> Check:
     def check(record: dict[str, Any]) -> None:
         points = record["observed"]["lifetime_points"]
@@ -95,6 +107,10 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         )
     },
     "prom-rules": {"MON-02": Expect("pass", evidence=_lifetime_points(4))},
+    # certbot 4.0's own window, accepted: a third of 45 days (15) and half of 6 days (3) meet the
+    # runbook's 30 days scaled to the lifetime, and the evidence names the release and its rule.
+    "lt-45-certbot4": {"REN-03": Expect("pass", evidence=_certbot_window("a third", 45, 15))},
+    "lt-6-certbot4": {"REN-03": Expect("pass", evidence=_certbot_window("half", 6, 3))},
 }
 
 
@@ -112,7 +128,8 @@ def expected(host: str, control: str) -> Expect:
 
 
 # --- the what-if rows -------------------------------------------------------------------------------
-ON_30 = [h for h in HOSTS if h not in ("lt-64-third", "lt-6-weekly")]  # every host renewing 30 days before expiry
+CERTBOT_4 = ("lt-45-certbot4", "lt-6-certbot4")
+ON_30 = [h for h in HOSTS if h not in ("lt-64-third", "lt-6-weekly", *CERTBOT_4)]  # every host renewing 30 days before expiry
 EVERY_RUN = "the renewal window (30 days) is as long as the 6-day certificate or longer: certbot renews it on every run"
 WEEKLY = "the renewal window (3 days) is shorter than the 168 h between certbot's runs"
 RUNBOOK_PAGES = (
@@ -127,6 +144,10 @@ ROWS: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {
     ("lt-64-third", 45): ("pages", ("CertificateExpiringWarning on prom-rules (under 30 days)",)),
     ("lt-64-third", 6): ("breaks", ("the renewal window (21.33 days) is as long as the 6-day certificate or longer",)),
     **{("lt-6-weekly", n): ("breaks", (WEEKLY, "the gate would fail it: CRT-01's critical tier")) for n in (64, 45, 6)},
+    # certbot 4.0 renews in time at every lifetime, but the runbook's fixed-day alerts page before it is due.
+    **{(h, 64): ("pages", (RUNBOOK_PAGES,)) for h in CERTBOT_4},
+    **{(h, 45): ("pages", ("15.04 days before expiry", "CertificateExpiringWarning on prom-rules")) for h in CERTBOT_4},
+    **{(h, 6): ("pages", ("3.04 days before expiry", "CertificateExpiringSoon on prom-rules (under 7 days)")) for h in CERTBOT_4},
 }
 
 
@@ -192,10 +213,15 @@ def test_what_if_as_a_whole(lifetimes_audit: AuditRun) -> None:
     # The defaults hosts' window comes from their certbot release, as the inventory gives it.
     row = next(r for r in section["rows"] if (r["host"], r["lifetime_days"]) == ("lt-64-defaults", 64))
     assert row["window_rule"] == (
-        "certbot 2.1.0 renews 30 days before expiry when renew_before_expiry is not set (release from certaudit_certbot_version)"
+        "certbot 2.1.0 renews 30 days before expiry when renew_before_expiry is not set (release from the host's certbot)"
     )
-    assert "certaudit: lifetime what-if 64d: 1 breaks, 1 pages, 9 ready" in lifetimes_audit.stdout
-    assert "certaudit: lifetime what-if 6d: 11 breaks" in lifetimes_audit.stdout
+    assert "certaudit: lifetime what-if 64d: 1 breaks, 3 pages, 9 ready" in lifetimes_audit.stdout
+    assert "certaudit: lifetime what-if 6d: 11 breaks, 2 pages" in lifetimes_audit.stdout
+    four = next(r for r in section["rows"] if (r["host"], r["lifetime_days"]) == ("lt-6-certbot4", 6))
+    assert four["window_rule"] == (
+        "certbot 4.0.0 renews when half of the lifetime is left (6.0 days) when renew_before_expiry is not set "
+        "(release from the host's certbot)"
+    )
     html = (Path(lifetimes_audit.evidence["run"]["inventory"]).parent / "report.html").read_text()
-    assert 'id="certaudit-lifetime-what-if"' in html and "If the next certificate lived 64 days (11 host(s))" in html
-    assert "Will page needlessly: 1" in html and "Will break: 11" in html
+    assert 'id="certaudit-lifetime-what-if"' in html and "If the next certificate lived 64 days (13 host(s))" in html
+    assert "Will page needlessly: 3" in html and "Will break: 11" in html

@@ -171,7 +171,7 @@ def test_ren03_scales_the_minimum_and_judges_the_lifetime() -> None:
     assert passed.expected["renew_before_expiry"].startswith("at least 21.33 days (30/90 of the 64.0-day lifetime)")
     assert ren03(64, "512 hours").findings == []  # exactly a third: the minute's slack for whole-second times
     assert ren03(64, "14 days").findings == [
-        "renew_before_expiry = 14 days is 14 days, under 21.33 days, a third of the 64.0-day lifetime"
+        "renew_before_expiry = 14 days is 14 days, under 21.33 days, 30/90 of the 64.0-day lifetime"
     ]
     (every_run,) = ren03(6, "30 days").findings
     assert every_run.startswith("the renewal window (30 days) is as long as the 6-day certificate or longer")
