@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import errno
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 from certaudit.errors import Undeterminable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,15 @@ class HostFacts:
     service_gid: int | None
     endpoint: Endpoint | None
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    # What several controls derive alike from these facts (the renewal schedule), computed once:
+    # the facts never change. Not an init field, so dataclasses.replace() starts it empty.
+    _derived: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
+
+    def derived(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()`, once per key for these facts (an exception is not kept: it is raised again)."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return cast(T, self._derived[key])
 
     def file(self, path: str) -> FileFact:
         try:

@@ -231,7 +231,12 @@ class RenewalSchedule:
 
 
 def renewal_schedule(facts: HostFacts) -> RenewalSchedule:
-    """REN-01's and FLT-01's one reading of what schedules `certbot renew` on a host."""
+    """REN-01's and FLT-01's one reading of what schedules `certbot renew` on a host; read once a
+    host, since REN-01, REN-03, the lifetime rules and the fleet summary all ask for it."""
+    return facts.derived("renewal_schedule", lambda: _read_renewal_schedule(facts))
+
+
+def _read_renewal_schedule(facts: HostFacts) -> RenewalSchedule:
     unknown: list[str] = []
     timer: Schedule | None = None
     try:
