@@ -471,7 +471,7 @@ def _float(value: str | None) -> float:
 def _metadata_rows(run: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for key, value in run.items():
-        label = report_html.METADATA_LABELS.get(key, key)
+        label = report_view.METADATA_LABELS.get(key, key)
         if key == "policies" and isinstance(value, dict) and value:
             distinct = {json.dumps(p, sort_keys=True, default=str) for p in value.values()}
             if len(distinct) == 1:
@@ -484,7 +484,7 @@ def _metadata_rows(run: Mapping[str, Any]) -> list[tuple[str, str]]:
                 name = f"shard {shard.get('index')}/{shard.get('count')}" if shard else part.get("directory")
                 rows.append((f"Merged from {name}", _shown(part)))
         elif key == "exit_status" and isinstance(value, int):
-            rows.append((label, report_html.exit_status_text(value)))
+            rows.append((label, report_view.exit_status_text(value)))
         else:
             rows.append((label, _shown(value)))
     return rows
@@ -494,10 +494,10 @@ def _shown(value: Any) -> str:
     if value is None:
         return "(none)"
     if isinstance(value, list | tuple):
-        return ", ".join(report_html.format_value(v) for v in value) if value else "(none)"
+        return ", ".join(report_view.format_value(v) for v in value) if value else "(none)"
     if isinstance(value, dict):
-        return "\n".join(f"{k}: {report_html.format_value(v)}" for k, v in value.items()) if value else "(none)"
-    return report_html.format_value(value)
+        return "\n".join(f"{k}: {report_view.format_value(v)}" for k, v in value.items()) if value else "(none)"
+    return report_view.format_value(value)
 
 
 def merged_report(evidence: Mapping[str, Any]) -> str:
@@ -509,7 +509,7 @@ def merged_report(evidence: Mapping[str, Any]) -> str:
     expected = list(run["hosts_expected"])
     reached = list(run["hosts_reached"])
     thresholds = {
-        h: (int(p.get("warn_days", report_html.DEFAULT_WARN_DAYS)), int(p.get("crit_days", report_html.DEFAULT_CRIT_DAYS)))
+        h: (int(p.get("warn_days", report_view.DEFAULT_WARN_DAYS)), int(p.get("crit_days", report_view.DEFAULT_CRIT_DAYS)))
         for h, p in run["policies"].items()
         if isinstance(p, dict)
     }
@@ -522,15 +522,15 @@ def merged_report(evidence: Mapping[str, Any]) -> str:
     context = report_view.RunContext(expected, reached, dict(evidence["unreachable"]), thresholds, _metadata_rows(run))
     header = "".join(report_html.header_cells())
     rows = "".join(
-        f'<tr><td class="col-result">{report_html.text(r.outcome)}</td><td class="col-testId">{report_html.text(r.nodeid)}</td>'
+        f'<tr><td class="col-result">{report_view.text(r.outcome)}</td><td class="col-testId">{report_view.text(r.nodeid)}</td>'
         f"{''.join(report_html.result_cells(r))}</tr>"
         for r in (Record(**raw) for raw in evidence["results"] if raw.get("outcome") not in report_html.ROWLESS_OUTCOMES)
     )
     title = f"certaudit {run['job']} report, merged from {parts} shard(s), {run['started'][:10]} (UTC)"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{report_html.text(title)}</title></head><body>"
-        f"<h1>{report_html.text(title)}</h1>"
+        f"<title>{report_view.text(title)}</title></head><body>"
+        f"<h1>{report_view.text(title)}</h1>"
         f"{report_view.render_summary(data, context, lead)}"
         # Closed until asked for: what it lists is in "Needs action" above, and laying out thousands of
         # rows nobody opened is what made the page slow.

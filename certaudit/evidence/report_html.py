@@ -37,42 +37,18 @@ from certaudit.audit import AUDIT_KEY, Audit
 from certaudit.controls import REGISTRY
 from certaudit.evidence import lifetime_report
 from certaudit.evidence.report_view import (
-    DEFAULT_CRIT_DAYS,
-    DEFAULT_WARN_DAYS,
-    EXPIRY_CONTROL,
     METADATA_LABELS,
-    NOT_RUN,
-    OUTCOMES,
-    SEVERITY,
-    STYLE,
-    Catalog,
     ReportData,
     RunContext,
-    attr,
-    days_left_of,
     exit_status_text,
-    first_line,
     format_value,
     outcome_badge,
-    outcome_label,
-    render_counts,
-    render_horizon,
-    render_hosts,
     render_kv,
-    render_matrix,
-    render_metadata,
     render_summary,
     text,
 )
 from certaudit.evidence.run import run_metadata
 from certaudit.record import USER_PROPERTY, Record
-
-__all__ = [
-    "DEFAULT_CRIT_DAYS", "DEFAULT_WARN_DAYS", "EXPIRY_CONTROL", "METADATA_LABELS", "NOT_RUN", "OUTCOMES", "SEVERITY",
-    "STYLE", "Catalog", "HtmlReport", "attr", "days_left_of", "exit_status_text", "first_line", "format_value",
-    "outcome_badge", "outcome_label", "record_of", "render_counts", "render_horizon", "render_hosts", "render_kv",
-    "render_matrix", "render_metadata", "result_cells", "run_metadata_rows", "summary_html", "text",
-]  # fmt: skip
 
 PLUGIN_NAME = "certaudit-html"
 # Results whose pytest-html row is dropped: the bulk of a healthy fleet, reachable from the summary.

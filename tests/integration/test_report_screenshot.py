@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from certaudit.evidence.report_html import ROWLESS_OUTCOMES, format_value
+from certaudit.evidence.report_html import ROWLESS_OUTCOMES
+from certaudit.evidence.report_view import format_value
 from tests.unit.test_report_html import AuditOutput, Node, cell_of, parse_html, run_audit_project
 
 pytest_plugins = ["pytester"]

@@ -26,19 +26,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from certaudit.evidence import report_html, report_view
-from certaudit.evidence.report_html import (
-    HtmlReport,
+from certaudit.evidence.report_html import HtmlReport, record_from_json, record_of, result_cells, run_metadata_rows
+from certaudit.evidence.report_view import (
     format_value,
-    record_from_json,
-    record_of,
     render_counts,
     render_horizon,
     render_hosts,
     render_kv,
     render_matrix,
     render_metadata,
-    result_cells,
-    run_metadata_rows,
     text,
 )
 from certaudit.record import USER_PROPERTY, Record
@@ -557,7 +553,7 @@ def test_days_left_ignores_values_that_are_not_finite_numbers() -> None:
         _record(control="CRT-01", host="d", observed={"days_left": 12}),
         _record(control="KEY-01", host="e", observed={"days_left": 12}),
     ]
-    assert report_html.days_left_of(records) == {"a": None, "b": None, "c": None, "d": 12.0}
+    assert report_view.days_left_of(records) == {"a": None, "b": None, "c": None, "d": 12.0}
 
 
 def test_result_cells_escape_everything_and_keep_pass_evidence() -> None:
