@@ -34,8 +34,8 @@ from tests.fleet.fleet import Fleet, fleet_id
 from tests.fleet.scenario import Scenario
 
 REPO = Path(__file__).resolve().parent.parent
-# As `make gate` runs it (Makefile: GATE_PLUGINS).
-GATE_ARGS = ("--gate", "-q", "--no-header", "--tb=no", "-rN", "-p", "no:html", "-p", "no:xdist")
+# As `make gate` runs it, with the Makefile's GATE_PLUGINS besides (makefile_plugins).
+GATE_ARGS = ("--gate", "-q", "--no-header", "--tb=no", "-rN")
 
 
 def hosts(count: int) -> list[Scenario]:
@@ -81,7 +81,7 @@ def import_seconds(argv: list[str]) -> float:
     return sum(int(cumulative) for cumulative, name in rows if not name.startswith(" ")) / 1e6
 
 
-def other_plugins(repo: Path) -> list[str]:
+def makefile_plugins(repo: Path) -> list[str]:
     makefile = (repo / "Makefile").read_text()
     found = re.search(r"^GATE_PLUGINS \?= (.*)$", makefile, re.MULTILINE)
     return found.group(1).split() if found else []
@@ -134,16 +134,17 @@ def main() -> int:
                 "no:cacheprovider",
                 *plugin_args(),
             ]
-            start = [*base, *GATE_ARGS, "--collect-only"]
+            gate_argv = [*base, *GATE_ARGS, *makefile_plugins(REPO)]
+            start = [*gate_argv, "--collect-only"]
             for label, argv, ok in (
-                ("gate", [*base, *GATE_ARGS], (0, 1)),
+                ("gate", gate_argv, (0, 1)),
                 ("gate start", start, (0, 1, 2, 5)),  # --collect-only: no verdict, whatever the status says
                 ("full audit", [*base, "-q", "--tb=no"], (0, 1)),
             ):
                 times, cpu, codes = timed(argv, args.rounds, ok)
                 rows.append((size, label, times, cpu, codes))
             if args.compare:  # the other checkout's gate, with the arguments its own Makefile gives
-                other = [*base, "--gate", "-q", "--no-header", "--tb=no", "-rN", *other_plugins(args.compare)]
+                other = [*base, *GATE_ARGS, *makefile_plugins(args.compare)]
                 times, cpu, codes = timed(other, args.rounds, (0, 1), args.compare)
                 rows.append((size, "gate, other", times, cpu, codes))
             imports.append((size, statistics.median(import_seconds(start) for _ in range(args.rounds))))
