@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,11 +22,16 @@ from certaudit.errors import CertauditError, ProbeError
 from certaudit.gather.probe import Prober
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
-from certaudit.jobs import gate, whatif
+from certaudit.jobs import gate
 from certaudit.jobs.shard import Shard, ShardError, parse_shard
 from certaudit.readers import shown_text
 from certaudit.record import RecordLog
 from certaudit.waivers import Waivers, load_waivers
+
+if TYPE_CHECKING:
+    # The lifetime what-if (and what it reads: certbot's release, the run gap, alert rules) is imported
+    # by the runs that ask for one (_lifetimes, what_if_rows), not by every run's start.
+    from certaudit.jobs import whatif
 
 DEFAULT_INVENTORY = "inventories/local.yml"
 DEFAULT_WAIVERS = "inventories/waivers.yml"
@@ -108,18 +114,22 @@ class Audit:
 
     def _lifetimes(self, config: pytest.Config) -> tuple[int, ...]:
         given = config.getoption("lifetime_what_if", None)
+        if not given and not config.getoption("quarterly", False):
+            return ()
+        from certaudit.jobs import whatif
+
         if given:
             try:
                 return whatif.parse_lifetimes(given)
             except whatif.WhatIfError as exc:
                 raise pytest.UsageError(f"certaudit: {exc}") from None
-        if config.getoption("quarterly", False):
-            return whatif.quarterly_default(self.started.date())  # the audit's own clock
-        return ()
+        return whatif.quarterly_default(self.started.date())  # the quarterly job's default, by the audit's own clock
 
     def what_if_rows(self) -> list[whatif.Row]:
         """The lifetime what-if's rows, judged once every record is in (the evidence and the report share them)."""
         if self._what_if is None:
+            from certaudit.jobs import whatif
+
             inventory = self._inventory
             policies = {t.name: t.policy for t in inventory} if inventory is not None and self.lifetimes else {}
             self._what_if = whatif.what_if(self.lifetimes, policies, self.facts, self.records)
