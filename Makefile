@@ -37,7 +37,10 @@ audit: venv
 
 ## Pre-deploy gate: the gate controls only, one line per host; exit 0 lets the deploy go (make exits 2 when it blocks).
 ## It writes no report, so pytest-html and xdist stay unloaded: their imports were a fifth of its start.
-GATE_PLUGINS ?= -p no:html -p no:xdist
+## Each plugin by every name it registers: `no:html` leaves pytest-html's html_fixtures (and with it
+## the pytest_html package), `no:xdist` leaves xdist.looponfail (xdist and execnet), and pytest-metadata
+## serves pytest-html's report only.
+GATE_PLUGINS ?= -p no:html -p no:html_fixtures -p no:metadata -p no:xdist -p no:xdist.looponfail
 gate: venv
 	$(BIN)/pytest checks $(EXTRA_CHECKS) --inventory $(INVENTORY) --gate --job gate -q --no-header --tb=no -rN $(GATE_PLUGINS) $(PYTEST_ARGS)
 

@@ -34,8 +34,8 @@ from tests.fleet.fleet import Fleet, fleet_id
 from tests.fleet.scenario import Scenario
 
 REPO = Path(__file__).resolve().parent.parent
-# As `make gate` runs it (Makefile: GATE_PLUGINS).
-GATE_ARGS = ("--gate", "-q", "--no-header", "--tb=no", "-rN", "-p", "no:html", "-p", "no:xdist")
+# As `make gate` runs it, with the Makefile's GATE_PLUGINS besides (makefile_plugins).
+GATE_ARGS = ("--gate", "-q", "--no-header", "--tb=no", "-rN")
 
 
 def hosts(count: int) -> list[Scenario]:
@@ -72,6 +72,11 @@ def timed(
     return times, cpu, codes
 
 
+def joined(turns: list[tuple[list[float], list[float], set[int]]]) -> tuple[list[float], list[float], set[int]]:
+    """Single rounds of timed() as one: their times, CPU times and exit statuses together."""
+    return [t for turn in turns for t in turn[0]], [c for turn in turns for c in turn[1]], {s for turn in turns for s in turn[2]}
+
+
 def import_seconds(argv: list[str]) -> float:
     """The top-level imports of one gate start, summed from `python -X importtime` (-s: pytest would capture it)."""
     done = subprocess.run(
@@ -81,7 +86,7 @@ def import_seconds(argv: list[str]) -> float:
     return sum(int(cumulative) for cumulative, name in rows if not name.startswith(" ")) / 1e6
 
 
-def other_plugins(repo: Path) -> list[str]:
+def makefile_plugins(repo: Path) -> list[str]:
     makefile = (repo / "Makefile").read_text()
     found = re.search(r"^GATE_PLUGINS \?= (.*)$", makefile, re.MULTILINE)
     return found.group(1).split() if found else []
@@ -108,7 +113,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,20", help="comma-separated fleet sizes (default: 1,20)")
     parser.add_argument("--rounds", type=int, default=5, help="timed runs of each command (default: 5)")
     parser.add_argument(
-        "--compare", type=Path, help="another checkout (e.g. main's worktree) whose gate is timed the same way, as it runs it"
+        "--compare",
+        type=Path,
+        help="another checkout (e.g. main's worktree) whose gate is timed as it runs it, taking turns with this one",
     )
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -134,18 +141,23 @@ def main() -> int:
                 "no:cacheprovider",
                 *plugin_args(),
             ]
-            start = [*base, *GATE_ARGS, "--collect-only"]
+            gate_argv = [*base, *GATE_ARGS, *makefile_plugins(REPO)]
+            start = [*gate_argv, "--collect-only"]
+            if args.compare:
+                # The other checkout's gate (with the arguments its own Makefile gives) and this one take
+                # turns, round by round: a change of the machine's load weighs on both alike.
+                other = [*base, *GATE_ARGS, *makefile_plugins(args.compare)]
+                pairs = [(timed(gate_argv, 1, (0, 1)), timed(other, 1, (0, 1), args.compare)) for _ in range(args.rounds)]
+                for label, turns in (("gate", [p[0] for p in pairs]), ("gate, other", [p[1] for p in pairs])):
+                    rows.append((size, label, *joined(turns)))
+            else:
+                rows.append((size, "gate", *timed(gate_argv, args.rounds, (0, 1))))
             for label, argv, ok in (
-                ("gate", [*base, *GATE_ARGS], (0, 1)),
                 ("gate start", start, (0, 1, 2, 5)),  # --collect-only: no verdict, whatever the status says
                 ("full audit", [*base, "-q", "--tb=no"], (0, 1)),
             ):
                 times, cpu, codes = timed(argv, args.rounds, ok)
                 rows.append((size, label, times, cpu, codes))
-            if args.compare:  # the other checkout's gate, with the arguments its own Makefile gives
-                other = [*base, "--gate", "-q", "--no-header", "--tb=no", "-rN", *other_plugins(args.compare)]
-                times, cpu, codes = timed(other, args.rounds, (0, 1), args.compare)
-                rows.append((size, "gate, other", times, cpu, codes))
             imports.append((size, statistics.median(import_seconds(start) for _ in range(args.rounds))))
             static.append((size, static_listing(inventory) is not None))
     finally:

@@ -56,7 +56,7 @@ def remote(target: Target, argv: list[str]) -> Callable[[], object]:
 def probe_from(target: Target, script: Path) -> list[str]:
     """The probe's argv with another remote_probe.py (e.g. main's), to compare two probes on the same host."""
     argv = probe_argv(target)
-    argv[5] = base64.b64encode(zlib.compress(script.read_bytes(), 9)).decode()
+    argv[5] = base64.b64encode(zlib.compress(script.read_bytes(), 6)).decode()
     return argv
 
 

@@ -7,11 +7,14 @@ report and the run directory the same state without an import circle.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import gc
 import math
 import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,11 +22,16 @@ from certaudit.errors import CertauditError, ProbeError
 from certaudit.gather.probe import Prober
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
-from certaudit.jobs import gate, whatif
+from certaudit.jobs import gate
 from certaudit.jobs.shard import Shard, ShardError, parse_shard
 from certaudit.readers import shown_text
 from certaudit.record import RecordLog
 from certaudit.waivers import Waivers, load_waivers
+
+if TYPE_CHECKING:
+    # The lifetime what-if (and what it reads: certbot's release, the run gap, alert rules) is imported
+    # by the runs that ask for one (_lifetimes, what_if_rows), not by every run's start.
+    from certaudit.jobs import whatif
 
 DEFAULT_INVENTORY = "inventories/local.yml"
 DEFAULT_WAIVERS = "inventories/waivers.yml"
@@ -32,6 +40,19 @@ AUDIT_KEY = pytest.StashKey["Audit"]()
 JOB_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 # Seconds: finite and positive; a day bounds any one host however slow (a bound nobody reaches).
 MAX_SECONDS = 86400.0
+
+
+@functools.cache
+def freeze_the_start() -> None:
+    """Take what the process holds once its plugins are loaded out of the cyclic collector's way.
+
+    pytest, its plugins and certaudit are some 700 modules, and their objects live until the
+    process ends: every full collection walks them again for nothing. pytest runs one at its end
+    (its unraisable-exception check), the interpreter more while it exits, and a long audit many:
+    together about a tenth of the gate's CPU. Once a process (cached): a later run in the same
+    process (pytester) must not freeze the garbage an earlier one left.
+    """
+    gc.freeze()
 
 
 def check_job(job: str) -> str:
@@ -89,21 +110,26 @@ class Audit:
                 self.shard = parse_shard(config.getoption("shard"))
             except ShardError as exc:
                 raise pytest.UsageError(f"certaudit: {shown_text(str(exc), 300)}") from None
+        freeze_the_start()
 
     def _lifetimes(self, config: pytest.Config) -> tuple[int, ...]:
         given = config.getoption("lifetime_what_if", None)
+        if not given and not config.getoption("quarterly", False):
+            return ()
+        from certaudit.jobs import whatif
+
         if given:
             try:
                 return whatif.parse_lifetimes(given)
             except whatif.WhatIfError as exc:
                 raise pytest.UsageError(f"certaudit: {exc}") from None
-        if config.getoption("quarterly", False):
-            return whatif.quarterly_default(self.started.date())  # the audit's own clock
-        return ()
+        return whatif.quarterly_default(self.started.date())  # the quarterly job's default, by the audit's own clock
 
     def what_if_rows(self) -> list[whatif.Row]:
         """The lifetime what-if's rows, judged once every record is in (the evidence and the report share them)."""
         if self._what_if is None:
+            from certaudit.jobs import whatif
+
             inventory = self._inventory
             policies = {t.name: t.policy for t in inventory} if inventory is not None and self.lifetimes else {}
             self._what_if = whatif.what_if(self.lifetimes, policies, self.facts, self.records)

@@ -242,11 +242,11 @@ def _ansible_cfg_candidates() -> list[Path]:
 
 def _checking_in_ansible_cfg(connection: str) -> tuple[str, Any] | None:
     """host_key_checking from the ansible.cfg Ansible would read (see _ansible_cfg_candidates)."""
-    import configparser
-
     for path in _ansible_cfg_candidates():
         if not (path.is_file() and os.access(path, os.R_OK)):
             continue
+        import configparser  # here: most audits' machines have no ansible.cfg, and every start asks
+
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
         try:
             with path.open(encoding="utf-8", errors="replace") as text:

@@ -6,20 +6,27 @@ The only control that changes a host: it runs with `--renewal-drill` on hosts wh
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
-from certaudit.jobs.drill import DrillSettings, reason_not_run, run_drill, unit_name
 from certaudit.policy import Policy
 from certaudit.record import Evidence
+
+if TYPE_CHECKING:
+    # Imported where the drill runs: every run collects this module (the gate too), few drill.
+    from certaudit.jobs.drill import DrillSettings
 
 
 @pytest.fixture
 def renewal_drill(request: pytest.FixtureRequest, target: Target, evidence: Evidence) -> DrillSettings:
     """The drill's settings; skips (not applicable, with the reason) before any fact is asked for."""
+    from certaudit.jobs.drill import DrillSettings, reason_not_run
+
     settings = DrillSettings.from_config(request.config)
     reason = reason_not_run(settings.enabled, target.policy)
     if reason:
@@ -55,6 +62,8 @@ def test_renewal_drill(
     /etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh`, fix what it reports, reload the
     service (`systemctl reload stemedb-api`), then repeat the drill (`--renewal-drill`).
     """
+    from certaudit.jobs.drill import run_drill, unit_name
+
     unit = unit_name(policy.service)
     evidence.expect(
         renewal="certbot renew exits 0 and the lineage holds a new certificate",

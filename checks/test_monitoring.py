@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from certaudit.controls import control
 from certaudit.errors import Undeterminable
 from certaudit.host.certificates import served_leaf
 from certaudit.host.facts import HostFacts, Promtool
-from certaudit.host.metrics import MetricsError, MetricsUnread, finite, number, parse_metrics
-from certaudit.host.promrules import (
-    METRIC,
-    SOON_ALERT,
-    WARNING_ALERT,
-    AlertRule,
-    RulesError,
-    alert_rules,
-    config_rule_files,
-    lifetime_points,
-    lifetime_relative,
-    promtool_points,
-    static_threshold,
-)
 from certaudit.policy import PROMETHEUS_GROUP, Policy
 from certaudit.record import Evidence
+
+# The metrics page's parser and the alert rules' are imported by the controls that read them: every
+# run collects this module, the gate too, which judges neither.
+if TYPE_CHECKING:
+    from certaudit.host.promrules import AlertRule
 
 TOLERANCE_S = 300
 
@@ -45,6 +38,9 @@ def test_metric_agrees_with_served_certificate(facts: HostFacts, policy: Policy,
     Fix: export the metric from the certificate the service serves (recompute it on reload), in
     seconds, labelled `domain="<domain>"`: `stemedb_tls_cert_expiry_seconds{domain="stemedb.example.com"} 2592000`.
     """
+    from certaudit.host.metrics import MetricsError, MetricsUnread, finite, number, parse_metrics
+    from certaudit.host.promrules import METRIC
+
     endpoint = facts.endpoint
     if endpoint is None:
         raise Undeterminable(f"host {facts.host}: the endpoint was not contacted")
@@ -138,6 +134,18 @@ def test_alert_rules_fire(facts: HostFacts, policy: Policy, evidence: Evidence) 
     e.g. `/etc/prometheus/rules/certificates.yml`, check with `promtool check rules`, then reload
     Prometheus (`systemctl reload prometheus`).
     """
+    from certaudit.host.metrics import number
+    from certaudit.host.promrules import (
+        METRIC,
+        SOON_ALERT,
+        WARNING_ALERT,
+        RulesError,
+        alert_rules,
+        config_rule_files,
+        promtool_points,
+        static_threshold,
+    )
+
     evidence.expect(
         alerts=[
             f"{WARNING_ALERT}: {METRIC} < {policy.warn_days} days",
@@ -234,6 +242,8 @@ def _judge_lifetime_points(tool: Promtool, rules: list[AlertRule], evidence: Evi
     """Rules that read the lifetime must hold at every shorter certificate's points; fixed-day rules
     (the runbook's) are judged for 90-day certificates only, and what they do to shorter ones is
     recorded for the lifetime what-if (they page a healthy host with a 64-day certificate)."""
+    from certaudit.host.promrules import lifetime_points, lifetime_relative
+
     points = lifetime_points(tool)
     evidence.observe(lifetime_points=[p.as_evidence() for p in points])
     relative = [r.name for r in rules if lifetime_relative(r.expr)]

@@ -6,22 +6,16 @@ import datetime as dt
 import errno
 import posixpath
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from certaudit.controls import control, renewal_by_certbot
 from certaudit.errors import Undeterminable
-from certaudit.host.cadence import RunGap
-from certaudit.host.certbot.command_hooks import SYSCONFIG, CommandHook, script_of, sysconfig_hooks
-from certaudit.host.certbot.conf import CertbotConfError, RenewalConf, parse_renewal_conf
-from certaudit.host.certbot.hooks import HookFile, reason_certbot_skips, reloads_service
 from certaudit.host.certbot.install import Installation
-from certaudit.host.certbot.interval import parse_interval
-from certaudit.host.certbot.log import last_attempt
 from certaudit.host.certbot.release import ARI_SINCE, default_renewal_point
 from certaudit.host.certificates import certificate_at, leaf_on_disk
 from certaudit.host.facts import HostFacts
-from certaudit.host.lifetimes import host_run_gap, window_problems
 from certaudit.host.schedule import (
     TIMER,
     TIMER_SERVICES,
@@ -34,6 +28,14 @@ from certaudit.host.thresholds import RUNBOOK_LIFETIME_DAYS, RUNBOOK_LIFETIME_FR
 from certaudit.host.x509 import CertificateError, load_pem_certificates
 from certaudit.policy import Policy
 from certaudit.record import Evidence
+
+# What only these controls read (certbot's hooks, conf, interval and log, the run gap) is imported by
+# the control that reads it: every run collects this module, the gate too, which judges none of them.
+if TYPE_CHECKING:
+    from certaudit.host.cadence import RunGap
+    from certaudit.host.certbot.command_hooks import CommandHook
+    from certaudit.host.certbot.conf import RenewalConf
+    from certaudit.host.certbot.hooks import HookFile
 
 
 @control(
@@ -79,6 +81,8 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
 
 def _hook_file(facts: HostFacts, path: str) -> HookFile:
     """A file of the hooks directory; its text only when certbot runs it (the probe reads no other)."""
+    from certaudit.host.certbot.hooks import HookFile, reason_certbot_skips
+
     fact = facts.file(path)
     # problem() raises where the login may not stat it: a hook it cannot see may be one certbot runs.
     if fact.problem() is None and fact.mode is None:
@@ -118,6 +122,9 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     Fix: install the runbook's hook as `/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh`
     with `systemctl reload stemedb-api`, then `chown root:root` and `chmod 755` it.
     """
+    from certaudit.host.certbot.command_hooks import SYSCONFIG
+    from certaudit.host.certbot.hooks import reason_certbot_skips, reloads_service
+
     hooks_dir = policy.deploy_hooks_dir
     listing = facts.listing(hooks_dir)
     hooks = [_hook_file(facts, f.path) for f in facts.files_in(hooks_dir)]
@@ -185,6 +192,8 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
 
 
 def _renewal_conf(facts: HostFacts, policy: Policy) -> RenewalConf | None:
+    from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
+
     conf = facts.file(policy.renewal_conf)
     if conf.problem() is not None:
         return None
@@ -206,6 +215,8 @@ def _sysconfig_read(facts: HostFacts) -> bool:
 
 def _command_hooks(facts: HostFacts, policy: Policy, renew_hook: str | None, evidence: Evidence) -> list[CommandHook]:
     """The deploy hooks given as commands: the conf's renew_hook, and RHEL's sysconfig hooks."""
+    from certaudit.host.certbot.command_hooks import SYSCONFIG, CommandHook, sysconfig_hooks
+
     hooks = [CommandHook(f"renew_hook in {policy.renewal_conf}", renew_hook)] if renew_hook is not None else []
     conf = _renewal_conf(facts, policy)
     if conf is not None and conf.deploy_hook is not None:
@@ -227,6 +238,9 @@ def _command_hooks(facts: HostFacts, policy: Policy, renew_hook: str | None, evi
 
 def _judge_command_hook(facts: HostFacts, policy: Policy, hook: CommandHook) -> tuple[str | None, str | None, str]:
     """(the reload line, the script it names, a problem: "" none, "unsafe: ..." a finding on its own)."""
+    from certaudit.host.certbot.command_hooks import script_of
+    from certaudit.host.certbot.hooks import reloads_service
+
     script = script_of(hook.command)
     if script is None:
         return reloads_service(hook.command, policy.service), None, ""
@@ -279,6 +293,10 @@ def test_renewal_window_is_pinned(facts: HostFacts, policy: Policy, evidence: Ev
     certificate shorter than 90 days, a third of its lifetime, e.g. `2 days` for 6 days), then
     `certbot renew --dry-run --cert-name <domain>`.
     """
+    from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
+    from certaudit.host.certbot.interval import parse_interval
+    from certaudit.host.lifetimes import window_problems
+
     conf = facts.file(policy.renewal_conf)
     now = dt.datetime.fromtimestamp(facts.audited_at, dt.UTC)
     lifetime = _lineage_lifetime(facts, policy, evidence)
@@ -364,6 +382,8 @@ def _lineage_lifetime(facts: HostFacts, policy: Policy, evidence: Evidence) -> f
 
 
 def _run_gap(facts: HostFacts, evidence: Evidence) -> RunGap | None:
+    from certaudit.host.lifetimes import host_run_gap
+
     gap = host_run_gap(facts)
     if gap is not None:
         evidence.observe(runs_at_most_hours_apart=round(gap.hours, 2), schedule=gap.source)
@@ -526,6 +546,8 @@ def test_last_renewal_attempt_succeeded(facts: HostFacts, policy: Policy, eviden
     fix their cause (the runbook's "If Renewal Fails"), then `certbot renew --cert-name <domain>`
     and check it ends with "Congratulations" or "not yet due".
     """
+    from certaudit.host.certbot.log import last_attempt
+
     evidence.expect(last_attempt="succeeded: certbot.service Result=success, or a certbot log run without errors")
     service = _service_run(facts)
     logs = facts.certbot_logs()

@@ -40,6 +40,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -382,8 +383,31 @@ def config_text(path: Path, base: Path, depth: int = 0) -> str:
     return "\n".join(lines)
 
 
+_paramiko_import = threading.Lock()
+
+
+def load_paramiko() -> None:
+    """Import paramiko without invoke, which its ssh_config module imports (40 to 60 ms, on the
+    probe's path: before the first host's login) only to run a `Match exec` command: certaudit reads
+    no Match block in-process (config_text: NeedsOpenSSH), so paramiko never calls it here."""
+    if "paramiko" in sys.modules:
+        return
+    with _paramiko_import:
+        if "paramiko" in sys.modules:
+            return
+        blocked = "invoke" not in sys.modules
+        if blocked:
+            sys.modules["invoke"] = None  # type: ignore[assignment]  # the import system's "not importable"
+        try:
+            import paramiko  # noqa: F401
+        finally:
+            if blocked and sys.modules.get("invoke", False) is None:
+                del sys.modules["invoke"]  # importable again by anyone who needs it
+
+
 def effective_config(address: str, config_file: str | None) -> dict[str, Any]:
     """What the ssh_config files say for this host, OpenSSH's way: -F's file alone, else the user's then the system's."""
+    load_paramiko()
     import paramiko
 
     if config_file:
@@ -480,6 +504,7 @@ def paramiko_login(target: Target, connect_timeout: float, deadline: float) -> A
     TransportError naming the host and the cause, or DeadlineExceeded. Used by the probe and by
     testinfra's `host` fixture alike, so both trust exactly the same keys.
     """
+    load_paramiko()
     import paramiko
 
     try:

@@ -6,6 +6,8 @@ import json
 import os
 import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -353,3 +355,21 @@ def test_a_server_that_never_sends_its_banner_is_named_the_same_whichever_parami
         for conn in accepted:
             conn.close()
         listener.close()
+
+
+def test_paramiko_is_loaded_without_invoke_which_stays_importable(tmp_path: Path) -> None:
+    """invoke (40 to 60 ms of the first login's wait) serves paramiko's `Match exec` only, which
+    certaudit never reads in-process; anyone else may still import it."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host 127.0.0.9\n  User auditor\n")
+    script = (
+        "import sys\n"
+        "from certaudit.gather import transport\n"
+        f"found = transport.effective_config('127.0.0.9', {str(config)!r})\n"
+        "loaded = 'paramiko' in sys.modules, 'invoke' in sys.modules\n"
+        "import invoke\n"
+        "print(found, loaded, invoke.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "{'user': 'auditor'} (True, False) invoke"

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-
-import configobj
+from typing import TYPE_CHECKING
 
 from certaudit.errors import PathError, Undeterminable
+
+if TYPE_CHECKING:
+    # Imported where a conf is parsed: every audit's start imports this module (through the
+    # checks), whose runs mostly parse none (the gate), and configobj is a few ms of that start.
+    import configobj
 
 __all__ = ["MAX_CONF_BYTES", "MAX_LINE_CHARS", "MAX_SECTION_LINE_CHARS", "CertbotConfError", "RenewalConf", "parse_renewal_conf"]
 
@@ -146,6 +150,8 @@ def _unquote(name: str) -> str:
 
 def _name(line: str) -> str:
     """The section (`[name]`) or key a rejected line names, read with ConfigObj's own patterns."""
+    import configobj
+
     section = configobj.ConfigObj._sectionmarker.match(line)
     if section is not None:
         return f"[{_unquote(section.group(3))}]"
@@ -215,6 +221,8 @@ def parse_renewal_conf(text: str | bytes, path: str = "") -> RenewalConf:
     fails on bytes that are not; text is encoded back to UTF-8 first.
     Raises Undeterminable (not read) for a conf over MAX_CONF_BYTES or with an over-long line.
     """
+    import configobj
+
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     lines = _lines(data)
     _bound(lines, len(data), path)
