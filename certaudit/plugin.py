@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import pytest
 
-from certaudit import __version__
-from certaudit.audit import AUDIT_KEY, DEFAULT_INVENTORY, DEFAULT_WAIVERS, Audit
+from certaudit import __version__, control_run
+from certaudit.audit import AUDIT_KEY, DEFAULT_INVENTORY, DEFAULT_WAIVERS, EVIDENCE_KEY, Audit
 from certaudit.controls import Control, control_of
 from certaudit.errors import CertauditError, ProbeError, Undeterminable
 from certaudit.evidence import quarterly
@@ -32,7 +32,6 @@ from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record
 from certaudit.redact import MESSAGE_CAP, untrusted
 from certaudit.waivers import Waiver
 
-EVIDENCE_KEY = pytest.StashKey[Evidence]()
 RUN_DIR_KEY = pytest.StashKey[RunDirectory]()
 SNAPSHOTS_KEY = pytest.StashKey[SnapshotLog]()
 QUARTERLY_DIFF_KEY = pytest.StashKey[quarterly.QuarterlyDiff]()
@@ -248,6 +247,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         gone = {id(i) for i in empty}
         items[:] = [i for i in items if id(i) not in gone]
         config.hook.pytest_deselected(items=empty)
+    fast = control_run.fast_allowed(config)
+    own_markers = frozenset({"control", gate.MARKER})
     for item in items:
         meta = _control_of_item(item)
         if meta is None:
@@ -260,6 +261,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if meta.gate:
             item.add_marker(getattr(pytest.mark, gate.MARKER))
         _short_repr_of_certaudit_errors(item)
+        if fast and control_run.runs_fast(item, own_markers):
+            item.stash[control_run.FAST_KEY] = True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A control that asks only for certaudit's own fixtures runs without pytest's fixture
+    machinery, with the same reports (certaudit/control_run.py); any other test as pytest runs it."""
+    if isinstance(item, pytest.Function) and item.stash.get(control_run.FAST_KEY, False):
+        return control_run.run(item, nextitem)
+    return None
 
 
 def _short_repr_of_certaudit_errors(item: pytest.Item) -> None:
@@ -332,13 +344,7 @@ def evidence(request: pytest.FixtureRequest, target: Target) -> Evidence:
     meta = control_of(request.function)
     if meta is None:
         raise CertauditError(f"{request.node.nodeid}: the evidence fixture serves @control functions only")
-    record = Evidence(meta, target.name)
-    request.node.stash[EVIDENCE_KEY] = record
-    # Applicability is decided before any fact is asked for, with its reason.
-    reason = meta.reason_not_applicable(target.policy)
-    if reason:
-        pytest.skip(reason)
-    return record
+    return control_run.start_evidence(request.node, meta, target)
 
 
 @pytest.fixture
