@@ -455,7 +455,9 @@ def _recorded(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
             f"ticket {waiver.ticket}, expires {waiver.expires})"
         )
     ev = item.stash.get(EVIDENCE_KEY, None)
-    record = Record(
+    # Every value below is redacted and bounded already: the message by settled_outcome, the
+    # observations, findings and notes by Evidence as they were recorded.
+    record = Record.of_bounded(
         control=meta.id,
         title=meta.title,
         host=target.name,
@@ -463,7 +465,7 @@ def _recorded(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
         message=message,
         observed=ev.observed if ev else {},
         expected=ev.expected if ev else {},
-        findings=(ev.findings if ev and ev.findings else []) or ([message.splitlines()[0]] if outcome == "fail" else []),
+        findings=(ev.findings if ev and ev.findings else []) or _first_line_of(message, outcome),
         notes=ev.notes if ev else [],
         fix=meta.fix,
         gate=meta.gate,
@@ -476,6 +478,11 @@ def _recorded(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
     report.user_properties.append((USER_PROPERTY, text))
     _audit(item.config).records.append(record, text)
     return report
+
+
+def _first_line_of(message: str, outcome: Outcome) -> list[str]:
+    """A failure without findings (an assert in a control): its message's first line is the finding."""
+    return [untrusted(message.splitlines()[0])] if outcome == "fail" and message else []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -9,6 +9,7 @@ certificates when it holds nothing else. The end-to-end test runs the real audit
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -429,3 +430,41 @@ def test_the_shortcut_lets_every_secret_through(text: str) -> None:
     """Secrets the shortcut's cheap looks could miss (case folding outside ASCII, a run of base64 behind
     other letters, dashes before BEGIN): each still redacted."""
     assert redact_secrets(text) == redact_every_pattern(text) != text
+
+
+_HOSTILE = st.one_of(_PIECES, st.text(max_size=40)).map(lambda s: s * 3)
+_VALUES = st.recursive(_HOSTILE, lambda v: st.lists(v, max_size=3), max_leaves=6)
+
+
+@given(
+    observed=st.dictionaries(
+        st.sampled_from(["a", "b", "c"]), st.recursive(_HOSTILE, lambda v: st.lists(v, max_size=3), max_leaves=6)
+    ),
+    findings=st.lists(_HOSTILE, max_size=4),
+    notes=st.lists(_HOSTILE, max_size=3),
+    message=_HOSTILE,
+)
+@settings(max_examples=300, deadline=None)
+def test_a_record_of_evidence_is_bounded_once(
+    observed: dict[str, Any], findings: list[str], notes: list[str], message: str
+) -> None:
+    """The plugin makes a control's record with Record.of_bounded (its values bounded as they were
+    recorded): the record is the one Record() would make, which bounds them all again."""
+    evidence = Evidence(CONTROL, "web-1")
+    evidence.observe(**observed)
+    evidence.expect(**{f"x{k}": v for k, v in observed.items()})
+    for finding in findings:
+        evidence.require(False, finding)
+    for note in notes:
+        evidence.note(note)
+    fields: dict[str, Any] = {
+        "control": "SEC-01", "title": "t", "host": "web-1", "outcome": "fail", "message": untrusted(message, MESSAGE_CAP),
+        "observed": evidence.observed, "expected": evidence.expected, "findings": evidence.findings, "notes": evidence.notes,
+        "fix": "f", "gate": False, "nodeid": "n", "started": "s", "duration_s": 0.0, "waiver": None,
+    }  # fmt: skip
+    assert Record.of_bounded(**fields).to_json() == Record(**copy.deepcopy(fields)).to_json()
+
+
+def test_a_record_of_bounded_values_takes_every_field() -> None:
+    with pytest.raises(TypeError, match="every field once"):
+        Record.of_bounded(control="SEC-01", title="t", host="h", outcome="pass")
