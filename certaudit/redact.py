@@ -146,11 +146,16 @@ def untrusted(text: str, limit: int = TEXT_CAP) -> str:
     return cut(redact_secrets(text), limit)
 
 
+_SHORT_INT = 10**18
+
+
 def bounded(value: Any, limit: int = VALUE_CAP) -> Any:
     """A JSON-ready value with every string (and key) `untrusted`, and as a whole at most `limit`
     characters of JSON: a larger one is kept as the cut text of its JSON."""
     if isinstance(value, str):
         return untrusted(value, limit)
+    if limit >= 64 and (value is None or isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < _SHORT_INT)):
+        return value  # nothing to redact, and far shorter than any limit
     clean = redacted_tree(value)
     dumped = json.dumps(clean, ensure_ascii=False, sort_keys=True)
     return clean if len(dumped) <= limit else cut(dumped, limit)
