@@ -29,7 +29,7 @@ from certaudit.controls import Control, control_of
 from certaudit.inventory import Target
 from certaudit.record import Evidence
 
-FAST_KEY = pytest.StashKey[bool]()
+FAST_ALLOWED_KEY = pytest.StashKey[bool]()  # the run's options allow it (decided once)
 # The fixtures a control may use and still run here: certaudit's own (pytest adds `request`).
 OWN_FIXTURES = frozenset({"target", "facts", "policy", "evidence", "gate_mode", "request"})
 OWN_ARGUMENTS = frozenset({"target", "facts", "policy", "evidence", "gate_mode"})
@@ -50,12 +50,15 @@ def start_evidence(item: pytest.Item, meta: Control, target: Target) -> Evidence
 
 
 def fast_allowed(config: pytest.Config) -> bool:
-    return not any(config.getoption(name, False) for name in PROTOCOL_OPTIONS)
+    allowed = config.stash.get(FAST_ALLOWED_KEY, None)
+    if allowed is None:
+        allowed = config.stash[FAST_ALLOWED_KEY] = not any(config.getoption(name, False) for name in PROTOCOL_OPTIONS)
+    return allowed
 
 
 def runs_fast(item: pytest.Item, marker_names: frozenset[str]) -> bool:
     """Whether `item` is a control this module can run exactly as pytest would (module docstring)."""
-    if not isinstance(item, pytest.Function) or control_of(item.function) is None:
+    if not isinstance(item, pytest.Function) or control_of(item.function) is None or not fast_allowed(item.config):
         return False
     callspec = getattr(item, "callspec", None)
     if callspec is None or not isinstance(callspec.params.get("target"), Target):

@@ -156,10 +156,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(run.partial / "junit.xml")
         config.option.evidence = str(run.partial / "evidence.json")
     _spool_evidence(config, audit)
+    config.pluginmanager.register(TerminalStatsTrim(config), "certaudit-terminal-stats")
     if getattr(config.option, "htmlpath", None) and not config.pluginmanager.has_plugin("certaudit-html"):
         from certaudit.evidence.report_html import HtmlReport
 
         config.pluginmanager.register(HtmlReport(config), "certaudit-html")
+
+
+class TerminalStatsTrim:
+    """pytest's terminal keeps every report to the end, a passed setup or teardown too (two a test),
+    and its summary of failures looks each failure's teardown report up by reading all of those:
+    2,000 failures among 17,000 tests (1,000 hosts) cost 68 million comparisons, most of a minute.
+    A passed setup or teardown with nothing captured is never shown nor counted by the terminal
+    (its category is empty): it is let go once the terminal has seen it."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when not in ("setup", "teardown") or not report.passed or report.sections:
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        kept = getattr(reporter, "stats", {}).get("", None)
+        if isinstance(kept, list) and kept and kept[-1] is report:
+            kept.pop()
 
 
 def _spool_evidence(config: pytest.Config, audit: Audit) -> None:
@@ -247,8 +268,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         gone = {id(i) for i in empty}
         items[:] = [i for i in items if id(i) not in gone]
         config.hook.pytest_deselected(items=empty)
-    fast = control_run.fast_allowed(config)
-    own_markers = frozenset({"control", gate.MARKER})
     for item in items:
         meta = _control_of_item(item)
         if meta is None:
@@ -261,15 +280,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if meta.gate:
             item.add_marker(getattr(pytest.mark, gate.MARKER))
         _short_repr_of_certaudit_errors(item)
-        if fast and control_run.runs_fast(item, own_markers):
-            item.stash[control_run.FAST_KEY] = True
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """A control that asks only for certaudit's own fixtures runs without pytest's fixture
     machinery, with the same reports (certaudit/control_run.py); any other test as pytest runs it."""
-    if isinstance(item, pytest.Function) and item.stash.get(control_run.FAST_KEY, False):
+    # Decided now, not at collection: a plugin or conftest after certaudit's may still mark an item then.
+    if isinstance(item, pytest.Function) and control_run.runs_fast(item, frozenset({"control", gate.MARKER})):
         return control_run.run(item, nextitem)
     return None
 
