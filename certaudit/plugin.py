@@ -156,22 +156,27 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(run.partial / "junit.xml")
         config.option.evidence = str(run.partial / "evidence.json")
     _spool_evidence(config, audit)
-    config.pluginmanager.register(TerminalStatsTrim(config), "certaudit-terminal-stats")
+    config.pluginmanager.register(ReportTrim(config), "certaudit-report-trim")
     if getattr(config.option, "htmlpath", None) and not config.pluginmanager.has_plugin("certaudit-html"):
         from certaudit.evidence.report_html import HtmlReport
 
         config.pluginmanager.register(HtmlReport(config), "certaudit-html")
 
 
-class TerminalStatsTrim:
-    """pytest's terminal keeps every report to the end, a passed setup or teardown too (two a test),
-    and its summary of failures looks each failure's teardown report up by reading all of those:
-    2,000 failures among 17,000 tests (1,000 hosts) cost 68 million comparisons, most of a minute.
-    A passed setup or teardown with nothing captured is never shown nor counted by the terminal
-    (its category is empty): it is let go once the terminal has seen it."""
+class ReportTrim:
+    """What pytest's terminal and pytest-html keep of each report until the end, and need not.
+
+    The terminal keeps every report, a passed setup or teardown too (two a test), and its summary of
+    failures looks each failure's teardown report up by reading all of those: 2,000 failures among
+    17,000 tests (1,000 hosts) cost 68 million comparisons, most of a minute. A passed setup or
+    teardown with nothing captured is never shown nor counted by the terminal (its category is
+    empty): it is let go once the terminal has seen it. pytest-html keeps each test's reports by
+    node id after it has made the test's row from them (at its teardown): they are let go when the
+    test has finished (pytest_runtest_logfinish, after every report of it was logged)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self._html_reports: dict[str, Any] | None = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -181,6 +186,19 @@ class TerminalStatsTrim:
         kept = getattr(reporter, "stats", {}).get("", None)
         if isinstance(kept, list) and kept and kept[-1] is report:
             kept.pop()
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self._html_reports is None:
+            self._html_reports = next(
+                (
+                    kept
+                    for plugin in self.config.pluginmanager.get_plugins()
+                    if type(plugin).__module__.startswith("pytest_html.")
+                    and isinstance(kept := getattr(plugin, "_reports", None), dict)
+                ),
+                {},
+            )
+        self._html_reports.pop(nodeid, None)
 
 
 def _spool_evidence(config: pytest.Config, audit: Audit) -> None:

@@ -126,7 +126,7 @@ def test_anything_pytest_would_do_differently_takes_pytests_path(
 
 
 def test_a_teardown_that_said_something_is_still_shown(pytester: pytest.Pytester) -> None:
-    """The terminal lets go of passed setups and teardowns with nothing captured (TerminalStatsTrim),
+    """The terminal lets go of passed setups and teardowns with nothing captured (ReportTrim),
     not of one whose output its summary of a failure shows."""
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(
