@@ -25,7 +25,7 @@ from certaudit.inventory import Inventory, Target, load_inventory, targets_from_
 from certaudit.jobs import gate
 from certaudit.jobs.shard import Shard, ShardError, parse_shard
 from certaudit.readers import shown_text
-from certaudit.record import RecordLog
+from certaudit.record import Evidence, RecordLog
 from certaudit.waivers import Waivers, load_waivers
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 DEFAULT_INVENTORY = "inventories/local.yml"
 DEFAULT_WAIVERS = "inventories/waivers.yml"
 AUDIT_KEY = pytest.StashKey["Audit"]()
+EVIDENCE_KEY = pytest.StashKey[Evidence]()  # a control item's evidence, from its setup to its last report
 # A job name becomes a directory name and a title: a safe file name, never a path.
 JOB_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 # Seconds: finite and positive; a day bounds any one host however slow (a bound nobody reaches).

@@ -30,12 +30,12 @@ from typing import Any
 
 import pytest
 
-from certaudit.audit import AUDIT_KEY, Audit
+from certaudit.audit import AUDIT_KEY, EVIDENCE_KEY, Audit
 from certaudit.controls import control_of
 from certaudit.errors import CertauditError, Undeterminable
 from certaudit.gather.testinfra_backend import CertauditBackend, HostSession
 from certaudit.inventory import Target
-from certaudit.plugin import EVIDENCE_KEY, USAGE_ERROR_KEY, _short_repr_of_certaudit_errors, settled_outcome
+from certaudit.plugin import USAGE_ERROR_KEY, _short_repr_of_certaudit_errors, settled_outcome
 from certaudit.record import USER_PROPERTY, Evidence, Record, _plain
 
 SESSIONS_KEY = pytest.StashKey[dict[str, HostSession]]()

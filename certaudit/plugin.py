@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import pytest
 
-from certaudit import __version__
-from certaudit.audit import AUDIT_KEY, DEFAULT_INVENTORY, DEFAULT_WAIVERS, Audit
+from certaudit import __version__, control_run
+from certaudit.audit import AUDIT_KEY, DEFAULT_INVENTORY, DEFAULT_WAIVERS, EVIDENCE_KEY, Audit
 from certaudit.controls import Control, control_of
 from certaudit.errors import CertauditError, ProbeError, Undeterminable
 from certaudit.evidence import quarterly
@@ -32,7 +32,6 @@ from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record
 from certaudit.redact import MESSAGE_CAP, untrusted
 from certaudit.waivers import Waiver
 
-EVIDENCE_KEY = pytest.StashKey[Evidence]()
 RUN_DIR_KEY = pytest.StashKey[RunDirectory]()
 SNAPSHOTS_KEY = pytest.StashKey[SnapshotLog]()
 QUARTERLY_DIFF_KEY = pytest.StashKey[quarterly.QuarterlyDiff]()
@@ -157,10 +156,49 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(run.partial / "junit.xml")
         config.option.evidence = str(run.partial / "evidence.json")
     _spool_evidence(config, audit)
+    config.pluginmanager.register(ReportTrim(config), "certaudit-report-trim")
     if getattr(config.option, "htmlpath", None) and not config.pluginmanager.has_plugin("certaudit-html"):
         from certaudit.evidence.report_html import HtmlReport
 
         config.pluginmanager.register(HtmlReport(config), "certaudit-html")
+
+
+class ReportTrim:
+    """What pytest's terminal and pytest-html keep of each report until the end, and need not.
+
+    The terminal keeps every report, a passed setup or teardown too (two a test), and its summary of
+    failures looks each failure's teardown report up by reading all of those: 2,000 failures among
+    17,000 tests (1,000 hosts) cost 68 million comparisons, most of a minute. A passed setup or
+    teardown with nothing captured is never shown nor counted by the terminal (its category is
+    empty): it is let go once the terminal has seen it. pytest-html keeps each test's reports by
+    node id after it has made the test's row from them (at its teardown): they are let go when the
+    test has finished (pytest_runtest_logfinish, after every report of it was logged)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._html_reports: dict[str, Any] | None = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when not in ("setup", "teardown") or not report.passed or report.sections:
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        kept = getattr(reporter, "stats", {}).get("", None)
+        if isinstance(kept, list) and kept and kept[-1] is report:
+            kept.pop()
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self._html_reports is None:
+            self._html_reports = next(
+                (
+                    kept
+                    for plugin in self.config.pluginmanager.get_plugins()
+                    if type(plugin).__module__.startswith("pytest_html.")
+                    and isinstance(kept := getattr(plugin, "_reports", None), dict)
+                ),
+                {},
+            )
+        self._html_reports.pop(nodeid, None)
 
 
 def _spool_evidence(config: pytest.Config, audit: Audit) -> None:
@@ -262,6 +300,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _short_repr_of_certaudit_errors(item)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A control that asks only for certaudit's own fixtures runs without pytest's fixture
+    machinery, with the same reports (certaudit/control_run.py); any other test as pytest runs it."""
+    # Decided now, not at collection: a plugin or conftest after certaudit's may still mark an item then.
+    if isinstance(item, pytest.Function) and control_run.runs_fast(item, frozenset({"control", gate.MARKER})):
+        return control_run.run(item, nextitem)
+    return None
+
+
 def _short_repr_of_certaudit_errors(item: pytest.Item) -> None:
     """An unreachable host or an undeterminable fact is reported by its message, not a traceback.
 
@@ -332,13 +380,7 @@ def evidence(request: pytest.FixtureRequest, target: Target) -> Evidence:
     meta = control_of(request.function)
     if meta is None:
         raise CertauditError(f"{request.node.nodeid}: the evidence fixture serves @control functions only")
-    record = Evidence(meta, target.name)
-    request.node.stash[EVIDENCE_KEY] = record
-    # Applicability is decided before any fact is asked for, with its reason.
-    reason = meta.reason_not_applicable(target.policy)
-    if reason:
-        pytest.skip(reason)
-    return record
+    return control_run.start_evidence(request.node, meta, target)
 
 
 @pytest.fixture
@@ -449,7 +491,9 @@ def _recorded(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
             f"ticket {waiver.ticket}, expires {waiver.expires})"
         )
     ev = item.stash.get(EVIDENCE_KEY, None)
-    record = Record(
+    # Every value below is redacted and bounded already: the message by settled_outcome, the
+    # observations, findings and notes by Evidence as they were recorded.
+    record = Record.of_bounded(
         control=meta.id,
         title=meta.title,
         host=target.name,
@@ -457,7 +501,7 @@ def _recorded(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
         message=message,
         observed=ev.observed if ev else {},
         expected=ev.expected if ev else {},
-        findings=(ev.findings if ev and ev.findings else []) or ([message.splitlines()[0]] if outcome == "fail" else []),
+        findings=(ev.findings if ev and ev.findings else []) or _first_line_of(message, outcome),
         notes=ev.notes if ev else [],
         fix=meta.fix,
         gate=meta.gate,
@@ -470,6 +514,11 @@ def _recorded(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Tes
     report.user_properties.append((USER_PROPERTY, text))
     _audit(item.config).records.append(record, text)
     return report
+
+
+def _first_line_of(message: str, outcome: Outcome) -> list[str]:
+    """A failure without findings (an assert in a control): its message's first line is the finding."""
+    return [untrusted(message.splitlines()[0])] if outcome == "fail" and message else []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -135,6 +135,15 @@ class Record:
         return cls(**json.loads(text))
 
     @classmethod
+    def of_bounded(cls, **fields: Any) -> Record:
+        """A record of every field, each already redacted and bounded as __post_init__ would make it
+        (an Evidence's observations and findings, an `untrusted` message): not done a second time."""
+        missing = _FIELD_NAMES - fields.keys()
+        if missing or fields.keys() - _FIELD_NAMES:
+            raise TypeError(f"Record.of_bounded takes every field once: {sorted(missing or fields.keys() - _FIELD_NAMES)}")
+        return cls._trusted(fields)
+
+    @classmethod
     def _trusted(cls, fields: dict[str, Any]) -> Record:
         """A record this process wrote itself (RecordLog's line): already redacted and bounded."""
         record = cls.__new__(cls)
@@ -142,6 +151,7 @@ class Record:
         return record
 
 
+_FIELD_NAMES = frozenset(Record.__dataclass_fields__)
 _READ_CHUNK = 1 << 20
 
 

@@ -97,11 +97,33 @@ def _redact_pem(text: str) -> str:
     return "".join(out)
 
 
+# Each pattern above needs one of these to match at all: a secret's name, three dashes (a PEM BEGIN),
+# or 40 base64 characters in a row. Text with none of them is returned as it is after a look for
+# each, not three regular expressions: most of what a snapshot holds (paths, modes, names, times,
+# digests) is such text.
+_SECRET_WORD_RE = re.compile(r"---|pass(?:w|phrase)|secret|token|api_?key|private_?key")  # on lowered text: faster than re.I
+_NOT_BASE64_RE = re.compile(r"[^A-Za-z0-9+/]+")
+
+
+def _may_hold_secret(text: str) -> bool:
+    # Outside ASCII, re.IGNORECASE matches more than lower() shows (the long s, the Kelvin sign): every pattern then.
+    if not text.isascii() or _SECRET_WORD_RE.search(text.lower()):
+        return True
+    return len(text) >= 40 and not _HEX_RE.fullmatch(text) and any(len(run) >= 40 for run in _NOT_BASE64_RE.split(text))
+
+
 def redact_secrets(text: str) -> str:
     """`text` with assigned secrets, PEM blocks, OpenSSH key bodies and long base64 runs redacted.
 
     Idempotent: redacting again changes nothing.
     """
+    if not _may_hold_secret(text):
+        return text
+    return redact_every_pattern(text)
+
+
+def redact_every_pattern(text: str) -> str:
+    """redact_secrets without its shortcut (each pattern applied in turn)."""
     text = _ASSIGNED_SECRET_RE.sub(lambda m: m.group(1) + REDACTED, text)
     text = _redact_pem(text)
     return _BASE64_RUN_RE.sub(_base64_run, text)
@@ -124,11 +146,16 @@ def untrusted(text: str, limit: int = TEXT_CAP) -> str:
     return cut(redact_secrets(text), limit)
 
 
+_SHORT_INT = 10**18
+
+
 def bounded(value: Any, limit: int = VALUE_CAP) -> Any:
     """A JSON-ready value with every string (and key) `untrusted`, and as a whole at most `limit`
     characters of JSON: a larger one is kept as the cut text of its JSON."""
     if isinstance(value, str):
         return untrusted(value, limit)
+    if limit >= 64 and (value is None or isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < _SHORT_INT)):
+        return value  # nothing to redact, and far shorter than any limit
     clean = redacted_tree(value)
     dumped = json.dumps(clean, ensure_ascii=False, sort_keys=True)
     return clean if len(dumped) <= limit else cut(dumped, limit)

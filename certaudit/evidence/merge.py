@@ -44,7 +44,7 @@ from certaudit.evidence.run import (
     EVIDENCE_SCHEMA_VERSION,
     certaudit_commit,
     ci_job,
-    dumped_at,
+    dumped_line,
     evidence_parts,
     write_atomically,
     write_streamed,
@@ -80,7 +80,7 @@ class Spool:
         self._size = 0
 
     def put(self, value: Any) -> tuple[int, int]:
-        data = json.dumps(value, sort_keys=True).encode()
+        data = dumped_line(value)  # what evidence.json holds of a result or a snapshot, as it is
         self._file.write(data)
         at = (self._size, len(data))
         self._size += len(data)
@@ -397,7 +397,7 @@ def merged_results(shards: Sequence[ShardRun], spool: Spool) -> _Lines:
 def merged_snapshots(shards: Sequence[ShardRun], spool: Spool) -> Iterator[tuple[str, bytes]]:
     """Every shard's snapshot (made minimal as it was read) by host, as evidence.json holds it."""
     for host, at in sorted((h, at) for s in shards for h, at in s.snapshots.items()):
-        yield host, dumped_at(json.loads(spool.get(at)), 2)
+        yield host, spool.get(at)  # the snapshot's dumped_line, as the spool keeps it
 
 
 class _Lines:

@@ -185,9 +185,12 @@ def write_streamed(path: Path, parts: Iterable[bytes]) -> None:
         raise
 
 
-# evidence.json is json.dumps(document, indent=1, sort_keys=True), written piece by piece: a value
-# at depth d is dumped alone and each of its line breaks indented by d more spaces (JSON text holds
-# no raw line break inside a string), so the bytes are those of the whole document dumped at once.
+# evidence.json is written piece by piece. Its head (run, inventory, policies, fleet, ...) is laid
+# out as json.dumps(head, indent=1, sort_keys=True) would, a value at depth d dumped alone with each
+# line break indented by d more spaces (JSON text holds no raw line break inside a string). Each
+# result and each host's snapshot is one line of compact JSON (sort_keys, json.dumps' separators):
+# `grep` finds a result by its line, and the standard library writes it in C, where its indented
+# layout takes the pure-Python encoder (at 1,000 hosts, 17,000 records and 1,000 snapshots).
 def dumped_at(value: Any, depth: int) -> bytes:
     """`value` as json.dumps(document, indent=1, sort_keys=True) writes it at `depth` in a document."""
     return json.dumps(value, indent=1, sort_keys=True).replace("\n", "\n" + " " * depth).encode()
@@ -196,15 +199,16 @@ def dumped_at(value: Any, depth: int) -> bytes:
 _dumped = dumped_at
 
 
-def _dumped_line(line: bytes, depth: int) -> bytes:
-    return _dumped(json.loads(line), depth)
+def dumped_line(value: Any) -> bytes:
+    """`value` as one line of evidence.json's results or snapshots: compact JSON, keys sorted."""
+    return json.dumps(value, sort_keys=True).encode()
 
 
 def evidence_parts(head: dict[str, Any], results: Iterable[bytes], snapshots: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
-    """evidence.json's bytes, in pieces: `head` (evidence_head), every result (a compact JSON line),
-    every snapshot (host, its JSON at depth 2) in host order."""
+    """evidence.json's bytes, in pieces: `head` (evidence_head), every result (its dumped_line, as
+    RecordLog and the merge's spool keep it), every snapshot (host, its dumped_line) in host order."""
     streamed: dict[str, Iterator[bytes]] = {
-        "results": _members(b"[", b"]", (b"  " + _dumped_line(r, 2) for r in results)),
+        "results": _members(b"[", b"]", (b"  " + r for r in results)),
         "snapshots": _members(b"{", b"}", (b"  " + _dumped(host, 2) + b": " + text for host, text in snapshots)),
     }
     keys = sorted([*head, *streamed])
@@ -245,7 +249,7 @@ class SnapshotLog:
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-snapshots-")  # noqa: SIM115 (lives as long as the run)
         # Facts and digests, never whole files: see certaudit/evidence/snapshot.py.
-        text = _dumped(minimal_snapshot(facts.raw), 2)
+        text = dumped_line(minimal_snapshot(facts.raw))
         self._file.write(text)
         self._at[host] = (self._size, len(text))
         self._size += len(text)

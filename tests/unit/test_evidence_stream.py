@@ -93,13 +93,27 @@ def streamed(tmp_path: Path, records: list[Record], snapshots: dict[str, dict[st
     }
     log.close()
     snaps.close()
-    assert path.read_bytes() == json.dumps(whole, indent=1, sort_keys=True).encode()
+    assert path.read_bytes() == laid_out(whole)
     return path.read_bytes(), whole
+
+
+def laid_out(document: dict[str, Any]) -> bytes:
+    """evidence.json's layout (evidence/run.py): the head as json.dumps(indent=1, sort_keys=True) lays
+    it out, each result and each snapshot on one line of compact JSON with sorted keys."""
+    placeholders = {"results": ["@results@"], "snapshots": {"@host@": "@snapshot@"}}
+    text = json.dumps({**document, **placeholders}, indent=1, sort_keys=True)
+    results = ",\n".join("  " + json.dumps(r, sort_keys=True) for r in document["results"])
+    snapshots = ",\n".join(f"  {json.dumps(h)}: {json.dumps(s, sort_keys=True)}" for h, s in document["snapshots"].items())
+    text = text.replace('[\n  "@results@"\n ]', f"[\n{results}\n ]" if results else "[]")
+    text = text.replace('{\n  "@host@": "@snapshot@"\n }', f"{{\n{snapshots}\n }}" if snapshots else "{}")
+    return text.encode()
 
 
 def test_the_streamed_file_is_the_document_dumped_at_once(tmp_path: Path) -> None:
     data, whole = streamed(tmp_path, RECORDS, SNAPSHOTS)
     assert json.loads(data) == whole
+    # A result a line, a host's snapshot a line: grep finds one.
+    assert sum(1 for line in data.splitlines() if line.startswith(b'  {"control": ')) == len(RECORDS)
     assert [r["host"] for r in whole["results"]] == ["web-1", "web-1", "web-2"]  # the order the records were made
     assert list(whole["snapshots"]) == ["web-1", "web-2"]  # by host, whatever order they arrived in
 

@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("certaudit.gather",),
     ("certaudit.jobs",),
     ("certaudit.audit",),
+    ("certaudit.control_run",),
     ("certaudit.evidence",),
     ("certaudit.plugin", "certaudit.cli", "certaudit.host_fixture"),
 )

@@ -9,6 +9,7 @@ certificates when it holds nothing else. The end-to-end test runs the real audit
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -35,6 +36,7 @@ from certaudit.redact import (
     TEXT_CAP,
     VALUE_CAP,
     cut,
+    redact_every_pattern,
     redact_secrets,
     untrusted,
 )
@@ -403,3 +405,66 @@ def test_no_secret_in_any_output_of_a_real_audit(pytester: pytest.Pytester, monk
     assert "over certaudit's 32768-byte bound for a renewal conf: not parsed" in big["message"], big["message"]
     assert len(json.dumps(big)) < 4 * VALUE_CAP + MESSAGE_CAP
     assert len(files["evidence.json"]) < 2_000_000 and len(files["junit.xml"]) < 1_000_000, {k: len(v) for k, v in files.items()}
+
+
+# --- the shortcut: text no pattern can touch is returned after one look -----------------------------
+_PIECES = st.sampled_from(
+    ["-----BEGIN ", "-----END ", "PRIVATE KEY-----", "CERTIFICATE-----", "password=", "PassPhrase: ", "api_key = ",
+     "Private_Key=", "TOKEN=", "secret", "ſecret=x", "\u212aey", "SHA256:", "A" * 39, "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9u",
+     "0123456789abcdef" * 3, "/", "+", "=", "\n", " ", "-", "--", ":", "é", "İ", "ı"]
+)  # fmt: skip
+
+
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=12)), max_size=12).map("".join))
+@settings(max_examples=600, deadline=None)
+def test_the_shortcut_changes_nothing(text: str) -> None:
+    """redact_secrets skips the patterns only for text none of them would change (redact.py's shortcut)."""
+    assert redact_secrets(text) == redact_every_pattern(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ſecret=hunter2", "\u212aey material: " + "Z" * 40, "x" * 39 + "/" + "A" * 40, "a---BEGIN x", "Token: abc", "PASSWORD=x"],
+)
+def test_the_shortcut_lets_every_secret_through(text: str) -> None:
+    """Secrets the shortcut's cheap looks could miss (case folding outside ASCII, a run of base64 behind
+    other letters, dashes before BEGIN): each still redacted."""
+    assert redact_secrets(text) == redact_every_pattern(text) != text
+
+
+_HOSTILE = st.one_of(_PIECES, st.text(max_size=40)).map(lambda s: s * 3)
+_VALUES = st.recursive(_HOSTILE, lambda v: st.lists(v, max_size=3), max_leaves=6)
+
+
+@given(
+    observed=st.dictionaries(
+        st.sampled_from(["a", "b", "c"]), st.recursive(_HOSTILE, lambda v: st.lists(v, max_size=3), max_leaves=6)
+    ),
+    findings=st.lists(_HOSTILE, max_size=4),
+    notes=st.lists(_HOSTILE, max_size=3),
+    message=_HOSTILE,
+)
+@settings(max_examples=300, deadline=None)
+def test_a_record_of_evidence_is_bounded_once(
+    observed: dict[str, Any], findings: list[str], notes: list[str], message: str
+) -> None:
+    """The plugin makes a control's record with Record.of_bounded (its values bounded as they were
+    recorded): the record is the one Record() would make, which bounds them all again."""
+    evidence = Evidence(CONTROL, "web-1")
+    evidence.observe(**observed)
+    evidence.expect(**{f"x{k}": v for k, v in observed.items()})
+    for finding in findings:
+        evidence.require(False, finding)
+    for note in notes:
+        evidence.note(note)
+    fields: dict[str, Any] = {
+        "control": "SEC-01", "title": "t", "host": "web-1", "outcome": "fail", "message": untrusted(message, MESSAGE_CAP),
+        "observed": evidence.observed, "expected": evidence.expected, "findings": evidence.findings, "notes": evidence.notes,
+        "fix": "f", "gate": False, "nodeid": "n", "started": "s", "duration_s": 0.0, "waiver": None,
+    }  # fmt: skip
+    assert Record.of_bounded(**fields).to_json() == Record(**copy.deepcopy(fields)).to_json()
+
+
+def test_a_record_of_bounded_values_takes_every_field() -> None:
+    with pytest.raises(TypeError, match="every field once"):
+        Record.of_bounded(control="SEC-01", title="t", host="h", outcome="pass")
