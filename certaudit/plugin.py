@@ -12,7 +12,7 @@ import os
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -20,21 +20,24 @@ from certaudit import __version__, control_run
 from certaudit.audit import AUDIT_KEY, DEFAULT_INVENTORY, DEFAULT_WAIVERS, EVIDENCE_KEY, Audit
 from certaudit.controls import Control, control_of
 from certaudit.errors import CertauditError, ProbeError, Undeterminable
-from certaudit.evidence import quarterly
-from certaudit.evidence.manifest import check_signing_key
 from certaudit.evidence.run import RunDirectory, SnapshotLog, check_evidence_path, write_evidence
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
-from certaudit.jobs import gate, prometheus, whatif
+from certaudit.jobs import gate
 from certaudit.jobs.fleet import Domain, FleetView, domains_of, owner_of
 from certaudit.policy import Policy
 from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record
 from certaudit.redact import MESSAGE_CAP, untrusted
 from certaudit.waivers import Waiver
 
+if TYPE_CHECKING:
+    # Imported by the runs that use them (--quarterly, --prometheus-textfile, --lifetime-what-if),
+    # not by every run's start: the gate uses none.
+    from certaudit.evidence.quarterly import QuarterlyDiff
+
 RUN_DIR_KEY = pytest.StashKey[RunDirectory]()
 SNAPSHOTS_KEY = pytest.StashKey[SnapshotLog]()
-QUARTERLY_DIFF_KEY = pytest.StashKey[quarterly.QuarterlyDiff]()
+QUARTERLY_DIFF_KEY: pytest.StashKey[QuarterlyDiff] = pytest.StashKey()
 USAGE_ERROR_KEY = pytest.StashKey[str]()
 # testinfra's `host` on the inventory's hosts, for plain tests and controls alike.
 pytest_plugins = ["certaudit.host_fixture"]
@@ -144,6 +147,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "certaudit: --report-dir writes report.html with pytest-html, which is not loaded (-p no:html, or not installed)"
         )
     if report_dir:
+        from certaudit.evidence import quarterly
+
         reports = Path(report_dir) / quarterly.quarter_of(audit.started) if config.getoption("quarterly") else Path(report_dir)
         try:
             run = RunDirectory.create(reports, config.getoption("job"), audit.started)
@@ -221,9 +226,9 @@ def _check_destinations(config: pytest.Config) -> None:
     touched: a run must not audit the whole fleet (and drill renewals) only to fail at the end."""
     report_dir = config.getoption("report_dir")
     checks: list[tuple[str, str | None, Any]] = [
-        ("--prometheus-textfile:", config.getoption("prometheus_textfile"), lambda p: prometheus.check_destination(Path(p))),
+        ("--prometheus-textfile:", config.getoption("prometheus_textfile"), _check_textfile),
         ("--evidence", None if report_dir else config.getoption("evidence"), lambda p: check_evidence_path(Path(p))),
-        ("--signing-key", config.getoption("signing_key") if report_dir else None, lambda p: check_signing_key(Path(p))),
+        ("--signing-key", config.getoption("signing_key") if report_dir else None, _check_signing_key),
     ]
     for option, value, check in checks:
         if not value:
@@ -234,6 +239,18 @@ def _check_destinations(config: pytest.Config) -> None:
             raise pytest.UsageError(f"certaudit: {option} {exc}") from None
     if config.getoption("quarterly") and not report_dir:
         raise pytest.UsageError("certaudit: --quarterly files the run under --report-dir DIR/<YYYY>-Q<n>/: give --report-dir")
+
+
+def _check_signing_key(path: str) -> None:
+    from certaudit.evidence.manifest import check_signing_key
+
+    check_signing_key(Path(path))
+
+
+def _check_textfile(path: str) -> None:
+    from certaudit.jobs import prometheus
+
+    prometheus.check_destination(Path(path))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -564,6 +581,8 @@ def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
     config = session.config
     run = config.stash.get(RUN_DIR_KEY, None)
     if config.getoption("quarterly") and run is not None and (run.partial / "evidence.json").exists():
+        from certaudit.evidence import quarterly
+
         try:
             config.stash[QUARTERLY_DIFF_KEY] = quarterly.write_diff(run.partial, run.final, Path(config.getoption("report_dir")))
         except (CertauditError, OSError) as exc:
@@ -576,6 +595,8 @@ def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
         audit.job_problems.append(f"--prometheus-textfile: not written, the run did not complete (exit {status})")
     elif textfile:
         inventory = audit.inventory_if_loaded()
+        from certaudit.jobs import prometheus
+
         policies = {t.name: t.policy for t in inventory} if inventory else {}
         text = prometheus.render(audit.records, audit.facts, policies, dt.datetime.now(dt.UTC))
         try:
@@ -673,11 +694,15 @@ def _jobs_summary(terminalreporter: pytest.TerminalReporter, audit: Audit) -> No
     for problem in audit.job_problems:
         terminalreporter.write_line(f"certaudit: {problem}", red=True)
     if audit.lifetimes and audit.records:
+        from certaudit.jobs import whatif
+
         terminalreporter.section("certaudit lifetime what-if")
         for line in whatif.summary(audit.what_if_rows()):
             terminalreporter.write_line(f"certaudit: {line}")
     diff = audit.config.stash.get(QUARTERLY_DIFF_KEY, None)
     if diff is not None:
+        from certaudit.evidence import quarterly
+
         terminalreporter.section("certaudit quarterly diff")
         for line in quarterly.render(diff):
             terminalreporter.write_line(line)
