@@ -1256,4 +1256,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    # The answer is out: the interpreter's teardown (freeing every object and module) would cost
+    # the host CPU for nothing, and there is nothing else to flush or close.
+    sys.stderr.flush()
+    os._exit(0)
