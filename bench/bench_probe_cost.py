@@ -13,7 +13,6 @@ chain, GET /metrics) with the stand-in service. For each it prints the CPU the h
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import shlex
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.bench_fleet import bench_scenarios, load_average, machine
-from certaudit.gather.probe import MAX_OUTPUT, probe_argv, probe_host
+from certaudit.gather.probe import MAX_OUTPUT, encode_script, probe_argv, probe_host
 from certaudit.gather.tls import fetch_leaf
 from certaudit.gather.transport import run_command
 from certaudit.inventory import Target, load_inventory
@@ -56,7 +55,7 @@ def remote(target: Target, argv: list[str]) -> Callable[[], object]:
 def probe_from(target: Target, script: Path) -> list[str]:
     """The probe's argv with another remote_probe.py (e.g. main's), to compare two probes on the same host."""
     argv = probe_argv(target)
-    argv[5] = base64.b64encode(zlib.compress(script.read_bytes(), 9)).decode()
+    argv[5:7] = encode_script(script.read_text())  # its source, and its code for a host with this python's magic
     return argv
 
 
@@ -80,7 +79,7 @@ def parts(target: Target) -> list[tuple[str, Callable[[], object]]]:
     ]  # fmt: skip
 
 
-IMPORTS = "import base64,grp,json,os,pwd,re,signal,stat,subprocess,sys,threading,time,zlib"  # the probe's, and its loader's
+IMPORTS = "import _json,_signal,binascii,errno,grp,marshal,os,pwd,select,stat,sys,time,zlib"  # the probe's, and its loader's
 
 
 def measure(

@@ -6,9 +6,12 @@ per-path derivation (public_key) and with the standard library's own answer.
 
 from __future__ import annotations
 
+import base64
 import glob
 import importlib
+import importlib.util
 import json
+import marshal
 import os
 import random
 import re
@@ -16,12 +19,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from certaudit.gather.probe import LOADER, SCRIPT_B64
+from certaudit.gather.probe import CODE_B64, LOADER, SCRIPT_B64, encode_script
 
 PROBE = Path(__file__).resolve().parents[2] / "certaudit" / "gather" / "remote_probe.py"
 # The probe is untyped (it runs on the host's python3.6+): imported as a plain module, not type-checked.
@@ -120,7 +124,7 @@ def _loaded_after(body: str, *args: str) -> list[str]:
 def test_the_probe_starts_without_the_modules_it_does_not_need() -> None:
     """The loader and the probe's definitions import no module written in Python beyond what
     python3 itself starts with (os, stat, ...)."""
-    assert LOADER_IMPORTS == "import binascii,sys,zlib"
+    assert LOADER_IMPORTS == "import binascii,marshal,sys,zlib"
     assert _loaded_after(LOADER_IMPORTS) == []
     assert _loaded_after(LOAD_AS_PROBE, SCRIPT_B64) == []
 
@@ -367,3 +371,40 @@ def test_a_command_gets_the_signals_subprocess_gives_it(spawn_path: str) -> None
 def test_stderr_is_kept_to_its_head(spawn_path: str) -> None:
     rc, _, err = remote_probe.run_command(["sh", "-c", "head -c 1000000 /dev/zero >&2; echo done"], 10)
     assert rc == 0 and remote_probe.STDERR_KEPT <= len(err) < remote_probe.STDERR_KEPT + 65536
+
+
+LOADER_SHOWS = "import sys\nprint(__name__, sys.argv[1:])\n"
+
+
+def _run_loader(script_b64: str, code_b64: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", LOADER, script_b64, code_b64, "params"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_host_with_this_bytecode_runs_the_code_it_was_sent() -> None:
+    """The same magic number: the marshalled code runs (the source is not even looked at), as
+    __main__, and finds its parameters in sys.argv[1]."""
+    _, code = encode_script(LOADER_SHOWS)
+    assert _run_loader("not base64 at all", code) == "__main__ ['params']\n"
+
+
+def test_another_host_compiles_the_source() -> None:
+    """Another magic number (another python3 minor release): the source is compiled and run instead."""
+    source, code = encode_script(LOADER_SHOWS)
+    other = zlib.decompress(base64.b64decode(code))
+    foreign = base64.b64encode(zlib.compress(bytes([other[0] ^ 0xFF]) + other[1:])).decode()
+    assert _run_loader(source, foreign) == "__main__ ['params']\n"
+    shown, _ = encode_script("print('from the source')\n")
+    assert _run_loader(shown, foreign) == "from the source\n"
+
+
+def test_the_probe_code_is_its_source_compiled() -> None:
+    """What a host with this bytecode runs is what compiling the source gives."""
+    source = zlib.decompress(base64.b64decode(SCRIPT_B64)).decode()
+    code = zlib.decompress(base64.b64decode(CODE_B64))
+    assert source == PROBE.read_text()
+    assert code[:4] == importlib.util.MAGIC_NUMBER
+    assert marshal.loads(code[4:]) == compile(source, "certaudit-probe", "exec", dont_inherit=True, optimize=0)
