@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from certaudit.gather.probe import CODE_B64, LOADER, SCRIPT_B64, encode_script
+from certaudit.gather.probe import CODE_B64, LOADER, SCRIPT_B64, encode_script, probe_command
+from certaudit.inventory import target_for
 
 PROBE = Path(__file__).resolve().parents[2] / "certaudit" / "gather" / "remote_probe.py"
 # The probe is untyped (it runs on the host's python3.6+): imported as a plain module, not type-checked.
@@ -408,3 +409,10 @@ def test_the_probe_code_is_its_source_compiled() -> None:
     assert source == PROBE.read_text()
     assert code[:4] == importlib.util.MAGIC_NUMBER
     assert marshal.loads(code[4:]) == compile(source, "certaudit-probe", "exec", dont_inherit=True, optimize=0)
+
+
+def test_the_command_fits_in_one_argument_with_room_to_spare() -> None:
+    """sshd hands the command to the login shell as one argument (`sh -c COMMAND`), and Linux takes
+    no argument over 128 KB (MAX_ARG_STRLEN): the source and the code together stay under 96 KB."""
+    target = target_for("h", {"ansible_host": "127.0.0.1"})
+    assert len(probe_command(target).encode()) < 96 * 1024
