@@ -416,3 +416,13 @@ def test_the_command_fits_in_one_argument_with_room_to_spare() -> None:
     no argument over 128 KB (MAX_ARG_STRLEN): the source and the code together stay under 96 KB."""
     target = target_for("h", {"ansible_host": "127.0.0.1"})
     assert len(probe_command(target).encode()) < 96 * 1024
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["renew_hook = /usr/local/bin/reload\n", "\n  \nrenew_hook\n=\n'/x y'\nrenew_hook = /z", "# renew_hook = /a\n", "",
+     'CERTBOT_ARGS=""\nDEPLOY_HOOK="--deploy-hook /usr/local/bin/d"\nRENEW_HOOK="--renew-hook=\'/r\'"', "--pre-hook /p"],
+)  # fmt: skip
+def test_hook_lines_are_read_as_the_patterns_read_them(text: str) -> None:
+    for pattern, literal in ((remote_probe.RENEW_HOOK_LINE, "renew_hook"), (remote_probe.SYSCONFIG_HOOK, "-hook")):
+        assert remote_probe.hook_paths(pattern, literal, text) == re.findall(pattern, text)
