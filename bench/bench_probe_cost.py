@@ -1,6 +1,6 @@
 """Benchmark (on demand, not part of `make test`): what one host's audit makes the host spend, part by part.
 
-    sudo CERTAUDIT_FLEET_ID=4 .venv/bin/python -m bench.bench_probe_cost [--rounds 20]
+    sudo CERTAUDIT_FLEET_ID=4 .venv/bin/python -m bench.bench_probe_cost [--rounds 20] [--compare-tree /work/main]
 
 Boots one compliant-like bench host (the same as bench_fleet's) under this CERTAUDIT_FLEET_ID and runs,
 ROUNDS times each, the parts of a host's audit, over the same in-process ssh client the audit uses:
@@ -13,11 +13,11 @@ chain, GET /metrics) with the stand-in service. For each it prints the CPU the h
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 import zlib
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.bench_fleet import bench_scenarios, load_average, machine
-from certaudit.gather.probe import MAX_OUTPUT, probe_argv, probe_host
+from certaudit.gather.probe import MAX_OUTPUT, encode_script, probe_argv, probe_host
 from certaudit.gather.tls import fetch_leaf
 from certaudit.gather.transport import run_command
 from certaudit.inventory import Target, load_inventory
@@ -56,7 +56,22 @@ def remote(target: Target, argv: list[str]) -> Callable[[], object]:
 def probe_from(target: Target, script: Path) -> list[str]:
     """The probe's argv with another remote_probe.py (e.g. main's), to compare two probes on the same host."""
     argv = probe_argv(target)
-    argv[5] = base64.b64encode(zlib.compress(script.read_bytes(), 6)).decode()
+    argv[5:7] = encode_script(script.read_text())  # its source, and its code for a host with this python's magic
+    return argv
+
+
+def probe_of_tree(tree: Path, inventory: Path) -> list[str]:
+    """The whole probe argv another checkout (e.g. /work/main) sends this host: its loader, its script
+    in its encodings, its parameters; computed by that checkout's own code in a child python."""
+    script = (
+        "import json, sys\nsys.path.insert(0, sys.argv[1])\n"
+        "from certaudit.gather.probe import probe_argv\nfrom certaudit.inventory import load_inventory\n"
+        "(target,) = load_inventory(sys.argv[2]).targets\nprint(json.dumps(probe_argv(target)))"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", script, str(tree), str(inventory)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{tree}: cannot compute its probe: {done.stderr.strip()[-500:]}")
+    argv: list[str] = json.loads(done.stdout)
     return argv
 
 
@@ -80,7 +95,7 @@ def parts(target: Target) -> list[tuple[str, Callable[[], object]]]:
     ]  # fmt: skip
 
 
-IMPORTS = "import base64,grp,json,os,pwd,re,signal,stat,subprocess,sys,threading,time,zlib"  # the probe's, and its loader's
+IMPORTS = "import _json,_signal,binascii,errno,grp,marshal,os,pwd,select,stat,sys,time,zlib"  # the probe's, and its loader's
 
 
 def measure(
@@ -116,26 +131,38 @@ def answer_size(target: Target) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=20, help="runs of each part (default: 20)")
-    parser.add_argument("--compare", type=Path, help="another remote_probe.py to measure beside this one (e.g. main's)")
+    other = parser.add_mutually_exclusive_group()
+    other.add_argument("--compare", type=Path, help="another remote_probe.py to measure beside this one (e.g. main's)")
+    other.add_argument(
+        "--compare-tree",
+        type=Path,
+        help="another checkout (e.g. /work/main) whose whole probe, loader too, to measure beside this one",
+    )
     args = parser.parse_args()
     root = image.cache_root() / f"bench-{fleet_id()}-probe-cost"
     fleet = Fleet(bench_scenarios(1), root=root, pebble=False)
     try:
         fleet.up()
         name = sorted(fleet.hosts)[0]
-        inventory = load_inventory(str(fleet.write_inventory(root / "inventory-cost.yml", hosts=[name])))
+        inventory_path = fleet.write_inventory(root / "inventory-cost.yml", hosts=[name])
+        inventory = load_inventory(str(inventory_path))
         (target,) = inventory.targets
         time.sleep(2)
         idle_start, t0 = host_cpu_s(fleet, name), time.monotonic()
         time.sleep(3)
         idle_rate = (host_cpu_s(fleet, name) - idle_start) / (time.monotonic() - t0)
         measured = parts(target)
+        compare = args.compare or args.compare_tree
         if args.compare:  # this probe and the other, taking turns
             measured.append(("the whole probe | " + str(args.compare), remote(target, probe_from(target, args.compare))))
-        for label, run in measured[:-2] if args.compare else measured:
+        elif args.compare_tree:
+            measured.append(
+                ("the whole probe | " + str(args.compare_tree), remote(target, probe_of_tree(args.compare_tree, inventory_path)))
+            )
+        for label, run in measured[:-2] if compare else measured:
             ((cpu, wall),) = measure(fleet, name, [run], args.rounds, idle_rate)
             print(f"  {label:<40} host CPU {cpu * 1000:6.1f} ms   wall {wall * 1000:6.1f} ms", flush=True)
-        if args.compare:
+        if compare:
             for (label, _), (cpu, wall) in zip(
                 measured[-2:], measure(fleet, name, [r for _, r in measured[-2:]], args.rounds, idle_rate), strict=True
             ):

@@ -12,20 +12,30 @@
 #   is stat'ed whole, but only what a control reads is read (certificates, the renewal conf, the
 #   crontabs cron reads, the deploy hooks certbot runs: regular, executable, no trailing `~`);
 # - RULE_FILES_LIMIT Prometheus rule files.
-import base64
+#
+# What the probe costs the host is mostly starting things: python3, the modules it imports, the
+# commands it runs. So on the common path it imports only modules written in C (re, json,
+# subprocess, signal, threading, glob and base64 would cost a bench host about 13 ms of CPU, a
+# sixth of the probe's share): commands are started by run_command, JSON goes through json's own C
+# accelerator, and what a rare path needs (promtool, glob patterns, a hook line) is imported there.
+import binascii
 import errno
-import glob
 import grp
-import json
 import os
 import pwd
-import re
-import signal
+import select
 import stat
-import subprocess
 import sys
-import threading
 import time
+
+try:
+    import _json  # the C half of the json module, without its Python half (which imports re)
+except ImportError:  # a Python built without it: the json module, then (see _json_codec)
+    _json = None
+try:
+    import _signal as signals  # the C half of signal, without the enum its Python half imports
+except ImportError:
+    import signal as signals
 
 PROBE_VERSION = 1
 READ_LIMIT = 1024 * 1024
@@ -63,7 +73,91 @@ def os_error(exc):
     return {"errno": exc.errno or 0, "reason": exc.strerror or str(exc)}
 
 
-PRIVATE_KEY_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]{0,40})PRIVATE KEY-----")
+def b64encode(data):
+    """base64.b64encode(data) as text, without the base64 module (it imports re)."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def b64decode(text):
+    """base64.b64decode(text): characters outside the alphabet are skipped, as there."""
+    return binascii.a2b_base64(text)
+
+
+JSON_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+JSON_SPACE = " \t\n\r"
+
+
+class _JsonOptions(object):
+    """json.loads' defaults, which json's C scanner reads off the object it is made from."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = JSON_CONSTANTS.__getitem__
+
+
+def _not_serializable(obj):
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+def _c_encoder():
+    # json.dumps' defaults: a fresh circular-reference marker dict, no indent, ", " and ": ", ASCII only.
+    return _json.make_encoder({}, _not_serializable, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+
+
+def _json_codec():
+    """json.dumps and json.loads (their defaults, the same text and values) made of json's C
+    accelerator; the json module itself where this Python lacks the accelerator or it differs."""
+    try:
+        scan = _json.make_scanner(_JsonOptions())
+        _c_encoder()
+    except (AttributeError, TypeError):
+        import json
+
+        return json.dumps, json.loads
+
+    def dumps(obj):
+        return "".join(_c_encoder()(obj, 0))
+
+    def loads(text):
+        start = len(text) - len(text.lstrip(JSON_SPACE))
+        try:
+            obj, end = scan(text, start)
+        except StopIteration:
+            raise ValueError("Expecting value: char %d" % start) from None
+        if text[end:].strip(JSON_SPACE):
+            raise ValueError("Extra data: char %d" % end)
+        return obj
+
+    return dumps, loads
+
+
+json_dumps, json_loads = _json_codec()
+
+
+PRIVATE_KEY_END = b"PRIVATE KEY-----"
+PEM_LABEL_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "
+PEM_LABEL_LIMIT = 40
+
+
+def private_key_block(data):
+    """Where the first `-----BEGIN <label>PRIVATE KEY-----` line is, label [A-Z0-9 ]{0,40}, as
+    (offset, label) or None: the regex's leftmost match, found without the re module."""
+    if PRIVATE_KEY_END not in data:
+        return None
+    start = data.find(b"-----BEGIN ")
+    while start >= 0:
+        head = start + len(b"-----BEGIN ")
+        window = data[head : head + PEM_LABEL_LIMIT + len("PRIVATE KEY") + 1]
+        run = len(window) - len(window.lstrip(PEM_LABEL_BYTES))
+        # `PRIVATE KEY` is all label bytes and `-` is none: a match ends its run of label bytes.
+        label_end = head + run - len("PRIVATE KEY")
+        if head <= label_end <= head + PEM_LABEL_LIMIT and data[label_end : head + run + 5] == PRIVATE_KEY_END:
+            return start, data[head:label_end].decode("ascii")
+        start = data.find(b"-----BEGIN ", start + 1)
+    return None
 
 
 def private_key_inside(data):
@@ -71,11 +165,10 @@ def private_key_inside(data):
     name says (a key pasted into a certificate file, cert.pem linked to the key). PEM is found by
     its marker; DER by its shape: private keys (PKCS#1, PKCS#8, SEC1) are a SEQUENCE whose first
     element is an INTEGER, a certificate is a SEQUENCE of SEQUENCEs."""
-    match = PRIVATE_KEY_PEM.search(data)
-    if match:
-        label = (match.group(1) + b"PRIVATE KEY").decode("ascii")
-        line = data.count(b"\n", 0, match.start()) + 1
-        return "holds a private key (%s block at line %d): its bytes stay on the host" % (label, line)
+    block = private_key_block(data)
+    if block:
+        line = data.count(b"\n", 0, block[0]) + 1
+        return "holds a private key (%sPRIVATE KEY block at line %d): its bytes stay on the host" % (block[1], line)
     if len(data) > 4 and data[0] == 0x30:
         offset = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
         if data[1] != 0x80 and offset < len(data) and data[offset] == 0x02:
@@ -158,7 +251,7 @@ def describe(path, read_limit=0, budget=None):
                 elif secret:
                     fact["read_error"] = {"errno": 0, "reason": secret}
                 else:
-                    fact["content_b64"] = base64.b64encode(data).decode("ascii")
+                    fact["content_b64"] = b64encode(data)
             except OSError as exc:
                 fact["read_error"] = os_error(exc)
     return fact
@@ -183,6 +276,122 @@ def open_error(path):
     return None
 
 
+# What subprocess resets in a child (restore_signals): python3 ignores SIGPIPE and SIGXFSZ, and an
+# ignored signal stays ignored across exec.
+RESTORED_SIGNALS = tuple(getattr(signals, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signals, name))
+STDERR_KEPT = 64 * 1024  # a command's stderr is only ever quoted (300 characters): its head is kept
+
+
+class CommandTimeout(Exception):
+    """A command did not finish in its time and was killed."""
+
+
+def _exec_candidates(name, env):
+    # subprocess's search: a name with a slash as it is, else each directory of the environment's PATH.
+    if os.sep in name:
+        return [name]
+    return [os.path.join(directory, name) for directory in os.get_exec_path(env)]
+
+
+def _start(path, argv, env, fds):
+    """Start `path` with fds[0..2] as its stdin, stdout and stderr; its pid. OSError when it cannot be run."""
+    if hasattr(os, "posix_spawn"):  # Python 3.8+: the C library's spawn, which reports a failed exec
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
+        return os.posix_spawn(path, argv, env, file_actions=actions, setsigdef=RESTORED_SIGNALS)
+    # Python 3.6 and 3.7: fork; a failed exec is reported back through a close-on-exec pipe, as subprocess does.
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child, which execs or exits
+        try:
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            for number in RESTORED_SIGNALS:
+                signals.signal(number, signals.SIG_DFL)
+            os.execve(path, argv, env)
+        except OSError as exc:
+            os.write(report_w, str(exc.errno or errno.ENOEXEC).encode())
+        finally:
+            os._exit(127)
+    os.close(report_w)
+    try:
+        failed = os.read(report_r, 32)
+    finally:
+        os.close(report_r)
+    if failed:
+        os.waitpid(pid, 0)
+        code = int(failed)
+        raise OSError(code, os.strerror(code), path)
+    return pid
+
+
+def _spawn(argv, env, fds):
+    first_error = None
+    for path in _exec_candidates(argv[0], env):
+        try:
+            return _start(path, argv, env, fds)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    raise FileNotFoundError(errno.ENOENT, "No such file or directory", argv[0])
+
+
+def run_command(argv, timeout, env=None, on_stdout=None):
+    """Run argv to its end, stdin from /dev/null: (exit status, stdout bytes, stderr bytes), the exit
+    status negative for a signal, as subprocess.run gives them, without importing subprocess.
+
+    on_stdout, when given, gets each piece of stdout as it comes instead of the result keeping it; it
+    returns True to stop the command (it is killed, and its status is -SIGKILL). Only the first
+    STDERR_KEPT bytes of stderr are kept. OSError when the
+    command cannot be started (FileNotFoundError when it is not installed); CommandTimeout when it
+    has not ended within `timeout` seconds (it is killed)."""
+    env = os.environ if env is None else env
+    null = os.open(os.devnull, os.O_RDONLY)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = _spawn(argv, env, (null, out_w, err_w))
+    except OSError:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        for fd in (null, out_w, err_w):
+            os.close(fd)
+    chunks = {out_r: [], err_r: []}
+    poller = select.poll()
+    for fd in chunks:
+        poller.register(fd, select.POLLIN)
+    reading, stopped, timed_out = 2, False, False
+    deadline = time.monotonic() + timeout
+    try:
+        while reading and not stopped:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            for fd, _ in poller.poll(int(left * 1000) + 1):
+                data = os.read(fd, 65536)
+                if not data:
+                    poller.unregister(fd)
+                    reading -= 1
+                elif fd == out_r and on_stdout is not None:
+                    stopped = stopped or bool(on_stdout(data))
+                elif fd == out_r or sum(map(len, chunks[fd])) < STDERR_KEPT:
+                    chunks[fd].append(data)
+        if stopped or timed_out:
+            os.kill(pid, signals.SIGKILL)
+        status = os.waitpid(pid, 0)[1]
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    if timed_out:
+        raise CommandTimeout("%s did not finish within %s s" % (argv[0], timeout))
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+    return code, b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
 def public_key(path):
     """The public half of a private key, derived here so the private key never leaves the host."""
     result = {"path": path}
@@ -200,23 +409,17 @@ def public_key(path):
         result["error"] = unreadable
         return result
     try:
-        done = subprocess.run(
-            ["openssl", "pkey", "-in", path, "-pubout", "-passin", "pass:"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            timeout=15,
-        )
+        rc, stdout, stderr = run_command(["openssl", "pkey", "-in", path, "-pubout", "-passin", "pass:"], 15)
     except FileNotFoundError:
         result["error"] = {"errno": 0, "reason": "openssl is not installed on the host"}
         return result
-    except subprocess.TimeoutExpired:
+    except CommandTimeout:
         result["error"] = {"errno": 0, "reason": "openssl pkey did not finish within 15 s"}
         return result
-    if done.returncode == 0:
-        result["public_pem"] = done.stdout.decode("ascii", "replace")
+    if rc == 0:
+        result["public_pem"] = stdout.decode("ascii", "replace")
     else:
-        first = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[0]
+        first = (stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[0]
         result["error"] = {"errno": 0, "reason": "openssl pkey could not read it as a private key: " + first[:300]}
     return result
 
@@ -284,29 +487,25 @@ def units(names):
         return {}
     # --timestamp=unix needs systemd 251 (bookworm has 252); bullseye's 247 refuses it, and there
     # TZ=UTC alone makes the timestamps UTC text, which the audit reads as well.
-    done = None
     for timestamp in (["--timestamp=unix"], []):
         argv = ["systemctl", "show"] + timestamp + ["-p", ",".join(UNIT_PROPERTIES), "--"] + list(names)
         try:
             # TZ=UTC: systemd 252 prints some timestamps formatted even with --timestamp=unix.
             env = dict(os.environ, TZ="UTC", LC_ALL="C")
-            done = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20, env=env
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            rc, stdout, stderr = run_command(argv, 20, env)
+        except (OSError, CommandTimeout) as exc:
             return {"_error": {"errno": 0, "reason": "systemctl show failed: " + error_text(exc)}}
-        if done.returncode == 0 or b"unix" not in done.stderr:
+        if rc == 0 or b"unix" not in stderr:
             break
-    if done.returncode != 0:
+    if rc != 0:
         return {
             "_error": {
                 "errno": 0,
-                "reason": "systemctl show exited %d: %s"
-                % (done.returncode, done.stderr.decode("utf-8", "replace").strip()[:300]),
+                "reason": "systemctl show exited %d: %s" % (rc, stderr.decode("utf-8", "replace").strip()[:300]),
             }
         }
     result = {}
-    blocks = done.stdout.decode("utf-8", "replace").strip().split("\n\n")
+    blocks = stdout.decode("utf-8", "replace").strip().split("\n\n")
     for name, block in zip(names, blocks):
         props = {}
         for line in block.splitlines():
@@ -448,43 +647,49 @@ def service_events(unit, since):
         return result
     argv = ["journalctl", "--no-pager", "-q", "-o", "json", "-u", unit, "--since", "@%d" % max(0, int(since) - 1)]
     env = dict(os.environ, LC_ALL="C", SYSTEMD_PAGER="")
-    timed_out = []
+    pending = [b""]  # the last line's start, until its end comes
+
+    def take(data):
+        """Each whole line of journalctl's output as it comes; True (stop journalctl) past the line limit."""
+        lines = (pending[0] + data).split(b"\n")
+        pending[0] = lines.pop()
+        return any(_take_line(result, raw, unit, since) for raw in lines)
+
     try:
-        with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
-
-            def stop():
-                timed_out.append(True)
-                proc.kill()
-
-            timer = threading.Timer(JOURNAL_TIME_S, stop)
-            timer.start()
-            try:
-                for raw in proc.stdout:
-                    result["entries_read"] += 1
-                    if result["entries_read"] > JOURNAL_LINE_LIMIT:
-                        result["truncated"] = True
-                        proc.kill()
-                        break
-                    event = _service_event(raw, unit, since)
-                    if event is not None and len(result["events"]) < JOURNAL_EVENT_LIMIT:
-                        result["events"].append(event)
-                stderr = proc.stderr.read(4096).decode("utf-8", "replace").strip()
-                proc.wait()
-            finally:
-                timer.cancel()
+        rc, _, stderr = run_command(argv, JOURNAL_TIME_S, env, on_stdout=take)
+    except CommandTimeout:
+        result["error"] = {"errno": 0, "reason": "journalctl did not finish within %d s" % JOURNAL_TIME_S}
+        return result
     except OSError as exc:
         result["error"] = {"errno": 0, "reason": "journalctl cannot run: " + error_text(exc)}
         return result
-    if timed_out:
-        result["error"] = {"errno": 0, "reason": "journalctl did not finish within %d s" % JOURNAL_TIME_S}
-    elif proc.returncode not in (0, -signal.SIGKILL) and not result["entries_read"]:
-        result["error"] = {"errno": 0, "reason": "journalctl exited %d: %s" % (proc.returncode, stderr[:300])}
+    if pending[0] and not result["truncated"]:  # a last line without its newline
+        _take_line(result, pending[0], unit, since)
+    if rc not in (0, -signals.SIGKILL) and not result["entries_read"]:
+        result["error"] = {
+            "errno": 0,
+            "reason": "journalctl exited %d: %s" % (rc, stderr[:4096].decode("utf-8", "replace").strip()[:300]),
+        }
     return result
+
+
+def _take_line(result, raw, unit, since):
+    """Count one line of the journal and keep its event; True once the line limit is passed."""
+    if result["truncated"]:
+        return True
+    result["entries_read"] += 1
+    if result["entries_read"] > JOURNAL_LINE_LIMIT:
+        result["truncated"] = True
+        return True
+    event = _service_event(raw, unit, since)
+    if event is not None and len(result["events"]) < JOURNAL_EVENT_LIMIT:
+        result["events"].append(event)
+    return False
 
 
 def _service_event(raw, unit, since):
     try:
-        entry = json.loads(raw.decode("utf-8", "replace"))
+        entry = json_loads(raw.decode("utf-8", "replace"))
         moment = int(entry.get("__REALTIME_TIMESTAMP", "0")) / 1e6
     except (ValueError, TypeError, AttributeError):
         return None
@@ -688,7 +893,9 @@ def promtool_test(promtool, rule_files, domain, points, more_points=()):
                 ],
             }
         )
-    document = json.dumps({"rule_files": rule_files, "evaluation_interval": "10m", "tests": tests}).encode()
+    import subprocess  # only a Prometheus server runs promtool (and its stdin needs a writer besides the reader)
+
+    document = json_dumps({"rule_files": rule_files, "evaluation_interval": "10m", "tests": tests}).encode()
     result = {"path": promtool, "points": points, "lifetime_points": list(more_points)}
     try:
         version = subprocess.run(
@@ -730,10 +937,12 @@ def prometheus_facts(params, files, add):
         if "read_error" in read:
             result["read_error"] = read["read_error"]
         return result
-    block = rule_files_block(base64.b64decode(read["content_b64"]).decode("utf-8", "replace"))
+    block = rule_files_block(b64decode(read["content_b64"]).decode("utf-8", "replace"))
     patterns = rule_file_patterns(block)
     result["rule_files_block"] = block
     result["rule_patterns"] = patterns
+
+    import glob  # a Prometheus server's rule_files are glob patterns, with every form glob knows
 
     base = os.path.dirname(config)
     for pattern in patterns:
@@ -815,7 +1024,13 @@ def gather_hooks(params, found):
             found.add(path, HOOK_READ_LIMIT)
 
 
-CRON_D_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+CRON_D_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def cron_reads(name):
+    """Whether cron reads /etc/cron.d/<name>: its name is run-parts-clean, [A-Za-z0-9_-]+ (the
+    auditor's host/cron.py holds the same rule)."""
+    return bool(name) and all(c in CRON_D_NAME_CHARS for c in name)
 
 
 def gather_cron(found):
@@ -824,7 +1039,7 @@ def gather_cron(found):
     found.add("/etc/crontab", READ_LIMIT)
     for directory in CRON_DIRS:
         names = found.listed(directory)
-        read_by_cron = [n for n in names if directory != "/etc/cron.d" or CRON_D_NAME.match(n)]
+        read_by_cron = [n for n in names if directory != "/etc/cron.d" or cron_reads(n)]
         first = set(read_by_cron)
         for name in read_by_cron + [n for n in names if n not in first]:
             found.add(os.path.join(directory, name), READ_LIMIT)
@@ -847,13 +1062,35 @@ CERTBOT_SITE_DIRS = (
     "/usr/local/lib/python3*/dist-packages",  # pip into the system's python
     "/usr/local/lib/python3*/site-packages",
 )
-CERTBOT_META_NAME = re.compile(r"^certbot-[0-9][^/]*\.(dist-info|egg-info)$")
+CERTBOT_META_SUFFIXES = (".dist-info", ".egg-info")
 CERTBOT_SNAP_META = "/snap/certbot/current/meta/snap.yaml"
 SNAP_LAUNCHER = "/usr/bin/snap"  # the snap's renewal service runs `snap run ... certbot.renew`
 CERTBOT_DPKG_LISTS = ("/var/lib/dpkg/info/certbot.list", "/var/lib/dpkg/info/python3-certbot.list")
 CERTBOT_SYSCONFIG = "/etc/sysconfig/certbot"  # RHEL/EPEL: certbot-renew.service's hooks
 METADATA_LIMIT = 64 * 1024
 SITE_DIRS_LIMIT = 20
+
+
+def certbot_meta_name(name):
+    """Whether a site directory's entry is certbot's metadata: certbot-<digit>...(.dist-info|.egg-info),
+    no slash (so `certbot-ext-1.0.dist-info`, another distribution, is not)."""
+    if not name.startswith("certbot-") or name[8:9] not in tuple("0123456789") or "/" in name:
+        return False
+    return any(name.endswith(suffix) and len(name) >= 9 + len(suffix) for suffix in CERTBOT_META_SUFFIXES)
+
+
+def site_dirs(pattern):
+    """The directories a site pattern names, as glob.glob gives them, without glob (it imports re): a
+    pattern is a path, or a path with one `python3*` component (python3.9, python3.11, ...)."""
+    parent, star, rest = pattern.rpartition("/python3*/")
+    if not star:
+        return [pattern] if os.path.lexists(pattern) else []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    found = [os.path.join(parent, n, rest) for n in names if n.startswith("python3")]
+    return [path for path in found if os.path.lexists(path)]
 
 
 def _venv_site_dirs(found):
@@ -872,7 +1109,7 @@ def _venv_site_dirs(found):
 def _certbot_site(found, directory):
     """certbot's metadata in one site directory: each dist-info METADATA or egg-info PKG-INFO is read."""
     try:
-        names = sorted(n for n in os.listdir(directory) if CERTBOT_META_NAME.match(n))
+        names = sorted(n for n in os.listdir(directory) if certbot_meta_name(n))
     except OSError as exc:
         return {"error": os_error(exc)}
     for name in names:
@@ -894,25 +1131,34 @@ def gather_certbot_install(found):
     found.add(CERTBOT_SYSCONFIG, READ_LIMIT)
     sites = {}
     for pattern in CERTBOT_SITE_DIRS + tuple(_venv_site_dirs(found)):
-        for directory in sorted(glob.glob(pattern))[:SITE_DIRS_LIMIT]:
+        for directory in sorted(site_dirs(pattern))[:SITE_DIRS_LIMIT]:
             sites[directory] = _certbot_site(found, directory)
     return {"sites": sites, "patterns": list(CERTBOT_SITE_DIRS)}
 
 
-RENEW_HOOK_LINE = re.compile(r"^\s*renew_hook\s*=\s*['\"]?(/[^'\"\s]+)", re.MULTILINE)
-SYSCONFIG_HOOK = re.compile(r"--(?:deploy|renew)-hook[= ]+['\"]?(/[^'\"\s]+)")
+RENEW_HOOK_LINE = r"(?m)^\s*renew_hook\s*=\s*['\"]?(/[^'\"\s]+)"
+SYSCONFIG_HOOK = r"--(?:deploy|renew)-hook[= ]+['\"]?(/[^'\"\s]+)"
+
+
+def hook_paths(pattern, literal, text):
+    """pattern's findall in text; re is imported only where text holds the literal every match holds."""
+    if literal not in text:
+        return []
+    import re
+
+    return re.findall(pattern, text)
 
 
 def _text_of(found, path):
-    return base64.b64decode(found.files.get(path, {}).get("content_b64") or "").decode("utf-8", "replace")
+    return b64decode(found.files.get(path, {}).get("content_b64") or "").decode("utf-8", "replace")
 
 
 def gather_hook_scripts(params, found):
     """The scripts hooks name (certbot runs a hook with a shell): the renewal conf's renew_hook and
     /etc/sysconfig/certbot's DEPLOY_HOOK / RENEW_HOOK, when they are a path; each is read."""
     conf = os.path.join(params["letsencrypt_dir"], "renewal", params["domain"] + ".conf")
-    paths = RENEW_HOOK_LINE.findall(_text_of(found, conf))
-    paths += SYSCONFIG_HOOK.findall(_text_of(found, CERTBOT_SYSCONFIG))
+    paths = hook_paths(RENEW_HOOK_LINE, "renew_hook", _text_of(found, conf))
+    paths += hook_paths(SYSCONFIG_HOOK, "-hook", _text_of(found, CERTBOT_SYSCONFIG))
     for path in paths[:10]:
         found.add(path, HOOK_READ_LIMIT)
 
@@ -1001,13 +1247,17 @@ def gather(params):
 
 
 def main():
-    signal.signal(signal.SIGALRM, lambda *_: os._exit(124))
-    signal.alarm(TIME_BUDGET_S)
-    params = json.loads(base64.b64decode(sys.argv[1]).decode("utf-8"))
-    sys.stdout.write(json.dumps(gather(params)))
+    signals.signal(signals.SIGALRM, lambda *_: os._exit(124))
+    signals.alarm(TIME_BUDGET_S)
+    params = json_loads(b64decode(sys.argv[1]).decode("utf-8"))
+    sys.stdout.write(json_dumps(gather(params)))
     sys.stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    # The answer is out: the interpreter's teardown (freeing every object and module) would cost
+    # the host CPU for nothing, and there is nothing else to flush or close.
+    sys.stderr.flush()
+    os._exit(0)

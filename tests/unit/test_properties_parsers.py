@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
-import subprocess
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -273,13 +271,11 @@ SHOW_PIECES = _pick(
 show_outputs = st.one_of(st.binary(max_size=300), _joined(st.one_of(SHOW_PIECES, st.text(max_size=6)), 40, "\n").map(str.encode))
 
 
-def _fake_subprocess(stdout: bytes) -> types.SimpleNamespace:
-    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.CompletedProcess(argv, 0, stdout, b"")
+def _fake_run_command(stdout: bytes) -> Callable[..., tuple[int, bytes, bytes]]:
+    def run_command(argv: list[str], timeout: float, env: Any = None, on_stdout: Any = None) -> tuple[int, bytes, bytes]:
+        return 0, stdout, b""
 
-    return types.SimpleNamespace(
-        run=run, DEVNULL=subprocess.DEVNULL, PIPE=subprocess.PIPE, TimeoutExpired=subprocess.TimeoutExpired
-    )
+    return run_command
 
 
 def _facts_with_units(units: dict[str, Any]) -> HostFacts:
@@ -290,7 +286,7 @@ def _facts_with_units(units: dict[str, Any]) -> HostFacts:
 def check_unit_state(stdout: bytes) -> None:
     """Whatever `systemctl show` prints, the probe turns it into text properties, and the schedule
     judgement reads them without raising."""
-    with mock.patch.object(remote_probe, "subprocess", _fake_subprocess(stdout)):
+    with mock.patch.object(remote_probe, "run_command", _fake_run_command(stdout)):
         units = remote_probe.units(UNIT_NAMES)
     assert set(units) <= set(UNIT_NAMES)
     assert all(isinstance(k, str) and isinstance(v, str) for props in units.values() for k, v in props.items())
