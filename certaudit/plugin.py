@@ -177,14 +177,19 @@ class ReportTrim:
     teardown with nothing captured is never shown nor counted by the terminal (its category is
     empty): it is let go once the terminal has seen it. pytest-html keeps each test's reports by
     node id after it has made the test's row from them (at its teardown): they are let go when the
-    test has finished (pytest_runtest_logfinish, after every report of it was logged)."""
+    test has finished (pytest_runtest_logfinish, after every report of it was logged). So is the
+    record a control's report carries for JUnit and pytest-html (a few kB of JSON; the run's record
+    log keeps it), from the reports the terminal keeps to the end."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._html_reports: dict[str, Any] | None = None
+        self._carrying: list[pytest.TestReport] = []  # this test's reports that carry its record
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if any(map(_is_record, report.user_properties)):
+            self._carrying.append(report)
         if report.when not in ("setup", "teardown") or not report.passed or report.sections:
             return
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -204,6 +209,13 @@ class ReportTrim:
                 {},
             )
         self._html_reports.pop(nodeid, None)
+        for report in self._carrying:
+            report.user_properties = [p for p in report.user_properties if not _is_record(p)]
+        self._carrying.clear()
+
+
+def _is_record(prop: object) -> bool:
+    return isinstance(prop, tuple) and prop[:1] == (USER_PROPERTY,)
 
 
 def _spool_evidence(config: pytest.Config, audit: Audit) -> None:

@@ -148,3 +148,37 @@ def test_a_teardown_that_said_something_is_still_shown(pytester: pytest.Pytester
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--inventory", "nothing.yml", timeout=120)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*Captured stdout teardown*", "said at teardown"])
+
+
+KEPT_AT_THE_END = textwrap.dedent(
+    """\
+
+    def pytest_sessionfinish(session):
+        import json
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        import pytest
+        kept = [r for reports in reporter.stats.values() for r in reports if isinstance(r, pytest.TestReport)]
+        html = [p for p in session.config.pluginmanager.get_plugins() if type(p).__module__.startswith("pytest_html.")]
+        with open("kept.json", "w") as out:
+            json.dump({
+                "passed setups and teardowns": len([r for r in kept if r.when != "call" and r.passed]),
+                "records": len([r for r in kept if any(p[0] == "certaudit" for p in r.user_properties)]),
+                "pytest-html's reports": sum(len(getattr(p, "_reports", {})) for p in html),
+                "reports": len(kept),
+            }, out)
+    """
+)
+
+
+def test_the_run_lets_go_of_what_no_one_reads_again(pytester: pytest.Pytester) -> None:
+    """At the session's end the terminal holds no passed setup or teardown and no record, and
+    pytest-html no report: each was let go once its test finished (ReportTrim)."""
+    make_audit_project(pytester.path)
+    run = audit(pytester, KEPT_AT_THE_END)
+    kept = json.loads((pytester.path / "kept.json").read_text())
+    assert kept["reports"] >= len(run["results"])  # the terminal's own: a call or a setup report a test
+    assert {k: v for k, v in kept.items() if k != "reports"} == {
+        "passed setups and teardowns": 0,
+        "records": 0,
+        "pytest-html's reports": 0,
+    }
