@@ -351,6 +351,10 @@ def _short_repr_of_certaudit_errors(item: pytest.Item) -> None:
     def repr_failure_py(excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> object:
         if excinfo.errisinstance(CertauditError):
             return str(excinfo.value)
+        if isinstance(excinfo.value, pytest.fail.Exception) and not excinfo.value.pytrace:
+            # A control's findings (pytest.fail(pytrace=False)): pytest would filter the traceback,
+            # a stat of each frame's file, to show the message alone.
+            return str(excinfo.value)
         return original(excinfo, style=style)
 
     setattr(item, "_repr_failure_py", repr_failure_py)  # noqa: B010

@@ -153,6 +153,7 @@ class Record:
 
 _FIELD_NAMES = frozenset(Record.__dataclass_fields__)
 _READ_CHUNK = 1 << 20
+SPOOL_BUFFER = 1 << 20  # bytes a run's record and snapshot logs gather before each write
 
 
 class RecordLog:
@@ -174,7 +175,9 @@ class RecordLog:
     def append(self, record: Record, text: str | None = None) -> None:
         """Keep `record`; `text` is its to_json() when the caller has it already (made once, not twice)."""
         if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-records-")  # noqa: SIM115 (lives as long as the run)
+            # A large buffer: each write that reaches the disk lets go of the GIL, and the audit's 32
+            # probe threads keep it for up to 5 ms before the run's own thread gets it back.
+            self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-records-", buffering=SPOOL_BUFFER)  # noqa: SIM115 (lives as long as the run)
         line = (text if text is not None else record.to_json()).encode() + b"\n"
         self._file.write(line)
         self._size += len(line)

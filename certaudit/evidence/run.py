@@ -27,6 +27,7 @@ from certaudit.errors import PathError
 from certaudit.evidence.snapshot import minimal_snapshot
 from certaudit.jobs.fleet import fleet_section
 from certaudit.readers import shown_text
+from certaudit.record import SPOOL_BUFFER
 from certaudit.redact import untrusted
 
 if TYPE_CHECKING:
@@ -247,7 +248,7 @@ class SnapshotLog:
         if host in self._at:
             return
         if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-snapshots-")  # noqa: SIM115 (lives as long as the run)
+            self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-snapshots-", buffering=SPOOL_BUFFER)  # noqa: SIM115 (lives as long as the run)
         # Facts and digests, never whole files: see certaudit/evidence/snapshot.py.
         text = dumped_line(minimal_snapshot(facts.raw))
         self._file.write(text)
