@@ -86,7 +86,7 @@ class Audit:
             check_job(config.getoption("job"))
         except CertauditError as exc:
             raise pytest.UsageError(f"certaudit: {exc}") from None
-        self.prober = Prober(connect_timeout=connect_timeout, host_budget=host_budget)
+        self.prober = Prober(connect_timeout=connect_timeout, host_budget=host_budget, on_gathered=self._gathered)
         self.complete = False  # set when the session ends: every selected control judged, no stop
         self.exit_status: int | None = None
         self.records = RecordLog()  # each record as made, in a temporary file (its directory set with the run's)
@@ -95,6 +95,7 @@ class Audit:
         # Told of each host of the run whose facts arrive, once (the evidence's snapshot log).
         self.on_facts: Callable[[str, HostFacts], None] | None = None
         self.probe_errors: dict[str, str] = {}
+        self._names: tuple[Inventory | None, frozenset[str]] | None = None  # the run's hosts, of which inventory
         # A shard's hosts of a fleet domain (FLT-*): probed and summarised for `certaudit merge`.
         self.fleet_hosts: dict[str, Target] = {}
         self.without_subject: set[str] = set()  # controls with no host or domain to judge in this run
@@ -180,6 +181,19 @@ class Audit:
                 targets = self.shard.select(self._inventory.targets, lambda t: t.name)
                 self._inventory = Inventory(self._inventory.path, tuple(targets), self._inventory.every_host)
         return self._inventory
+
+    def _gathered(self, target: Target, facts: HostFacts) -> None:
+        """In a probe thread, as a host's facts are gathered: a host of this run is told to on_facts
+        there (a host outside it, of a fleet domain, only ever through facts_of)."""
+        on_facts = self.on_facts
+        if on_facts is not None and target.name in self._run_names():
+            on_facts(target.name, facts)
+
+    def _run_names(self) -> frozenset[str]:
+        if self._names is None or self._names[0] is not self._inventory:
+            inventory = self._inventory
+            self._names = (inventory, frozenset(t.name for t in inventory.targets) if inventory is not None else frozenset())
+        return self._names[1]
 
     def facts_of(self, target: Target, *, of_run: bool = True) -> HostFacts:
         """The host's snapshot; `of_run=False` for a host outside --limit that a fleet control reads

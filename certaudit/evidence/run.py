@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -236,24 +237,42 @@ def _members(opening: bytes, closing: bytes, members: Iterable[bytes]) -> Iterat
 class SnapshotLog:
     """Each reached host's minimal snapshot (certaudit/evidence/snapshot.py), written to an anonymous
     temporary file when the host's facts arrive, as evidence.json will hold it: the run keeps only
-    where each one is, and evidence.json is assembled from the file at the end."""
+    where each one is, and evidence.json is assembled from the file at the end.
+
+    `add` is called from the probe's threads as each host's facts are gathered (the snapshot's
+    digests, certificates and redaction are then off the run's own thread) and may be called again
+    from the run's thread for the same host: the first call makes the host's snapshot."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
         self._file: IO[bytes] | None = None
         self._at: dict[str, tuple[int, int]] = {}
+        self._making: set[str] = set()
         self._size = 0
+        self._lock = threading.Lock()
 
     def add(self, host: str, facts: HostFacts) -> None:
-        if host in self._at:
-            return
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".certaudit-snapshots-", buffering=SPOOL_BUFFER)  # noqa: SIM115 (lives as long as the run)
-        # Facts and digests, never whole files: see certaudit/evidence/snapshot.py.
-        text = dumped_line(minimal_snapshot(facts.raw))
-        self._file.write(text)
-        self._at[host] = (self._size, len(text))
-        self._size += len(text)
+        with self._lock:
+            if host in self._at or host in self._making:
+                return
+            self._making.add(host)
+        try:
+            # Facts and digests, never whole files: see certaudit/evidence/snapshot.py.
+            text = dumped_line(minimal_snapshot(facts.raw))
+            with self._lock:
+                if self._file is None:
+                    self._file = self._open()
+                self._file.write(text)
+                self._at[host] = (self._size, len(text))
+                self._size += len(text)
+        finally:
+            with self._lock:
+                self._making.discard(host)
+
+    def _open(self) -> IO[bytes]:
+        return tempfile.TemporaryFile(
+            dir=self.directory, prefix=".certaudit-snapshots-", buffering=SPOOL_BUFFER
+        )  # lives as long as the run
 
     def hosts(self) -> list[str]:
         return sorted(self._at)

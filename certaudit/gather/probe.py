@@ -18,7 +18,7 @@ import shlex
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -221,6 +221,9 @@ class Prober:
     connect_timeout: float = 10.0
     host_budget: float = 120.0
     workers: int = 32
+    # Told of each host's facts in the probe's own thread, as they are gathered (the run's evidence
+    # makes the host's snapshot there, off the thread that judges).
+    on_gathered: Callable[[Target, HostFacts], None] | None = None
     _jobs: dict[str, _Job] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -239,7 +242,10 @@ class Prober:
     def _probe(self, target: Target, job: _Job) -> HostFacts:
         job.deadline = time.monotonic() + self.host_budget
         job.began.set()
-        return gather(target, self.connect_timeout, job.deadline, self.host_budget)
+        facts = gather(target, self.connect_timeout, job.deadline, self.host_budget)
+        if self.on_gathered is not None:
+            self.on_gathered(target, facts)
+        return facts
 
     def facts(self, target: Target) -> HostFacts:
         self.start([target])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,15 @@ def test_the_stream_reader_refuses_what_is_not_one_document(data: bytes, says: s
 
     with pytest.raises(JsonStreamError, match=says):
         read(data, max_member=1000)
+
+
+def test_snapshots_are_made_once_from_many_threads(tmp_path: Path) -> None:
+    """The probe's threads add each host's snapshot as its facts arrive, and the run's thread may add
+    the same host again: every host is in the log once, whole."""
+    log = SnapshotLog(tmp_path)
+    hosts = [f"web-{i}" for i in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda h: log.add(h, facts(h, SNAPSHOTS["web-2"])), hosts * 3))
+    assert log.hosts() == sorted(hosts)
+    assert {json.loads(log.text_of(h))["units"]["certbot.timer"]["ActiveState"] for h in hosts} == {"active"}
+    log.close()
