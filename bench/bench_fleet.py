@@ -56,7 +56,8 @@ from tests.fleet.scenario import Scenario
 REPO = Path(__file__).resolve().parent.parent
 SIZES = (10, 50, 100)
 CLIENTS = {"default": "default connection", "openssh": "ansible_connection=ssh"}
-TARGETS = {"round_trips": 2.0, "wall_100_s": 20.0, "speedup_50": 5.0, "memory_mb": 300.0, "gate_s": 2.0}
+# Issue 16 raised the speed-up at 50 hosts from 5x to 8x and bounded the gate at 1 s (from 2 s).
+TARGETS = {"round_trips": 2.0, "wall_100_s": 20.0, "speedup_50": 8.0, "memory_mb": 300.0, "gate_s": 1.0}
 # Issue 16's targets at 1,000 hosts (inventory aliases over the fleet): audit CPU a host, wall, peak memory.
 TARGETS_1000 = {"cpu_ms_per_host": 15.0, "wall_s": 60.0, "memory_mb": 300.0}
 NETNS_DIR = Path("/run/netns")
@@ -681,7 +682,8 @@ def verdicts(results: list[ModeResult]) -> list[str]:
                 # The issue's baseline is the plain suite (testinfra as it comes); the tuned one is
                 # judged against the same target, so that a reader sees both.
                 speedup = base.wall_s / m.wall_s
-                text = f"at least 5x faster than the baseline at 50 hosts ({m.what} against {base.what}): {speedup:.1f}x"
+                target = TARGETS["speedup_50"]
+                text = f"at least {target:g}x faster than the baseline at 50 hosts ({m.what} against {base.what}): {speedup:.1f}x"
                 say(speedup >= TARGETS["speedup_50"], text)
         for m in default:
             if m.hosts == 1000:
@@ -693,7 +695,7 @@ def verdicts(results: list[ModeResult]) -> list[str]:
         peak = max((m.peak_rss_mb for m in ours), default=0.0)
         say(peak <= TARGETS["memory_mb"], f"peak memory at most 300 MB: {peak:.0f} MB")
         if mode.gate is not None:
-            text = f"gate on one host at most 2 s ({mode.gate_kind}): {mode.gate.wall_s:.2f} s"
+            text = f"gate on one host at most {TARGETS['gate_s']:g} s ({mode.gate_kind}): {mode.gate.wall_s:.2f} s"
             say(mode.gate.wall_s <= TARGETS["gate_s"], text)
     return found
 
