@@ -26,7 +26,7 @@ from certaudit.inventory import Target
 from certaudit.jobs import gate
 from certaudit.jobs.fleet import Domain, FleetView, domains_of, owner_of
 from certaudit.policy import Policy
-from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record
+from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record, is_record_property
 from certaudit.redact import MESSAGE_CAP, untrusted
 from certaudit.waivers import Waiver
 
@@ -188,7 +188,7 @@ class ReportTrim:
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if any(map(_is_record, report.user_properties)):
+        if any(map(is_record_property, report.user_properties)):
             self._carrying.append(report)
         if report.when not in ("setup", "teardown") or not report.passed or report.sections:
             return
@@ -210,12 +210,8 @@ class ReportTrim:
             )
         self._html_reports.pop(nodeid, None)
         for report in self._carrying:
-            report.user_properties = [p for p in report.user_properties if not _is_record(p)]
+            report.user_properties = [p for p in report.user_properties if not is_record_property(p)]
         self._carrying.clear()
-
-
-def _is_record(prop: object) -> bool:
-    return isinstance(prop, tuple) and prop[:1] == (USER_PROPERTY,)
 
 
 def _spool_evidence(config: pytest.Config, audit: Audit) -> None:

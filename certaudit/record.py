@@ -23,6 +23,12 @@ USER_PROPERTY = "certaudit"
 MAX_ENTRIES = 100  # findings (and notes) one record keeps; the rest are counted, not listed
 
 
+def is_record_property(prop: object) -> bool:
+    """Whether a report's user property is the certaudit record it carries: (USER_PROPERTY, its
+    JSON), a tuple in-process and a list once serialized (xdist)."""
+    return isinstance(prop, tuple | list) and len(prop) == 2 and prop[0] == USER_PROPERTY
+
+
 def _plain(value: Any) -> Any:
     """JSON-safe copy of an observation (tuples to lists, unknown objects to text)."""
     if isinstance(value, dict):

@@ -48,7 +48,7 @@ from certaudit.evidence.report_view import (
     text,
 )
 from certaudit.evidence.run import run_metadata
-from certaudit.record import USER_PROPERTY, Record
+from certaudit.record import Record, is_record_property
 
 PLUGIN_NAME = "certaudit-html"
 # Results whose pytest-html row is dropped: the bulk of a healthy fleet, reachable from the summary.
@@ -90,17 +90,14 @@ def record_from_json(raw: object) -> Record | None:
 def record_of(report: pytest.TestReport) -> Record | None:
     """The certaudit record a report carries (see plugin.pytest_runtest_makereport), if any."""
     for prop in getattr(report, "user_properties", None) or ():
-        # A tuple in-process, a list once serialized (xdist).
-        if isinstance(prop, tuple | list) and len(prop) == 2 and prop[0] == USER_PROPERTY:
+        if is_record_property(prop):
             return record_from_json(prop[1])
     return None
 
 
 def _rowless(report: pytest.TestReport) -> bool:
     """A control's pass or N/A, told from the report alone (its record's outcome, without reading the record)."""
-    carries_record = any(
-        isinstance(prop, tuple | list) and len(prop) == 2 and prop[0] == USER_PROPERTY for prop in report.user_properties or ()
-    )
+    carries_record = any(map(is_record_property, report.user_properties or ()))
     # A pass passes; an N/A is skipped and a waived failure is skipped too, but as pytest's xfail.
     return carries_record and (report.passed or (report.skipped and not hasattr(report, "wasxfail")))
 
