@@ -19,6 +19,7 @@ phase, the PYTEST_CURRENT_TEST variable, and other plugins' pytest_runtest_setup
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +28,14 @@ import pytest
 from certaudit.audit import AUDIT_KEY, EVIDENCE_KEY
 from certaudit.controls import Control, control_of
 from certaudit.inventory import Target
+from certaudit.jobs import gate
 from certaudit.record import Evidence
 
 FAST_ALLOWED_KEY = pytest.StashKey[bool]()  # the run's options allow it (decided once)
 # The fixtures a control may use and still run here: certaudit's own (pytest adds `request`).
 OWN_FIXTURES = frozenset({"target", "facts", "policy", "evidence", "gate_mode", "request"})
 OWN_ARGUMENTS = frozenset({"target", "facts", "policy", "evidence", "gate_mode"})
+OWN_MARKERS = frozenset({"control", gate.MARKER})  # the marks certaudit itself puts on a control
 PLUGIN_MODULE = "certaudit.plugin"
 # Options under which pytest's protocol does something this one does not (stop, show, skip the call).
 PROTOCOL_OPTIONS = ("usepdb", "trace", "setupshow", "setuponly", "setupplan")
@@ -56,7 +59,7 @@ def fast_allowed(config: pytest.Config) -> bool:
     return allowed
 
 
-def runs_fast(item: pytest.Item, marker_names: frozenset[str]) -> bool:
+def runs_fast(item: pytest.Item) -> bool:
     """Whether `item` is a control this module can run exactly as pytest would (module docstring)."""
     if not isinstance(item, pytest.Function) or control_of(item.function) is None or not fast_allowed(item.config):
         return False
@@ -65,7 +68,7 @@ def runs_fast(item: pytest.Item, marker_names: frozenset[str]) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is None or not isinstance(callspec.params.get("target"), Target):
         return False
-    if not set(item.fixturenames) <= OWN_FIXTURES or any(m.name not in marker_names for m in item.iter_markers()):
+    if not set(item.fixturenames) <= OWN_FIXTURES or any(m.name not in OWN_MARKERS for m in item.iter_markers()):
         return False
     info = getattr(item, "_fixtureinfo", None)
     definitions: dict[str, Any] = getattr(info, "name2fixturedefs", None) or {}
@@ -81,8 +84,6 @@ def runs_fast(item: pytest.Item, marker_names: frozenset[str]) -> bool:
 
 
 def _is_coroutine(function: Callable[..., Any]) -> bool:
-    import inspect
-
     return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function)
 
 
@@ -142,9 +143,16 @@ def _arguments(item: pytest.Function) -> dict[str, Any]:
 
 
 def _call(item: pytest.Function, arguments: dict[str, Any]) -> None:
-    """The control itself, then its findings as one failure (as the plugin's pytest_pyfunc_call does)."""
+    """The control itself, then its findings as one failure."""
     __tracebackhide__ = True
     item.obj(**arguments)
+    fail_on_findings(item)
+
+
+def fail_on_findings(item: pytest.Item) -> None:
+    """A control that recorded findings fails with all of them, once its function has returned (on
+    either path: here, and the plugin's pytest_pyfunc_call for pytest's own)."""
+    __tracebackhide__ = True
     record = item.stash.get(EVIDENCE_KEY, None)
     if record is not None and record.findings:
         pytest.fail(record.failure_message(), pytrace=False)

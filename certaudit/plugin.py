@@ -330,7 +330,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """A control that asks only for certaudit's own fixtures runs without pytest's fixture
     machinery, with the same reports (certaudit/control_run.py); any other test as pytest runs it."""
     # Decided now, not at collection: a plugin or conftest after certaudit's may still mark an item then.
-    if isinstance(item, pytest.Function) and control_run.runs_fast(item, frozenset({"control", gate.MARKER})):
+    if isinstance(item, pytest.Function) and control_run.runs_fast(item):
         return control_run.run(item, nextitem)
     return None
 
@@ -443,9 +443,7 @@ def facts(request: pytest.FixtureRequest, target: Target, evidence: Evidence) ->
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
     result = yield
-    record = pyfuncitem.stash.get(EVIDENCE_KEY, None)
-    if record is not None and record.findings:
-        pytest.fail(record.failure_message(), pytrace=False)
+    control_run.fail_on_findings(pyfuncitem)
     return result
 
 
