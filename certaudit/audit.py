@@ -92,7 +92,7 @@ class Audit:
         self.records = RecordLog()  # each record as made, in a temporary file (its directory set with the run's)
         self.started = dt.datetime.now(dt.UTC)
         self.facts: dict[str, HostFacts] = {}
-        # Told of each host of the run whose facts arrive, once (the evidence's snapshot log).
+        # Told of each host of the run whose facts arrive, once, in the probe's thread (the evidence's snapshot log).
         self.on_facts: Callable[[str, HostFacts], None] | None = None
         self.probe_errors: dict[str, str] = {}
         self._names: tuple[Inventory | None, frozenset[str]] | None = None  # the run's hosts, of which inventory
@@ -207,7 +207,5 @@ class Audit:
                 self.probe_errors[target.name] = str(exc)
             raise
         if of_run and target.name not in self.facts:
-            self.facts[target.name] = facts
-            if self.on_facts is not None:
-                self.on_facts(target.name, facts)
+            self.facts[target.name] = facts  # on_facts was told in the probe's thread (_gathered)
         return facts
