@@ -145,6 +145,11 @@ NO_LOGS = {"dir": "/var/log/letsencrypt", "logs": [], "error": {"errno": errno.E
 RULES_BLOCK = PROMETHEUS_CONFIG[PROMETHEUS_CONFIG.index("rule_files:") : PROMETHEUS_CONFIG.index("scrape_configs:")]
 
 
+def _service_started(at: float) -> dict[str, Any]:
+    """The service's unit, loaded and active, started at `at` (LIVE-02's cases)."""
+    return {"stemedb-api.service": {"LoadState": "loaded", "ActiveState": "active", "ExecMainStartTimestamp": f"@{int(at)}"}}
+
+
 def _cert_only() -> Passing:
     return Passing(files={CERT: _file(CERT, ISSUED.fullchain_pem, uid=SERVICE)})
 
@@ -245,13 +250,7 @@ CASES: dict[str, tuple[str, Check, Callable[[], Passing], Policy]] = {
         live.test_service_reloaded_after_certificate_changed,
         lambda: Passing(
             files={CERT: _file(CERT, ctime=NOW - 7200)},
-            units={
-                "stemedb-api.service": {
-                    "LoadState": "loaded",
-                    "ActiveState": "active",
-                    "ExecMainStartTimestamp": f"@{int(NOW - 60)}",
-                }
-            },
+            units=_service_started(NOW - 60),
         ),
         POLICY,
     ),
@@ -260,13 +259,7 @@ CASES: dict[str, tuple[str, Check, Callable[[], Passing], Policy]] = {
         live.test_service_reloaded_after_certificate_changed,
         lambda: Passing(
             files={CERT: _file(CERT, ctime=NOW - 7200)},
-            units={
-                "stemedb-api.service": {
-                    "LoadState": "loaded",
-                    "ActiveState": "active",
-                    "ExecMainStartTimestamp": f"@{int(NOW - 86400)}",
-                }
-            },
+            units=_service_started(NOW - 86400),
             # Started before the certificate changed: the pass rests on the reload its journal shows.
             sections={
                 "service_events": {
