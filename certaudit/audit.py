@@ -12,17 +12,18 @@ import gc
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from certaudit.errors import CertauditError, ProbeError
-from certaudit.gather.probe import Prober
+from certaudit.gather.probe import PROBED_AHEAD, Prober
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Inventory, Target, load_inventory, targets_from_specs
 from certaudit.jobs import gate
+from certaudit.jobs.fleet import HostSummary, domains_of
 from certaudit.jobs.shard import Shard, ShardError, parse_shard
 from certaudit.readers import shown_text
 from certaudit.record import Evidence, RecordLog
@@ -86,12 +87,25 @@ class Audit:
             check_job(config.getoption("job"))
         except CertauditError as exc:
             raise pytest.UsageError(f"certaudit: {exc}") from None
-        self.prober = Prober(connect_timeout=connect_timeout, host_budget=host_budget, on_gathered=self._gathered)
+        self.prober = Prober(
+            connect_timeout=connect_timeout, host_budget=host_budget, on_gathered=self._gathered, ahead=PROBED_AHEAD
+        )
         self.complete = False  # set when the session ends: every selected control judged, no stop
         self.exit_status: int | None = None
         self.records = RecordLog()  # each record as made, in a temporary file (its directory set with the run's)
         self.started = dt.datetime.now(dt.UTC)
+        # The run's hosts whose facts came in; their facts are held until their last control is
+        # judged (settle), then only what the run's end reads of them is kept: a fleet domain's
+        # host's summary (FLT-* and the merge), its what-if facts, its certificate's expiry.
+        self.reached: set[str] = set()
         self.facts: dict[str, HostFacts] = {}
+        self.summaries: dict[str, HostSummary] = {}
+        self.what_if_read: dict[str, whatif.WhatIfFacts] = {}
+        self.expiries: dict[str, float | None] = {}
+        self._fleet_members: frozenset[str] | None = None
+        # The items still to read each host's facts, set when the run's items are known (expect).
+        self._reader_host: dict[str, str] = {}
+        self._pending: dict[str, int] = {}
         # Told of each host of the run whose facts arrive, once, in the probe's thread (the evidence's snapshot log).
         self.on_facts: Callable[[str, HostFacts], None] | None = None
         self.probe_errors: dict[str, str] = {}
@@ -134,7 +148,7 @@ class Audit:
 
             inventory = self._inventory
             policies = {t.name: t.policy for t in inventory} if inventory is not None and self.lifetimes else {}
-            self._what_if = whatif.what_if(self.lifetimes, policies, self.facts, self.records)
+            self._what_if = whatif.what_if(self.lifetimes, policies, self.what_if_read, self.records)
         return self._what_if
 
     def inventory_if_loaded(self) -> Inventory | None:
@@ -206,6 +220,72 @@ class Audit:
             if of_run:
                 self.probe_errors[target.name] = str(exc)
             raise
-        if of_run and target.name not in self.facts:
-            self.facts[target.name] = facts  # on_facts was told in the probe's thread (_gathered)
+        if of_run and target.name not in self.reached:
+            self.reached.add(target.name)  # on_facts was told in the probe's thread (_gathered)
+            self.facts[target.name] = facts
+            self._keep(target, facts)
         return facts
+
+    def summary_of(self, target: Target, *, of_run: bool = True) -> HostSummary:
+        """The host's fleet summary (FLT-*); a host the probe could not reach has one saying why."""
+        summary = self.summaries.get(target.name)
+        if summary is None:
+            try:
+                summary = HostSummary.of(self.facts_of(target, of_run=of_run), target.policy)
+            except ProbeError as exc:
+                summary = HostSummary.unreached(target.name, target.policy.domain, str(exc))
+            self.summaries[target.name] = summary
+            if not of_run:
+                self.prober.release(target.name)  # a domain's host outside the run: its summary is all it is read for
+        return summary
+
+    def _keep(self, target: Target, facts: HostFacts) -> None:
+        """What the run's end reads of a reached host, taken from its facts while they are held."""
+        if target.name in self._fleet_names():
+            self.summaries[target.name] = HostSummary.of(facts, target.policy)
+        if self.lifetimes:
+            from certaudit.jobs import whatif
+
+            self.what_if_read[target.name] = whatif.WhatIfFacts.of(facts, target.policy)
+        if self.config.getoption("prometheus_textfile", None):
+            from certaudit.jobs import prometheus
+
+            self.expiries[target.name] = prometheus.expiry_seconds(facts, target.policy)
+
+    def _fleet_names(self) -> frozenset[str]:
+        """The run's hosts of a fleet domain, and a shard's (whose summaries the merge judges)."""
+        if self._fleet_members is None:
+            inventory = self._inventory
+            domains = domains_of(inventory, inventory.every_host) if inventory is not None else []
+            self._fleet_members = frozenset(t.name for d in domains for t in d.hosts) | set(self.fleet_hosts)
+        return self._fleet_members
+
+    def expect(self, readers: Mapping[str, str]) -> None:
+        """The run's items that will read a host's facts (the facts fixture), by node id, and their
+        host: once all of a host's have finished, its facts are let go of (settle)."""
+        self._reader_host = dict(readers)
+        self._pending = {}
+        for name in readers.values():
+            self._pending[name] = self._pending.get(name, 0) + 1
+
+    def finished(self, nodeid: str) -> None:
+        """An item has finished: the last of a host's readers settles it."""
+        name = self._reader_host.pop(nodeid, None)
+        if name is None:
+            return
+        left = self._pending.pop(name, 1) - 1
+        if left > 0:
+            self._pending[name] = left
+        else:
+            self.settle(name)
+
+    def settle(self, name: str) -> None:
+        """The host's controls are done with its facts: let go of them (what the run's end reads
+        was kept as they came in), so the prober may gather the next host's."""
+        self.facts.pop(name, None)
+        self.prober.release(name)
+
+    def settle_all(self) -> None:
+        """At the run's end: every host still held (its controls did not all run)."""
+        for name in list(self.facts):
+            self.settle(name)

@@ -6,7 +6,6 @@ Loaded by the repository's conftest.py. It only acts on test functions declared 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 from collections.abc import Generator
@@ -26,6 +25,7 @@ from certaudit.inventory import Target
 from certaudit.jobs import gate
 from certaudit.jobs.fleet import Domain, FleetView, domains_of, owner_of
 from certaudit.policy import Policy
+from certaudit.readers import shown_text
 from certaudit.record import USER_PROPERTY, Evidence, Outcome, Record, is_record_property
 from certaudit.redact import MESSAGE_CAP, untrusted
 from certaudit.waivers import Waiver
@@ -162,10 +162,71 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.evidence = str(run.partial / "evidence.json")
     _spool_evidence(config, audit)
     config.pluginmanager.register(ReportTrim(config), "certaudit-report-trim")
+    config.pluginmanager.register(HostByHost(audit), "certaudit-host-by-host")
     if getattr(config.option, "htmlpath", None) and not config.pluginmanager.has_plugin("certaudit-html"):
         from certaudit.evidence.report_html import HtmlReport
 
         config.pluginmanager.register(HtmlReport(config), "certaudit-html")
+
+
+class HostByHost:
+    """A host's controls run one after another, and its facts are let go of after the last.
+
+    pytest would run each control over every host in turn, so every host's facts (90 kB a host)
+    would be held from the first control to the last: a thousand hosts' in memory at once. Run
+    host by host, the prober gathers a window of hosts ahead of the one judged (Prober.ahead) and
+    lets go of each host's facts once its last reader has finished (Audit.finished); the fleet
+    controls (FLT-*) come last and judge from the hosts' summaries. The terminal's progress line
+    follows: one line per host, not a new one each time the control's file changes."""
+
+    def __init__(self, audit: Audit) -> None:
+        self.audit = audit
+        self._host_of: dict[str, str] = {}  # node id -> host, for the terminal's lines
+
+    @pytest.hookimpl(trylast=True)  # after pytest's own ordering, and after -k / -m have deselected
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        before: list[pytest.Item] = []
+        by_host: dict[str, list[pytest.Item]] = {}
+        fleet: list[pytest.Item] = []
+        after: list[pytest.Item] = []
+        for item in items:
+            target = _params(item).get("target") if _control_of_item(item) is not None else None
+            if isinstance(target, Target):
+                by_host.setdefault(target.name, []).append(item)
+                self._host_of[item.nodeid] = target.name
+            elif isinstance(target, Domain):
+                fleet.append(item)
+            else:
+                (after if by_host or fleet else before).append(item)
+        items[:] = [*before, *(item for group in by_host.values() for item in group), *fleet, *after]
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.audit.finished(nodeid)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        needed: tuple[str, ...] = ("write_fspath_result", "currentfspath", "_tw", "_show_progress_info")
+        needed += ("_write_progress_information_filling_space",)
+        if reporter is None or not all(hasattr(reporter, name) for name in needed):
+            return  # another terminal (or another pytest): its own lines, by file
+        original = reporter.write_fspath_result
+        host_of = self._host_of
+
+        def write_fspath_result(nodeid: str, res: str, **markup: bool) -> None:
+            host = host_of.get(nodeid)
+            if host is None:
+                original(nodeid, res, **markup)
+                return
+            line = f"host {shown_text(host, 120)}"
+            if reporter.currentfspath != line:
+                if reporter.currentfspath is not None and reporter._show_progress_info:
+                    reporter._write_progress_information_filling_space()
+                reporter.currentfspath = line
+                reporter._tw.line()
+                reporter._tw.write(line + " ")
+            reporter._tw.write(res, flush=True, **markup)
+
+        reporter.write_fspath_result = write_fspath_result
 
 
 class ReportTrim:
@@ -378,18 +439,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if USAGE_ERROR_KEY in session.config.stash or session.config.option.collectonly:
         return  # the run is stopping, or only lists the tests: no host is touched
     targets: dict[str, Target] = {}
+    readers: dict[str, str] = {}  # node id -> the host whose facts the item reads
     for item in session.items:
         # A control that takes `host` only needs no snapshot: its host is not probed for it.
         if _control_of_item(item) is not None and "facts" in getattr(item, "fixturenames", ()):
             target = item.callspec.params["target"]  # type: ignore[attr-defined]
             targets.setdefault(target.name, target)
+            readers[item.nodeid] = target.name
         elif _control_of_item(item) is not None and "fleet_view" in getattr(item, "fixturenames", ()):
             domain: Domain = item.callspec.params["target"]  # type: ignore[attr-defined]
             for host in () if domain.sharded else domain.hosts:  # probed with the others, before any judging
                 targets.setdefault(host.name, host)
     for name, target in _audit(session.config).fleet_hosts.items():  # a shard's hosts of a fleet domain
         targets.setdefault(name, target)
+    _audit(session.config).expect(readers)
     if targets:
+        # In the order the items read them (host by host, pytest_collection_modifyitems), a
+        # window of hosts ahead of the one judged.
         _audit(session.config).prober.start(targets.values())
 
 
@@ -416,15 +482,10 @@ def evidence(request: pytest.FixtureRequest, target: Target) -> Evidence:
 def fleet_view(request: pytest.FixtureRequest, target: Domain, evidence: Evidence) -> FleetView:
     """The snapshots of every host of the domain (probed with all others), and why any is missing."""
     audit = _audit(request.config)
-    facts: dict[str, HostFacts] = {}
-    errors: dict[str, str] = {}
     ours = {t.name for t in audit.inventory()}
-    for host in () if target.sharded else target.hosts:
-        try:
-            facts[host.name] = audit.facts_of(host, of_run=host.name in ours)
-        except ProbeError as exc:
-            errors[host.name] = str(exc)
-    return FleetView.of_facts(target, facts, errors, audit.prober.connect_timeout)
+    hosts = () if target.sharded else target.hosts  # a shard's domain is judged by the merge
+    summaries = {h.name: audit.summary_of(h, of_run=h.name in ours) for h in hosts}
+    return FleetView.of_summaries(target, summaries, {}, audit.prober.connect_timeout)
 
 
 @pytest.fixture
@@ -554,6 +615,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.config.option.collectonly:
         _summarise_fleet_hosts(audit)
+    audit.settle_all()
     audit.prober.shutdown()
     inventory = audit.inventory_if_loaded()
     empty_shard = audit.shard is not None and inventory is not None and not inventory.targets
@@ -580,10 +642,8 @@ def _summarise_fleet_hosts(audit: Audit) -> None:
     """A shard's hosts of a fleet domain that no control of the shard read: their snapshots, so
     the evidence's fleet summaries (what the merge judges the domain on) hold every one of them."""
     for target in audit.fleet_hosts.values():
-        if target.name not in audit.facts and target.name not in audit.probe_errors:
-            # Not reached: recorded in audit.probe_errors, and the summary says so.
-            with contextlib.suppress(ProbeError):
-                audit.facts_of(target)
+        if target.name not in audit.reached and target.name not in audit.probe_errors:
+            audit.summary_of(target)  # not reached: recorded in audit.probe_errors, and the summary says so
 
 
 def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
@@ -608,7 +668,7 @@ def _finish_jobs(session: pytest.Session, audit: Audit) -> None:
         from certaudit.jobs import prometheus
 
         policies = {t.name: t.policy for t in inventory} if inventory else {}
-        text = prometheus.render(audit.records, audit.facts, policies, dt.datetime.now(dt.UTC))
+        text = prometheus.render(audit.records, audit.expiries, policies, dt.datetime.now(dt.UTC))
         try:
             prometheus.write_textfile(Path(textfile), text)
         except CertauditError as exc:

@@ -188,7 +188,7 @@ def summary_html(audit: Audit, exitstatus: int | None) -> str:
     if exitstatus is not None and not any(label == METADATA_LABELS["exit_status"] for label, _ in rows):
         rows.append((METADATA_LABELS["exit_status"], exit_status_text(exitstatus)))
     meta = dict(rows)
-    reached = set(audit.facts)
+    reached = set(audit.reached)
     lead = (
         f"Job {meta.get('Job', '?')}, run by {meta.get(METADATA_LABELS['operator'], '?')}, "
         f"started {meta.get(METADATA_LABELS['started'], '?')}; inventory {meta.get('Inventory', '?')}: "

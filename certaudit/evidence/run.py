@@ -109,7 +109,7 @@ def run_metadata(audit: Audit) -> dict[str, Any]:
         "inventory_sha256": inventory_sha256(inventory.path) if inventory else None,
         "waivers_file": waivers.path,
         "hosts_expected": [t.name for t in inventory] if inventory else [],
-        "hosts_reached": sorted(audit.facts),
+        "hosts_reached": sorted(audit.reached),
         "policies": {t.name: t.policy.as_dict() for t in inventory} if inventory else {},
         "versions": _versions(),
     }
@@ -144,7 +144,7 @@ def evidence_head(audit: Audit, exitstatus: int) -> dict[str, Any]:
     fleet = None
     if inventory is not None:
         fleet = fleet_section(
-            list(inventory), inventory.every_host, audit.facts, audit.probe_errors, audit.prober.connect_timeout
+            list(inventory), inventory.every_host, audit.summaries, audit.probe_errors, audit.prober.connect_timeout
         )
     if fleet is not None:  # the run's hosts of fleet domains, summarised: what `certaudit merge` judges FLT-* on
         document["fleet"] = fleet.as_json()
@@ -299,7 +299,8 @@ class SnapshotLog:
 
 
 def _with_every_host(snapshots: SnapshotLog | None, audit: Audit) -> SnapshotLog:
-    """The log, holding every reached host (one the log has not seen yet is added now)."""
+    """The log, holding every reached host (one the log has not seen yet, and whose facts are
+    still held, is added now; the run's log was told of each as it was gathered)."""
     snapshots = snapshots if snapshots is not None else SnapshotLog()
     for host, facts in audit.facts.items():
         snapshots.add(host, facts)

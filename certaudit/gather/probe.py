@@ -18,6 +18,7 @@ import shlex
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -178,6 +179,9 @@ def gather(target: Target, connect_timeout: float, deadline: float | None = None
 # (pytest, its reports, ansible-inventory's pipes) may hold.
 FDS_PER_WORKER = 8
 FDS_SPARE = 64
+# An audit probes this many hosts ahead of the one it judges: enough to keep every worker busy
+# while it judges, few enough that a thousand hosts' facts are never all held at once.
+PROBED_AHEAD = 64
 START_POLL_S = 0.5
 GRACE_S = 5.0
 
@@ -208,6 +212,7 @@ class _Job:
         self.began = threading.Event()
         self.deadline = 0.0
         self.future: Future[HostFacts] | None = None
+        self.released = False  # its facts were let go of (Prober.release): never probed again in the run
 
 
 @dataclass
@@ -224,20 +229,54 @@ class Prober:
     # Told of each host's facts in the probe's own thread, as they are gathered (the run's evidence
     # makes the host's snapshot there, off the thread that judges).
     on_gathered: Callable[[Target, HostFacts], None] | None = None
+    # How many hosts may be probed or held at once beyond those let go of (release): a thousand
+    # hosts' facts need not all wait in memory for their controls. 0: no bound.
+    ahead: int = 0
     _jobs: dict[str, _Job] = field(default_factory=dict)
+    _queue: deque[Target] = field(default_factory=deque)
+    _queued: set[str] = field(default_factory=set)
+    _held: int = 0
     _pool: ThreadPoolExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, targets: Iterable[Target]) -> None:
+        """Queue the hosts, in order: at most `ahead` are probed or held beyond those let go of."""
         with self._lock:
-            if self._pool is None:
-                workers = fd_bounded_workers(self.workers)
-                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certaudit-probe")
             for target in targets:
-                if target.name not in self._jobs:
-                    job = _Job()
-                    self._jobs[target.name] = job
-                    job.future = self._pool.submit(self._probe, target, job)
+                if target.name not in self._jobs and target.name not in self._queued:
+                    self._queued.add(target.name)
+                    self._queue.append(target)
+            self._fill()
+
+    def _fill(self) -> None:
+        """Start queued probes while the window has room (called under the lock)."""
+        while self._queue and (self.ahead <= 0 or self._held < self.ahead):
+            target = self._queue.popleft()
+            self._queued.discard(target.name)
+            if target.name not in self._jobs:
+                self._submit(target)
+
+    def _submit(self, target: Target) -> _Job:
+        if self._pool is None:
+            workers = fd_bounded_workers(self.workers)
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certaudit-probe")
+        job = _Job()
+        self._jobs[target.name] = job
+        self._held += 1
+        job.future = self._pool.submit(self._probe, target, job)
+        return job
+
+    def release(self, name: str) -> None:
+        """Let go of a host's facts (its last control is judged): the window moves on by one host.
+        Asking for them again is an error, never a second probe whose answer could differ."""
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is None or job.released:
+                return
+            job.released = True
+            job.future = None
+            self._held -= 1
+            self._fill()
 
     def _probe(self, target: Target, job: _Job) -> HostFacts:
         job.deadline = time.monotonic() + self.host_budget
@@ -248,10 +287,15 @@ class Prober:
         return facts
 
     def facts(self, target: Target) -> HostFacts:
-        self.start([target])
-        job = self._jobs[target.name]
-        future = job.future
-        assert future is not None
+        with self._lock:
+            # Asked for: probed now, whatever the window (the queue only orders what is probed ahead).
+            job = self._jobs.get(target.name) or self._submit(target)
+            future = job.future
+        if future is None:
+            raise ProbeError(
+                f"host {target.name}: its facts were let go of after its last control and are not probed "
+                "twice in one run (an internal error of certaudit's: please report it)"
+            )
         while not job.began.wait(START_POLL_S):
             if future.done():  # cancelled before it began
                 break
@@ -261,6 +305,9 @@ class Prober:
             raise _over_budget(target, self.host_budget) from None
 
     def shutdown(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._queued.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -432,11 +432,19 @@ class FleetView:
                  connect_timeout: float = 10.0) -> FleetView:  # fmt: skip
         """The view of an unsharded run: its snapshots summarised, its probe errors kept."""
         summaries = {t.name: HostSummary.of(facts[t.name], t.policy) for t in domain.hosts if t.name in facts}
+        return cls.of_summaries(domain, summaries, errors, connect_timeout)
+
+    @classmethod
+    def of_summaries(cls, domain: Domain, summaries: Mapping[str, HostSummary], errors: Mapping[str, str],
+                     connect_timeout: float = 10.0) -> FleetView:  # fmt: skip
+        """The view of an unsharded run from its hosts' summaries (HostSummary.of each reached
+        host's snapshot), its probe errors kept."""
+        ours = {t.name: summaries[t.name] for t in domain.hosts if t.name in summaries}
         for target in domain.hosts:
-            if target.name not in facts and target.name in errors:
-                summaries[target.name] = HostSummary.unreached(target.name, domain.name, errors[target.name])
+            if target.name not in summaries and target.name in errors:
+                ours[target.name] = HostSummary.unreached(target.name, domain.name, errors[target.name])
         placeholder = f"domain {domain.name}: {SHARDED}" if domain.sharded else ""
-        return cls(domain.spec(), summaries, connect_timeout=connect_timeout, placeholder=placeholder)
+        return cls(domain.spec(), ours, connect_timeout=connect_timeout, placeholder=placeholder)
 
     def require_whole(self) -> None:
         """Raise Undeterminable naming every host of the domain whose summary is not in."""
@@ -690,11 +698,11 @@ class FleetSection:
 def fleet_section(
     selected: Sequence[Target],
     whole: Iterable[Target],
-    facts: Mapping[str, HostFacts],
+    summaries: Mapping[str, HostSummary],
     errors: Mapping[str, str],
     connect_timeout: float,
 ) -> FleetSection | None:
-    """The run's fleet summaries: every selected host of a fleet domain, reached (its facts), not
+    """The run's fleet summaries: every selected host of a fleet domain, reached (its summary), not
     reached (its probe error) or not probed; None when the run's hosts have no fleet domain."""
     domains = domains_of(selected, whole)
     if not domains:
@@ -705,8 +713,8 @@ def fleet_section(
         for target in domain.hosts:
             if target.name not in ours:
                 continue
-            if target.name in facts:
-                section.hosts[target.name] = HostSummary.of(facts[target.name], target.policy)
+            if target.name in summaries:
+                section.hosts[target.name] = summaries[target.name]
             else:
                 why = errors.get(target.name, f"host {target.name}: not probed in this run")
                 section.hosts[target.name] = HostSummary.unreached(target.name, domain.name, why)

@@ -64,11 +64,12 @@ def expiry_seconds(facts: HostFacts, policy: Policy) -> float | None:
 
 def render(
     records: Iterable[Record],
-    facts: Mapping[str, HostFacts],
+    expiries: Mapping[str, float | None],
     policies: Mapping[str, Policy],
     finished: dt.datetime,
 ) -> str:
-    """The text-format document: control status, certificate expiry, and the run's time."""
+    """The text-format document: control status, certificate expiry (`expiries`: each reached
+    host's expiry_seconds), and the run's time."""
     lines = [
         f"# HELP certaudit_control_status {STATUS_HELP}",
         "# TYPE certaudit_control_status gauge",
@@ -84,9 +85,8 @@ def render(
             f"{STATUS[record.outcome]}"
         )
     lines += [f"# HELP certaudit_cert_expiry_seconds {EXPIRY_HELP}", "# TYPE certaudit_cert_expiry_seconds gauge"]
-    for host in sorted(facts):
-        policy = policies.get(host)
-        left = expiry_seconds(facts[host], policy) if policy is not None else None
+    for host in sorted(expiries):
+        policy, left = policies.get(host), expiries[host]
         if policy is not None and left is not None:
             labels = f'host="{_label(host)}",domain="{_label(policy.domain)}"'
             lines.append(f"certaudit_cert_expiry_seconds{{{labels}}} {_number(round(left, 3))}")

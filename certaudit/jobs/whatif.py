@@ -27,8 +27,10 @@ from typing import Any, Literal
 
 from certaudit.controls import renewal_by_certbot
 from certaudit.errors import CertauditError, Undeterminable
+from certaudit.host.cadence import RunGap
 from certaudit.host.certbot.conf import CertbotConfError, parse_renewal_conf
 from certaudit.host.certbot.interval import parse_interval
+from certaudit.host.certbot.release import CertbotVersion
 from certaudit.host.facts import HostFacts
 from certaudit.host.lifetimes import host_certbot_version, host_run_gap, renewal_window, window_problems
 from certaudit.host.promrules import SOON_ALERT, WARNING_ALERT, static_threshold
@@ -191,11 +193,36 @@ def _control_problem(records: Verdicts, host: str, control: str, breaks: str) ->
     return None, None
 
 
-def judge_host(lifetime: int, host: str, policy: Policy, facts: HostFacts | None, records: Verdicts, alerts: FleetAlerts) -> Row:
+@dataclass(frozen=True)
+class WhatIfFacts:
+    """The few facts of one host the what-if rests on, read when its controls are done with its
+    snapshot (the run lets go of a host's facts then): its pinned window, certbot's release, the
+    gap between certbot's runs, or what made them unreadable."""
+
+    pinned_days: float | None = None
+    conf_problem: str | None = None  # breaks renewal
+    unreadable: str | None = None  # a fact the what-if needs could not be read
+    version: CertbotVersion | None = None
+    version_source: str = ""
+    gap: RunGap | None = None
+
+    @classmethod
+    def of(cls, facts: HostFacts, policy: Policy) -> WhatIfFacts:
+        try:
+            pinned, conf_problem = _pinned_days(facts, policy)
+            if conf_problem is not None:
+                return cls(conf_problem=conf_problem)
+            version, version_source = host_certbot_version(facts, policy)
+            return cls(pinned, None, None, version, version_source, host_run_gap(facts))
+        except Undeterminable as exc:
+            return cls(unreadable=str(exc))
+
+
+def judge_host(lifetime: int, host: str, policy: Policy, read: WhatIfFacts | None, records: Verdicts, alerts: FleetAlerts) -> Row:
     skip = renewal_by_certbot(policy)
     if skip is not None:
         return Row(host, lifetime, "not applicable", [skip])
-    if facts is None:
+    if read is None:
         return Row(host, lifetime, "unknown", ["the host was not reached"])
     breaks: list[str] = []
     unknown: list[str] = []
@@ -206,16 +233,14 @@ def judge_host(lifetime: int, host: str, policy: Policy, facts: HostFacts | None
         broken, unsure = _control_problem(records, host, control, what)
         breaks += [broken] if broken else []
         unknown += [unsure] if unsure else []
-    try:
-        pinned, conf_problem = _pinned_days(facts, policy)
-    except Undeterminable as exc:
-        return Row(host, lifetime, "unknown", [*breaks, str(exc)])
-    if conf_problem is not None:
-        return Row(host, lifetime, "breaks", [*breaks, conf_problem])
-    version, version_source = host_certbot_version(facts, policy)
-    window = renewal_window(pinned, version, lifetime)
-    rule = window.rule + (f" (release from {version_source})" if version is not None and not window.pinned else "")
-    gap = host_run_gap(facts)
+    if read.unreadable is not None:
+        return Row(host, lifetime, "unknown", [*breaks, read.unreadable])
+    if read.conf_problem is not None:
+        return Row(host, lifetime, "breaks", [*breaks, read.conf_problem])
+    version = read.version
+    window = renewal_window(read.pinned_days, version, lifetime)
+    rule = window.rule + (f" (release from {read.version_source})" if version is not None and not window.pinned else "")
+    gap = read.gap
     gap_hours = gap.hours if gap is not None else None
     if window.before_expiry_days is None:
         unknown.append(f"{window.rule}: set certaudit_certbot_version or pin renew_before_expiry")
@@ -259,14 +284,15 @@ def judge_host(lifetime: int, host: str, policy: Policy, facts: HostFacts | None
 def what_if(
     lifetimes: Sequence[int],
     policies: Mapping[str, Policy],
-    facts: Mapping[str, HostFacts],
+    read: Mapping[str, WhatIfFacts],
     records: Iterable[Record],
 ) -> list[Row]:
-    """One row per (lifetime, host) of the run, hosts in inventory order (`records` read twice)."""
+    """One row per (lifetime, host) of the run, hosts in inventory order (`records` read twice);
+    `read`: each reached host's WhatIfFacts."""
     alerts = FleetAlerts.from_records(records)
     verdicts = verdicts_of(records)
     return [
-        judge_host(lifetime, host, policy, facts.get(host), verdicts, alerts)
+        judge_host(lifetime, host, policy, read.get(host), verdicts, alerts)
         for lifetime in lifetimes
         for host, policy in policies.items()
     ]

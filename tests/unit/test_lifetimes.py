@@ -217,7 +217,8 @@ def test_what_if_rows() -> None:
     unpinned = snapshot({CONF: b"# renew_before_expiry = 30 days\n"}, units=TIMER_UNIT)
     records = [*_passing("a"), *_passing("b"), *_passing("c"), _mon02("prom", RUNBOOK, [])]
     policies = {"a": Policy(), "b": Policy(), "c": Policy(), "d": Policy(renewal="custom-ca"), "e": Policy()}
-    rows = whatif.what_if((64, 6), policies, {"a": facts, "b": third, "c": unpinned}, records)
+    read = {h: whatif.WhatIfFacts.of(f, policies[h]) for h, f in {"a": facts, "b": third, "c": unpinned}.items()}
+    rows = whatif.what_if((64, 6), policies, read, records)
     got = {(r.host, r.lifetime_days): r for r in rows}
     assert got[("a", 64)].verdict == "ready" and got[("a", 64)].reasons == []
     assert got[("a", 6)].verdict == "breaks"
@@ -231,11 +232,12 @@ def test_what_if_rows() -> None:
     assert got[("d", 64)].verdict == "not applicable"
     assert got[("e", 64)].reasons == ["the host was not reached"]
     # With the release known, the unpinned host renews on its defaults: certbot 4.0 at a third.
-    known = whatif.what_if((64,), {"c": Policy(certbot_version="4.0.0")}, {"c": unpinned}, _passing("c"))
+    known_policy = Policy(certbot_version="4.0.0")
+    known = whatif.what_if((64,), {"c": known_policy}, {"c": whatif.WhatIfFacts.of(unpinned, known_policy)}, _passing("c"))
     assert (known[0].verdict, round(known[0].renewal_point_days or 0, 2)) == ("ready", 21.33)
     # A failed REN-02 breaks renewal whatever the window.
     broken = [Record("REN-01", "", "a", "pass"), Record("REN-02", "", "a", "fail", findings=["no deploy hook"])]
-    row = whatif.what_if((64,), {"a": Policy()}, {"a": facts}, broken)[0]
+    row = whatif.what_if((64,), {"a": Policy()}, {"a": whatif.WhatIfFacts.of(facts, Policy())}, broken)[0]
     assert row.verdict == "breaks" and row.reasons[0].startswith("no safe deploy hook reloads the service")
     assert whatif.summary(rows) == [
         "lifetime what-if 64d: 1 pages, 2 unknown, 1 ready, 1 not applicable",

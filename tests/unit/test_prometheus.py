@@ -76,7 +76,9 @@ def test_the_document_holds_every_series_with_its_value() -> None:
         "api-1": host_facts("api-1", policies["api-1"], api.cert_pem),
         "db-1": host_facts("db-1", policy_for("db-1", {}), None),  # no certificate: no expiry sample
     }
-    text = prometheus.render(records, facts, policies, FINISHED)
+    # What the run keeps of each reached host once its controls are done (Audit._keep).
+    expiries = {h: prometheus.expiry_seconds(f, policies.get(h, policy_for(h, {}))) for h, f in facts.items()}
+    text = prometheus.render(records, expiries, policies, FINISHED)
     assert samples(text) == {
         ("certaudit_control_status", (("control", "KEY-01"), ("host", "web-1"))): 1,
         ("certaudit_control_status", (("control", "CRT-01"), ("host", "web-1"))): 0,
