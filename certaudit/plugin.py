@@ -682,6 +682,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """After every plugin wrote its file (pytest-html and junitxml write at session finish): seal the
     run, then let go of the run's record and snapshot logs."""
     try:
+        _write_summary(config)
         _seal(config)
     finally:
         audit = config.stash.get(AUDIT_KEY, None)
@@ -690,6 +691,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         snapshots = config.stash.get(SNAPSHOTS_KEY, None)
         if snapshots is not None:
             snapshots.close()
+
+
+def _write_summary(config: pytest.Config) -> None:
+    """certaudit's summary into report.html (report_html.HtmlReport.write_summary): a page that
+    lacks it is not sealed."""
+    html = config.pluginmanager.get_plugin("certaudit-html")
+    if html is None or not hasattr(html, "write_summary"):
+        return
+    try:
+        html.write_summary()
+    except OSError as exc:
+        audit = config.stash.get(AUDIT_KEY, None)
+        if audit is not None:
+            audit.complete = False
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"certaudit: report.html: the summary was not written: {exc}", red=True)
 
 
 def _seal(config: pytest.Config) -> None:

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +47,7 @@ from certaudit.evidence.report_view import (
     format_value,
     outcome_badge,
     render_kv,
-    render_summary,
+    summary_parts,
     text,
 )
 from certaudit.evidence.run import run_metadata
@@ -172,6 +175,11 @@ def result_cells(record: Record | None) -> list[str]:
 
 def summary_html(audit: Audit, exitstatus: int | None) -> str:
     """Everything this plugin puts above pytest-html's summary, for one audit: one pass over its records."""
+    return "".join(summary_html_parts(audit, exitstatus))
+
+
+def summary_html_parts(audit: Audit, exitstatus: int | None) -> Iterator[str]:
+    """summary_html, section by section (report_view.summary_parts)."""
     inventory = audit._inventory
     targets = list(inventory.targets) if inventory is not None else []
     expected = [t.name for t in targets]
@@ -202,7 +210,7 @@ def summary_html(audit: Audit, exitstatus: int | None) -> str:
         thresholds={t.name: (t.policy.warn_days, t.policy.crit_days) for t in targets},
         metadata=rows,
     )
-    return render_summary(data, context, lead)
+    return summary_parts(data, context, lead)
 
 
 # --- the plugin --------------------------------------------------------------------------------------
@@ -212,6 +220,11 @@ class HtmlReport:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self._summary_for: int | None = None  # the exit status the summary is written for, once asked
+
+    def placeholder(self) -> str:
+        audit = self._audit()
+        return f"<!--certaudit-summary-{audit.run_id if audit is not None else ''}-->"
 
     def _audit(self) -> Audit | None:
         return self.config.stash.get(AUDIT_KEY, None)
@@ -233,8 +246,32 @@ class HtmlReport:
         if audit is None:
             return
         exitstatus = session.exitstatus if isinstance(session.exitstatus, int) else None
-        prefix.insert(0, summary_html(audit, exitstatus))
+        # A place for the summary, written into the page pytest-html wrote (write_summary): for a
+        # fleet it is megabytes, which pytest-html's template would copy into its page twice more.
+        self._summary_for = exitstatus
+        prefix.insert(0, self.placeholder())
         prefix.insert(1, lifetime_report.render_section(audit.lifetimes, audit.what_if_rows() if audit.lifetimes else []))
+
+    def write_summary(self) -> None:
+        """Stream the summary into report.html at its place (after pytest-html wrote the page, before
+        the run is sealed); raises OSError when the page cannot be read or written."""
+        audit, path = self._audit(), getattr(self.config.option, "htmlpath", None)
+        if audit is None or not path or not Path(path).is_file():
+            return
+        page = Path(path)
+        head, found, tail = page.read_text(encoding="utf-8").partition(self.placeholder())
+        if not found:
+            return  # pytest-html did not ask for the summary (its session did not finish)
+        written = page.with_name(f".{page.name}.{audit.run_id}")
+        try:
+            with written.open("w", encoding="utf-8") as out:
+                out.write(head)
+                for part in summary_html_parts(audit, self._summary_for):
+                    out.write(part)
+                out.write(tail)
+            os.replace(written, page)
+        finally:
+            written.unlink(missing_ok=True)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:

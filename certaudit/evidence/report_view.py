@@ -33,8 +33,9 @@ import base64
 import gzip
 import json
 import math
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -193,6 +194,9 @@ class HostData:
     name: str
     pairs: dict[str, Pair] = field(default_factory=dict)
     details: list[str] = field(default_factory=list)  # each result's JSON, for the host's blob
+    # The details of the host's results so far, compressed once the records moved on to another
+    # host (a run's records come host by host): a fleet's details are held compressed, not as text.
+    sealed: bytes = b""
     action: list[Record] = field(default_factory=list)  # its failing results, while kept as markup
     fails: int = 0
     errors: int = 0
@@ -203,6 +207,19 @@ class HostData:
     @property
     def needs_action(self) -> bool:
         return any(code_of(p.outcome) in ACTION_CODES for p in self.pairs.values())
+
+    def seal(self) -> None:
+        """Compress the details gathered so far (the JSON array's inside, comma-joined)."""
+        if self.details:
+            inside = ",".join([*self._unsealed(), *self.details])
+            self.sealed, self.details = zlib.compress(inside.encode(), 6), []
+
+    def _unsealed(self) -> list[str]:
+        return [zlib.decompress(self.sealed).decode()] if self.sealed else []
+
+    def all_details(self) -> list[str]:
+        """Every result's JSON text, in the order added (JSON texts joined by commas, each a chunk)."""
+        return [*self._unsealed(), *self.details]
 
 
 class ReportData:
@@ -216,6 +233,7 @@ class ReportData:
         self.hosts: dict[str, HostData] = {}
         self.results = 0
         self._kept = 0
+        self._last: HostData | None = None  # the host of the last record added
 
     def add_all(self, records: Iterable[Record]) -> ReportData:
         for record in records:
@@ -229,6 +247,9 @@ class ReportData:
         host = self.hosts.get(record.host)
         if host is None:
             host = self.hosts[record.host] = HostData(record.host)
+        if self._last is not None and self._last is not host:
+            self._last.seal()  # records moved on to another host: the last one's details compressed
+        self._last = host
         pair = host.pairs.get(record.control)
         if pair is None:
             host.pairs[record.control] = Pair(record.outcome, 1, _tip(record))
@@ -1088,8 +1109,8 @@ def expiry_reasons(data: ReportData, hosts: Sequence[str], reached: set[str], un
     return reasons
 
 
-def render_data(data: ReportData, hosts: Sequence[str], groups: Mapping[str, Sequence[str]],
-                patterns: Sequence[tuple[str, list[str]]]) -> str:  # fmt: skip
+def data_parts(data: ReportData, hosts: Sequence[str], groups: Mapping[str, Sequence[str]],
+               patterns: Sequence[tuple[str, list[str]]]) -> Iterator[str]:  # fmt: skip
     """The index (controls, hosts, each host's row of outcome codes, the lists the page expands)
     and one blob per host with its results' details, all as application/json: never run."""
     number = {h: i for i, h in enumerate(hosts)}
@@ -1101,15 +1122,14 @@ def render_data(data: ReportData, hosts: Sequence[str], groups: Mapping[str, Seq
         "groups": {kind: [number[h] for h in members] for kind, members in groups.items()},
         "patterns": [[number[h] for h in members] for _, members in patterns],
     }
-    parts = [f'<script type="application/json" id="certaudit-index">{json_for_script(index)}</script>']
+    yield f'<script type="application/json" id="certaudit-index">{json_for_script(index)}</script>'
     for host in hosts:
         found = data.hosts.get(host)
         if found is not None:
-            parts.append(
+            yield (
                 f'<script type="{BLOB_TYPE}" class="ca-details" id="certaudit-host-{number[host]}">'
-                f"{packed(found.details)}</script>"
+                f"{packed(found.all_details())}</script>"
             )
-    return "".join(parts)
 
 
 def packed(details: Sequence[str]) -> str:
@@ -1127,6 +1147,12 @@ def unpacked(blob: str) -> list[dict[str, Any]]:
 
 def render_summary(data: ReportData, run: RunContext, lead: str) -> str:
     """Everything certaudit puts above pytest-html's table (or the merged page's), for one run."""
+    return "".join(summary_parts(data, run, lead))
+
+
+def summary_parts(data: ReportData, run: RunContext, lead: str) -> Iterator[str]:
+    """render_summary's text, section by section, each made when asked for: a writer streams a
+    fleet's page (report_html.HtmlReport.write_summary) instead of holding it as one string."""
     expected = list(run.expected)
     reached = set(run.reached)
     hosts = data.all_hosts(expected)
@@ -1136,16 +1162,17 @@ def render_summary(data: ReportData, run: RunContext, lead: str) -> str:
     patterns = matrix_patterns(data, hosts, controls)
     days = {h: data.hosts[h].days_left if h in data.hosts else None for h in hosts}
     reasons = expiry_reasons(data, hosts, reached, run.unreachable)
-    return (
+    yield (
         f'{STYLE}<div class="certaudit" id="certaudit-summary"><h2>certaudit audit evidence</h2>'
         f'<p class="ca-lead">{text(lead)}</p>{render_nav(data, groups)}'
-        f"{render_action(data, number)}"
-        f"{render_compliant(groups)}"
-        f"{matrix_section(data, hosts, patterns)}"
-        f"{counts_section(data, hosts)}"
-        f"{render_explorer(controls, data.titles)}"
-        f"{render_hosts(expected, reached, run.unreachable)}"
-        f"{render_horizon(hosts, days, run.thresholds, reasons)}"
-        f"{render_metadata(run.metadata)}"
-        f"{render_data(data, hosts, groups, patterns)}{SCRIPT}</div>"
     )
+    yield render_action(data, number)
+    yield render_compliant(groups)
+    yield matrix_section(data, hosts, patterns)
+    yield counts_section(data, hosts)
+    yield render_explorer(controls, data.titles)
+    yield render_hosts(expected, reached, run.unreachable)
+    yield render_horizon(hosts, days, run.thresholds, reasons)
+    yield render_metadata(run.metadata)
+    yield from data_parts(data, hosts, groups, patterns)
+    yield f"{SCRIPT}</div>"

@@ -365,6 +365,41 @@ def re_th(html: str) -> list[str]:
     return ["<th" + part.split("</th>", 1)[0] + "</th>" for part in head.split("<th")[1:]]
 
 
+def test_the_summary_is_written_into_the_page_once_or_the_run_is_not_sealed(pytester: pytest.Pytester) -> None:
+    run = run_audit_project(pytester)
+    # Written at its place, once, and the placeholder pytest-html was given is gone.
+    assert run.html.count('id="certaudit-summary"') == 1 and "<!--certaudit-summary-" not in run.html
+    assert [p.name for p in run.report.parent.iterdir() if p.name.startswith(".")] == []
+
+    # A page whose summary could not be written is not sealed: said in one line, no traceback.
+    failing = textwrap.dedent(
+        """\
+
+        from certaudit.evidence import report_html
+
+
+        def _full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+            yield ""
+
+
+        report_html.summary_html_parts = _full
+        """
+    )
+    with (pytester.path / "conftest.py").open("a") as conftest:
+        conftest.write(failing)
+    result = pytester.runpytest_subprocess(
+        "checks", "--inventory", "inv.yml", "--report-dir", "out2", "-p", "no:cacheprovider", timeout=300
+    )
+    output = "\n".join(result.outlines + result.errlines)
+    assert "certaudit: report.html: the summary was not written: [Errno 28] No space left on device" in output
+    assert "Traceback" not in output
+    (left,) = (pytester.path / "out2").iterdir()
+    assert left.name.endswith(".partial"), left  # not sealed
+    assert "<!--certaudit-summary-" in (left / "report.html").read_text()  # the page as pytest-html wrote it
+    assert [p.name for p in left.iterdir() if p.name.startswith(".")] == []
+
+
 def test_horizon_bar_of_a_real_certificate(pytester: pytest.Pytester) -> None:
     run = run_audit_project(pytester, certificate_days=20.5)
     (crt,) = [r for r in run.evidence["results"] if r["control"] == "CRT-01"]

@@ -106,6 +106,25 @@ def test_matrix_has_one_row_per_distinct_outcomes_those_needing_action_first() -
     assert counts == {"pass": "9", "fail": "3", "waived": "1", "not applicable": "0", "error": "3"}
 
 
+def test_a_hosts_details_are_held_compressed_once_records_move_on_and_keep_their_order() -> None:
+    # A run's records come host by host; a merge's, or a control-major run's, may come back to a host.
+    records = [
+        rec("a", "CRT-01"),
+        rec("a", "KEY-01", "fail"),
+        rec("b", "CRT-01", "error"),
+        rec("a", "REN-01"),
+        rec("b", "KEY-01"),
+        rec("a", "REN-02", "fail"),
+    ]
+    data = ReportData().add_all(records)
+    # Each host's details compressed as the records moved on from it; the last host's last one still text.
+    assert data.hosts["b"].sealed and data.hosts["b"].details == []
+    assert data.hosts["a"].sealed and len(data.hosts["a"].details) == 1
+    details = host_details(page(records))
+    assert [d["control"] for d in details["a"]] == ["CRT-01", "KEY-01", "REN-01", "REN-02"]
+    assert [(d["control"], d["outcome"]) for d in details["b"]] == [("CRT-01", "error"), ("KEY-01", "pass")]
+
+
 def test_every_result_is_in_its_hosts_blob_and_the_index_codes_every_pair() -> None:
     records = [*FLEET, rec("e-down", "KEY-01", "pass", nodeid="second")]  # two results for one pair
     tree = page(records)
