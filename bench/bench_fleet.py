@@ -790,6 +790,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.profile_sizes = {int(s) for s in args.profile_sizes.split(",") if s} or set(args.sizes)
     except ValueError:
         parser.error(f"--profile-sizes {args.profile_sizes!r}: expected numbers separated by commas")
+    if args.profile is not None and args.profile.exists() and not args.profile.is_dir():
+        parser.error(f"--profile {args.profile}: not a directory (the .prof files go into it)")
     args.modes = [m for m in args.modes.split(",") if m]
     args.clients = [c for c in args.clients.split(",") if c]
     if set(args.modes) - {"loopback", "latency"} or not args.modes:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_fleet import Measurement, ModeResult, count_round_trips, table, verdicts
+from bench.bench_fleet import Measurement, ModeResult, count_round_trips, parse_args, table, verdicts
 from certaudit.gather.transport import ROUND_TRIPS_ENV, count_round_trip
 
 
@@ -94,3 +94,13 @@ def test_synthetic_shards_of_one_run_merge_into_one_audit(tmp_path: Path) -> Non
     assert (merged.shards, merged.hosts, merged.results, merged.exit_status) == (3, 6, 12, 1)
     merged_hosts = json.loads((tmp_path / "merged" / "evidence.json").read_text())["run"]["hosts_expected"]
     assert merged_hosts == [f"{h}-s{k:02d}" for h in hosts for k in (1, 2, 3)]
+
+
+def test_a_profile_path_that_is_a_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "profiles"
+    a_file.write_text("")
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--profile", str(a_file)])
+    assert stopped.value.code == 2
+    assert f"--profile {a_file}: not a directory" in capsys.readouterr().err
+    assert parse_args(["--profile", str(tmp_path / "new")]).profile == tmp_path / "new"  # made when the bench runs
