@@ -453,6 +453,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for name, target in _audit(session.config).fleet_hosts.items():  # a shard's hosts of a fleet domain
         targets.setdefault(name, target)
     _audit(session.config).expect(readers)
+    if hasattr(session.config, "workerinput"):
+        # An xdist worker collects every item and runs some: hosts it never judges would never be
+        # let go of and would hold the window shut. Each worker probes as before, every host at once.
+        _audit(session.config).prober.ahead = 0
     if targets:
         # In the order the items read them (host by host, pytest_collection_modifyitems), a
         # window of hosts ahead of the one judged.
