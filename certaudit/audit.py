@@ -231,12 +231,15 @@ class Audit:
         summary = self.summaries.get(target.name)
         if summary is None:
             try:
-                summary = HostSummary.of(self.facts_of(target, of_run=of_run), target.policy)
+                facts = self.facts_of(target, of_run=of_run)
+                # A run's host was summarised as it came in (_keep); another only now.
+                summary = self.summaries.get(target.name) or HostSummary.of(facts, target.policy)
             except ProbeError as exc:
                 summary = HostSummary.unreached(target.name, target.policy.domain, str(exc))
             self.summaries[target.name] = summary
-            if not of_run:
-                self.prober.release(target.name)  # a domain's host outside the run: its summary is all it is read for
+            if not of_run or target.name not in self._pending:
+                # No control of the run will read its facts again: its summary is all that is kept.
+                self.settle(target.name)
         return summary
 
     def _keep(self, target: Target, facts: HostFacts) -> None:

@@ -252,9 +252,10 @@ class Prober:
         """Start queued probes while the window has room (called under the lock)."""
         while self._queue and (self.ahead <= 0 or self._held < self.ahead):
             target = self._queue.popleft()
-            self._queued.discard(target.name)
-            if target.name not in self._jobs:
-                self._submit(target)
+            if target.name in self._queued:  # not let go of (release) while it waited
+                self._queued.discard(target.name)
+                if target.name not in self._jobs:
+                    self._submit(target)
 
     def _submit(self, target: Target) -> _Job:
         if self._pool is None:
@@ -271,7 +272,13 @@ class Prober:
         Asking for them again is an error, never a second probe whose answer could differ."""
         with self._lock:
             job = self._jobs.get(name)
-            if job is None or job.released:
+            if job is None:
+                # Still queued (its controls all ended before asking, say none applied): never probed.
+                self._queued.discard(name)
+                job = self._jobs[name] = _Job()
+                job.released = True
+                return
+            if job.released:
                 return
             job.released = True
             job.future = None

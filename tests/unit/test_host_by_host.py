@@ -186,3 +186,24 @@ def test_facts_of_a_host_whose_probe_failed_are_its_error(monkeypatch: pytest.Mo
             prober.facts(target)
     finally:
         prober.shutdown()
+
+
+def test_a_host_let_go_of_while_queued_is_never_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every control of h1 ended before asking for its facts (none applied, say): it is let go of in the queue.
+    gathering = _Gathering()
+    monkeypatch.setattr(probe, "gather", gathering)
+    targets = _targets(3)
+    prober = Prober(workers=1, ahead=1)
+    try:
+        prober.start(targets)
+        prober.release("h1")
+        _settle(prober)
+        assert gathering.order == ["h0"]
+        prober.release("h0")
+        _settle(prober)
+        assert gathering.order == ["h0", "h2"]  # the window skipped h1, and is not held shut by it
+        with pytest.raises(ProbeError, match=r"host h1: its facts were let go of"):
+            prober.facts(targets[1])
+        assert "h1" not in gathering.order
+    finally:
+        prober.shutdown()
