@@ -18,6 +18,7 @@ from certaudit.gather import probe
 from certaudit.gather.probe import Prober
 from certaudit.host.facts import HostFacts
 from certaudit.inventory import Target
+from certaudit.plugin import locate
 from certaudit.policy import Policy
 from tests.unit.test_report_html import make_audit_project
 
@@ -207,3 +208,35 @@ def test_a_host_let_go_of_while_queued_is_never_probed(monkeypatch: pytest.Monke
         assert "h1" not in gathering.order
     finally:
         prober.shutdown()
+
+
+def test_a_controls_location_is_found_once_and_is_pytests_own(pytester: pytest.Pytester) -> None:
+    source = textwrap.dedent(
+        """\
+        import pytest
+
+
+        def helper():
+            pass
+
+
+        @pytest.mark.parametrize("host", ["web-1", "web-2", "web-3"])
+        def test_a(host):
+            pass
+
+
+        @pytest.mark.parametrize("host", ["web-1", "web-2"])
+        def test_b(host):
+            pass
+        """
+    )
+    path = pytester.makepyfile(test_located=source)
+    expected = [item.location for item in pytester.getitems(path)]
+    items = pytester.getitems(path)
+    located: dict[object, tuple[str, int | None]] = {}
+    for item in items:
+        locate(item, located)
+    assert [item.location for item in items] == expected
+    assert expected[0][1:] == (7, "test_a[web-1]") and expected[3][1:] == (12, "test_b[web-1]")  # 0-based
+    assert len(located) == 2  # found once for each function
+    assert sum("location" in item.__dict__ for item in items) == len(items)
