@@ -9,6 +9,7 @@ import re
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -136,78 +137,85 @@ def _settle(prober: Prober) -> None:
         time.sleep(0.01)
 
 
-def test_the_prober_gathers_a_window_ahead_and_never_a_host_twice(monkeypatch: pytest.MonkeyPatch) -> None:
-    gathering = _Gathering()
-    monkeypatch.setattr(probe, "gather", gathering)
+@pytest.fixture
+def gathering(monkeypatch: pytest.MonkeyPatch) -> _Gathering:
+    """probe.gather stood in for, for every prober the test makes."""
+    stand_in = _Gathering()
+    monkeypatch.setattr(probe, "gather", stand_in)
+    return stand_in
+
+
+@pytest.fixture
+def prober_of() -> Iterator[Callable[[int, int], Prober]]:
+    """Makes probers of `workers` threads and a window of `ahead`; each is shut down after the test."""
+    made: list[Prober] = []
+
+    def make(workers: int, ahead: int) -> Prober:
+        made.append(Prober(workers=workers, ahead=ahead))
+        return made[-1]
+
+    yield make
+    for prober in made:
+        prober.shutdown()
+
+
+def test_the_prober_gathers_a_window_ahead_and_never_a_host_twice(
+    gathering: _Gathering, prober_of: Callable[[int, int], Prober]
+) -> None:
     targets = _targets(8)
-    prober = Prober(workers=2, ahead=3)
-    try:
-        prober.start(targets)
-        _settle(prober)
-        assert gathering.order == ["h0", "h1", "h2"]  # the window, in the order given
-        # A host asked for is gathered at once, window or not; it is not gathered again when its turn comes.
-        assert prober.facts(targets[6]).host == "h6"
-        prober.release("h0")
-        prober.release("h0")  # let go of twice: the window moves once
-        _settle(prober)
-        assert gathering.order == ["h0", "h1", "h2", "h6"]  # four held (h1, h2, h6, and the one asked for)
-        for name in ("h1", "h2", "h6"):
-            prober.release(name)
-        _settle(prober)
-        assert gathering.order == ["h0", "h1", "h2", "h6", "h3", "h4", "h5"]
-        # Let go of means gone: asking again is an error naming the host, never a second probe.
-        with pytest.raises(ProbeError, match=r"host h0: its facts were let go of"):
-            prober.facts(targets[0])
-        assert gathering.order.count("h0") == 1
-    finally:
-        prober.shutdown()
+    prober = prober_of(2, 3)
+    prober.start(targets)
+    _settle(prober)
+    assert gathering.order == ["h0", "h1", "h2"]  # the window, in the order given
+    # A host asked for is gathered at once, window or not; it is not gathered again when its turn comes.
+    assert prober.facts(targets[6]).host == "h6"
+    prober.release("h0")
+    prober.release("h0")  # let go of twice: the window moves once
+    _settle(prober)
+    assert gathering.order == ["h0", "h1", "h2", "h6"]  # four held (h1, h2, h6, and the one asked for)
+    for name in ("h1", "h2", "h6"):
+        prober.release(name)
+    _settle(prober)
+    assert gathering.order == ["h0", "h1", "h2", "h6", "h3", "h4", "h5"]
+    # Let go of means gone: asking again is an error naming the host, never a second probe.
+    with pytest.raises(ProbeError, match=r"host h0: its facts were let go of"):
+        prober.facts(targets[0])
+    assert gathering.order.count("h0") == 1
 
 
-def test_without_a_window_every_host_is_gathered_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    gathering = _Gathering()
-    monkeypatch.setattr(probe, "gather", gathering)
-    prober = Prober(workers=4, ahead=0)
-    try:
-        prober.start(_targets(6))
-        _settle(prober)
-        assert sorted(gathering.order) == [f"h{i}" for i in range(6)]
-    finally:
-        prober.shutdown()
+def test_without_a_window_every_host_is_gathered_at_once(gathering: _Gathering, prober_of: Callable[[int, int], Prober]) -> None:
+    prober = prober_of(4, 0)
+    prober.start(_targets(6))
+    _settle(prober)
+    assert sorted(gathering.order) == [f"h{i}" for i in range(6)]
 
 
-def test_facts_of_a_host_whose_probe_failed_are_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_facts_of_a_host_whose_probe_failed_are_its_error(
+    monkeypatch: pytest.MonkeyPatch, prober_of: Callable[[int, int], Prober]
+) -> None:
     def refused(target: Target, *args: Any, **kwargs: Any) -> HostFacts:
         raise ProbeError(f"host {target.name}: cannot connect: refused")
 
     monkeypatch.setattr(probe, "gather", refused)
-    prober = Prober(workers=1, ahead=1)
-    try:
-        (target,) = _targets(1)
-        with pytest.raises(ProbeError, match="cannot connect: refused"):
-            prober.facts(target)
-    finally:
-        prober.shutdown()
+    (target,) = _targets(1)
+    with pytest.raises(ProbeError, match="cannot connect: refused"):
+        prober_of(1, 1).facts(target)
 
 
-def test_a_host_let_go_of_while_queued_is_never_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_host_let_go_of_while_queued_is_never_probed(gathering: _Gathering, prober_of: Callable[[int, int], Prober]) -> None:
     # Every control of h1 ended before asking for its facts (none applied, say): it is let go of in the queue.
-    gathering = _Gathering()
-    monkeypatch.setattr(probe, "gather", gathering)
     targets = _targets(3)
-    prober = Prober(workers=1, ahead=1)
-    try:
-        prober.start(targets)
-        prober.release("h1")
-        _settle(prober)
-        assert gathering.order == ["h0"]
-        prober.release("h0")
-        _settle(prober)
-        assert gathering.order == ["h0", "h2"]  # the window skipped h1, and is not held shut by it
-        with pytest.raises(ProbeError, match=r"host h1: its facts were let go of"):
-            prober.facts(targets[1])
-        assert "h1" not in gathering.order
-    finally:
-        prober.shutdown()
+    prober = prober_of(1, 1)
+    prober.start(targets)
+    prober.release("h1")
+    _settle(prober)
+    assert gathering.order == ["h0"]
+    prober.release("h0")
+    _settle(prober)
+    assert gathering.order == ["h0", "h2"]  # the window skipped h1, and is not held shut by it
+    with pytest.raises(ProbeError, match=r"host h1: its facts were let go of"):
+        prober.facts(targets[1])
+    assert "h1" not in gathering.order
 
 
 def test_a_controls_location_is_found_once_and_is_pytests_own(pytester: pytest.Pytester) -> None:
