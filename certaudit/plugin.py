@@ -465,7 +465,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             readers[item.nodeid] = target.name
         elif _control_of_item(item) is not None and "fleet_view" in getattr(item, "fixturenames", ()):
             domain: Domain = item.callspec.params["target"]  # type: ignore[attr-defined]
-            for host in () if domain.sharded else domain.hosts:  # probed with the others, before any judging
+            for host in () if domain.sharded else domain.hosts:  # queued after the run's own hosts (FLT-* run last)
                 targets.setdefault(host.name, host)
     for name, target in _audit(session.config).fleet_hosts.items():  # a shard's hosts of a fleet domain
         targets.setdefault(name, target)
@@ -501,7 +501,7 @@ def evidence(request: pytest.FixtureRequest, target: Target) -> Evidence:
 
 @pytest.fixture
 def fleet_view(request: pytest.FixtureRequest, target: Domain, evidence: Evidence) -> FleetView:
-    """The snapshots of every host of the domain (probed with all others), and why any is missing."""
+    """The summaries of every host of the domain (Audit.summary_of), and why any is missing."""
     audit = _audit(request.config)
     ours = {t.name for t in audit.inventory()}
     hosts = () if target.sharded else target.hosts  # a shard's domain is judged by the merge

@@ -211,8 +211,9 @@ class _Job:
     def __init__(self) -> None:
         self.began = threading.Event()
         self.deadline = 0.0
+        # Set when the probe is submitted, None again once its facts are let go of (Prober.release):
+        # a host is never probed twice in a run.
         self.future: Future[HostFacts] | None = None
-        self.released = False  # its facts were let go of (Prober.release): never probed again in the run
 
 
 @dataclass
@@ -275,12 +276,10 @@ class Prober:
             if job is None:
                 # Still queued (its controls all ended before asking, say none applied): never probed.
                 self._queued.discard(name)
-                job = self._jobs[name] = _Job()
-                job.released = True
+                self._jobs[name] = _Job()
                 return
-            if job.released:
+            if job.future is None:
                 return
-            job.released = True
             job.future = None
             self._held -= 1
             self._fill()
