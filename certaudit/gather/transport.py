@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from certaudit.gather import ssh_files
+
 if TYPE_CHECKING:
     from certaudit.inventory import Target
 
@@ -422,7 +424,7 @@ def effective_config(address: str, config_file: str | None) -> dict[str, Any]:
         if not path.is_file():
             continue
         try:
-            looked_up = paramiko.SSHConfig.from_text(config_text(path, base)).lookup(address)
+            looked_up = ssh_files.parsed_config(config_text(path, base)).lookup(address)
         except (OSError, paramiko.ssh_exception.ConfigParseError) as exc:
             raise NeedsOpenSSH(f"{path}: {exc}") from None
         for key, value in looked_up.items():
@@ -441,7 +443,8 @@ def inprocess_settings(target: Target) -> ParamikoSettings:
     """The connection OpenSSH would make to this host; raises NeedsOpenSSH when it cannot be made in-process."""
     kwargs = target.connect_kwargs
     chosen = target.connection != "paramiko"  # certaudit's choice, not the inventory's: it must honour everything
-    options, arg_identities, config_file = parse_ssh_args(shlex.split(str(kwargs.get("ssh_extra_args") or "")))
+    arguments = ssh_files.split_arguments(str(kwargs.get("ssh_extra_args") or ""))
+    options, arg_identities, config_file = parse_ssh_args(list(arguments))
     config = effective_config(target.address, config_file or kwargs.get("ssh_config"))
     if chosen:
         for key in sorted({*options, *config}):
@@ -455,10 +458,9 @@ def inprocess_settings(target: Target) -> ParamikoSettings:
     ]
     known_hosts = [os.path.expanduser(p) for p in known_hosts if p != "/dev/null"]
     for path in known_hosts:
-        with contextlib.suppress(OSError):
-            # Markers paramiko does not read: a revoked key or a host CA must be judged by OpenSSH.
-            if b"\n@" in b"\n" + Path(path).read_bytes():
-                raise NeedsOpenSSH(f"{path}: @revoked or @cert-authority lines")
+        # Markers paramiko does not read: a revoked key or a host CA must be judged by OpenSSH.
+        if ssh_files.has_markers(path):
+            raise NeedsOpenSSH(f"{path}: @revoked or @cert-authority lines")
     host_keys = host_key_mode(target, _first(options.get("stricthostkeychecking"), config.get("stricthostkeychecking")))
     user_files = [os.path.expanduser(p) for p in (str(known).split() if known else USER_KNOWN_HOSTS)]
     identity = kwargs.get("ssh_identity_file")
@@ -529,17 +531,21 @@ def paramiko_login(target: Target, connect_timeout: float, deadline: float) -> A
     watchdog.start()
     try:
         if settings.host_keys != "no":  # "no": no key is looked up, so none can be "changed" either
-            for path in settings.known_hosts:
-                if os.path.isfile(path):
-                    client.load_system_host_keys(path)  # read here; accept-new appends to record_to itself
+            # Each file parsed once per version (accept-new appends to record_to itself, a new version).
+            ssh_files.add_known_keys(client, settings.hostname, settings.port, settings.known_hosts)
         # A key that known_hosts lists differently is refused by paramiko itself (BadHostKeyException).
         client.set_missing_host_key_policy(_missing_key_policy(settings))
         step = min(connect_timeout, remaining(deadline))
+        # The first identity loaded once per run, as paramiko would load it at each login; it is tried
+        # first, then the others, as ssh does. One paramiko cannot load without help is left to it.
+        first = ssh_files.identity(settings.identities[0]) if settings.identities else None
+        others = list(settings.identities[1:] if first is not None else settings.identities)
         client.connect(
             settings.hostname,
             port=settings.port,
             username=settings.user,
-            key_filename=cast(Any, list(settings.identities) or None),  # a list: each is tried, as ssh does
+            pkey=first,
+            key_filename=cast(Any, others or None),  # a list: each is tried, as ssh does
             timeout=step,
             banner_timeout=step,
             auth_timeout=step,

@@ -172,3 +172,57 @@ def test_testinfra_host_sessions_follow_the_same_rule(server: Server, tmp_path: 
     finally:
         trusting.close()
     assert server.host_key.get_base64() in (tmp_path / "known_hosts").read_text()
+
+
+# --- the ssh files, parsed once a version --------------------------------------------------------------
+def other_hosts(count: int, key: paramiko.PKey) -> str:
+    return "".join(f"10.1.{i // 256}.{i % 256} {key.get_name()} {key.get_base64()}\n" for i in range(count))
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, file_argument: int) -> list[str]:
+    """Every call of owner.name, by the file it was given (its positional argument `file_argument`)."""
+    calls: list[str] = []
+    original = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(str(args[file_argument]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_a_fleet_s_known_hosts_and_identity_are_parsed_once_not_at_each_login(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """paramiko parses every line of known_hosts (a key object a line, each checked against the lines
+    before it): once a login, a known_hosts listing a fleet made its audit quadratic."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(other_hosts(300, other_key(tmp_path)) + server.known_hosts_line())
+    loads = counting(monkeypatch, paramiko.HostKeys, "load", 1)  # a method: after self
+    keys = counting(monkeypatch, paramiko.Ed25519Key, "from_private_key_file", 0)  # a bound classmethod
+    target = host(server, "smart", known_hosts)
+    for _ in range(4):
+        assert run(target).stdout == b'{"ok": true}'
+    assert loads == [str(known_hosts)]
+    assert keys == [str(server.client_key)]
+    assert len(server.commands) == 4
+
+
+@pytest.mark.parametrize("connection", ["paramiko", "smart"])
+def test_a_host_key_replaced_during_the_run_is_judged_by_the_new_file(server: Server, tmp_path: Path, connection: str) -> None:
+    """A known_hosts edited between two logins is read again, even when the edit keeps its size and
+    falls within one tick of the file system's clock (a key replaced by another of its type)."""
+    known_hosts = tmp_path / "known_hosts"
+    fleet = other_hosts(50, other_key(tmp_path))
+    target = host(server, connection, known_hosts)
+    known_hosts.write_text(fleet + server.known_hosts_line())
+    assert run(target).rc == 0
+    replaced = fleet + server.known_hosts_line(other_key(tmp_path))
+    assert len(replaced) == len(known_hosts.read_text())
+    known_hosts.write_text(replaced)
+    with pytest.raises(TransportError, match="but known_hosts lists an ssh-ed25519 key SHA256:"):
+        run(target)
+    known_hosts.write_text(fleet + server.known_hosts_line())
+    assert run(target).rc == 0
+    assert len(server.commands) == 2
