@@ -13,6 +13,7 @@ import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["VAR_MARK", "ShellCommand", "iter_commands", "shell_commands", "unwrap_command"]
 
@@ -283,12 +284,29 @@ class _Lexer:
 _VAR_RE = re.compile(f"{VAR_MARK}([^{VAR_MARK}]*){VAR_MARK}")
 
 
+# Scripts up to this size are split once a run: a fleet's cron lines and hooks are the same few texts on
+# every host (config management writes them), each split again at every control that reads them.
+# Longer ones are split each time, so the memory the memo holds stays bounded whatever hosts send.
+MEMO_SCRIPT_CHARS = 4096
+
+
 def shell_commands(script: str) -> list[ShellCommand]:
     """Split a shell script (or a one-line command) into the simple commands /bin/sh runs.
 
     Comments, here-document bodies and quoted text are not commands; `a && b; c | d` is four.
     Never raises, whatever the text.
     """
+    if len(script) <= MEMO_SCRIPT_CHARS:
+        return list(_split_short(script))
+    return _split(script)
+
+
+@lru_cache(maxsize=256)
+def _split_short(script: str) -> tuple[ShellCommand, ...]:
+    return tuple(_split(script))
+
+
+def _split(script: str) -> list[ShellCommand]:
     variables: dict[str, str] = {}
     result: list[ShellCommand] = []
     for words, connector, first, last in _Lexer(script).run():

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import re
 import warnings
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -258,6 +259,13 @@ def summary(cert: x509.Certificate) -> dict[str, str]:
     unknown key or signature algorithm, a malformed SAN) reads "unsupported (...)" or
     "unparsable (...)", which is itself the finding.
     """
+    return dict(_summary(cert))  # a copy: the caller may add to it
+
+
+# Several controls of a host show the same certificates (its leaf, its chain): each is described once.
+# Certificates compare and hash by their DER bytes; a few are kept, so memory stays bounded.
+@lru_cache(maxsize=32)
+def _summary(cert: x509.Certificate) -> dict[str, str]:
     return {
         "subject": _name(cert, "subject"),
         "issuer": _name(cert, "issuer"),
