@@ -76,7 +76,9 @@ def measure(entries: int, logins: int, directory: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bench_logins", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entries", default="0,100,1000,5000", help="known_hosts sizes, comma-separated")
     parser.add_argument("--logins", type=int, default=30, help="logins at each size")
     args = parser.parse_args(argv)

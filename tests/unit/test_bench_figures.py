@@ -104,3 +104,25 @@ def test_a_profile_path_that_is_a_file_is_refused_in_one_line(tmp_path: Path, ca
     assert stopped.value.code == 2
     assert f"--profile {a_file}: not a directory" in capsys.readouterr().err
     assert parse_args(["--profile", str(tmp_path / "new")]).profile == tmp_path / "new"  # made when the bench runs
+
+
+def test_the_login_bench_prints_a_flat_cost_and_one_parse_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_logins on two sizes of known_hosts: every login after the first reuses the parsed files."""
+    from bench import bench_logins
+
+    assert bench_logins.main(["--entries", "0,300", "--logins", "3"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["known_hosts", "entries", "CPU"]
+    assert [row.split()[0] for row in rows] == ["0", "300"]
+    # 300 entries: the known_hosts and the identity, each parsed once for three logins.
+    assert rows[1].split()[-1] == "2"
+
+
+@pytest.mark.parametrize("argv", [["--entries", "ten"], ["--logins", "0"], ["--entries", "-1"]])
+def test_the_login_bench_refuses_a_bad_option_in_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_logins
+
+    with pytest.raises(SystemExit) as stopped:
+        bench_logins.main(argv)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("bench_logins: error:")
