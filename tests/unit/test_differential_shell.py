@@ -136,3 +136,19 @@ def test_bashlex_cannot_read_what_deploy_hooks_use(script: str) -> None:
     with pytest.raises(NotImplementedError):
         bashlex.parse(script)
     assert ("systemctl", "reload", "stemedb-api") in [c.words[-3:] for c in shell_commands(script)]
+
+
+def test_a_text_split_again_gives_the_same_commands_in_a_list_of_its_own() -> None:
+    """A short text is split once a run and a long one each time: the same commands either way, and
+    what a caller does to the list it got changes nothing for the next."""
+    from certaudit.host.shell import MEMO_SCRIPT_CHARS, _split, _split_short
+
+    short = "test -x /usr/bin/certbot && certbot -q renew --no-random-sleep-on-renew"
+    first = shell_commands(short)
+    first.clear()
+    assert shell_commands(short) == _split(short) != []
+    long = "X=1; " * (MEMO_SCRIPT_CHARS // 5) + "certbot renew"
+    assert len(long) > MEMO_SCRIPT_CHARS
+    kept = _split_short.cache_info().currsize
+    assert shell_commands(long) == _split(long)
+    assert _split_short.cache_info().currsize == kept  # a long text is not kept

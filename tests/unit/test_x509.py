@@ -344,3 +344,13 @@ def test_summary_reports_a_malformed_san_instead_of_raising() -> None:
     broken = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x04\x03junk")
     cert = make_cert(sans=(), extension=broken)
     assert summary(cert)["san_dns"].startswith("unparsable (")
+
+
+def test_a_summary_is_a_copy_of_what_is_kept_for_the_certificate() -> None:
+    """summary() remembers a few certificates (by their DER): what a caller adds to its dict is its own."""
+    shown = summary(CERT)
+    shown["subject"] = "changed by a caller"
+    shown["extra"] = "x"
+    again = summary(x509.load_der_x509_certificate(CERT.public_bytes(serialization.Encoding.DER)))
+    assert again["subject"] != "changed by a caller" and "extra" not in again
+    assert again == summary(CERT)
