@@ -11,23 +11,32 @@ classes), so no rule of OpenSSH's is copied here.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shlex
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 CACHED_FILES = 64  # files kept parsed: a run reads a handful; an inventory naming a file a host is bounded
 T = TypeVar("T")
 
 
-def contents(path: str) -> bytes | None:
-    """The file's bytes, None when it cannot be read (absent, unreadable)."""
+READ_CHUNK = 1 << 20
+
+
+def digest(path: str) -> str | None:
+    """SHA-256 of the file's bytes, read in chunks (a file of any size costs this much memory, no
+    more); None when it cannot be read (absent, unreadable)."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as file:
+            sha = hashlib.sha256()
+            while chunk := file.read(READ_CHUNK):
+                sha.update(chunk)
+            return sha.hexdigest()
     except OSError:
         return None
 
@@ -36,14 +45,14 @@ class ParsedFiles:
     """A bounded map from a file (and any files it depends on) to what parsing it gave, kept while
     their bytes stay the same. Thread-safe: hosts log in concurrently.
 
-    The bytes, not the stat, say a file changed: a rewrite within one tick of the file system's
-    clock keeps size and times, and a key replaced by another of its type keeps the size too. Reading
-    a file is cheap; parsing it is what costs.
+    The bytes (their SHA-256), not the stat, say a file changed: a rewrite within one tick of the
+    file system's clock keeps size and times, and a key replaced by another of its type keeps the
+    size too. Reading a file is cheap; parsing it is what costs.
     """
 
     def __init__(self, limit: int = CACHED_FILES) -> None:
         self._limit = limit
-        self._parsed: OrderedDict[tuple[str, ...], tuple[tuple[bytes | None, ...], Any]] = OrderedDict()
+        self._parsed: OrderedDict[tuple[str, ...], tuple[tuple[str | None, ...], Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.parses = 0  # how many times files were parsed: tests and the bench read it
 
@@ -54,14 +63,14 @@ class ParsedFiles:
         the bytes before and after it are the same, so a file that changed while it was parsed is
         parsed again at the next login rather than kept as a mix of two versions.
         """
-        before = tuple(contents(p) for p in paths)
+        before = tuple(digest(p) for p in paths)
         with self._lock:
             found = self._parsed.get(paths)
             if found is not None and found[0] == before:
                 self._parsed.move_to_end(paths)
                 return found[1]  # type: ignore[no-any-return]
         value = parse()  # outside the lock: a slow file holds up no other host
-        after = tuple(contents(p) for p in paths)
+        after = tuple(digest(p) for p in paths)
         with self._lock:
             self.parses += 1
             if after == before:
@@ -88,11 +97,25 @@ def known_host_keys(path: str) -> Any:
     return known_hosts_files.get((path,), lambda: paramiko.HostKeys(path))
 
 
+# A marker line as OpenSSH reads known_hosts (hostfile.c): blanks, then `@` (`@revoked`, `@cert-authority`).
+_MARKER_RE = re.compile(rb"\n[ \t]*@")
+
+
 def has_markers(path: str) -> bool:
     """Whether a known_hosts file has `@revoked` or `@cert-authority` lines (which paramiko does not
-    read); False for a file that cannot be read, as for one that is absent."""
-    data = contents(path)
-    return data is not None and b"\n@" in b"\n" + data
+    read: it would skip a revoked key's line and trust the key if listed elsewhere); False for a file
+    that cannot be read, as for one that is absent. Read in chunks, whatever the size of a line."""
+    try:
+        with open(path, "rb") as file:
+            head = b""  # the current line so far: b"" or blanks while it may still hold a marker, else b"x"
+            while chunk := file.read(READ_CHUNK):
+                if _MARKER_RE.search(b"\n" + head + chunk):
+                    return True
+                rest = (head + chunk).rsplit(b"\n", 1)[-1]
+                head = b"x" if rest.strip(b" \t") else rest[:1]
+    except OSError:
+        return False
+    return False
 
 
 def add_known_keys(client: Any, hostname: str, port: int, paths: tuple[str, ...]) -> None:

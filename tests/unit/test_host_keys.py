@@ -226,3 +226,26 @@ def test_a_host_key_replaced_during_the_run_is_judged_by_the_new_file(server: Se
     known_hosts.write_text(fleet + server.known_hosts_line())
     assert run(target).rc == 0
     assert len(server.commands) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "marked"),
+    [
+        ("@cert-authority *.example.com ssh-ed25519 AAAA\n", True),  # on the first line
+        ("web-1 ssh-ed25519 AAAA\n@revoked * ssh-ed25519 BBBB\n", True),
+        ("web-1 ssh-ed25519 AAAA\n \t@revoked * ssh-ed25519 BBBB\n", True),  # OpenSSH skips blanks before it
+        ("web-1 ssh-ed25519 AAAA # root@web-1\nweb-2 ssh-ed25519 BBBB\n", False),  # an @ inside a line
+        ("#@revoked * ssh-ed25519 BBBB\n", False),  # a comment
+        ("", False),
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 20])
+def test_markers_are_found_wherever_the_reading_s_chunks_fall(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, marked: bool, chunk: int
+) -> None:
+    from certaudit.gather import ssh_files
+
+    monkeypatch.setattr(ssh_files, "READ_CHUNK", chunk)
+    (tmp_path / "known_hosts").write_text(text)
+    assert ssh_files.has_markers(str(tmp_path / "known_hosts")) is marked
+    assert ssh_files.has_markers(str(tmp_path / "absent")) is False

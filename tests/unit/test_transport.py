@@ -119,6 +119,9 @@ def test_known_hosts_markers_paramiko_cannot_read(home: Path) -> None:
     assert client_for(host()) == "openssh"
     (home / ".ssh" / "known_hosts").write_text("127.0.0.9 ssh-ed25519 AAAA\n")
     assert client_for(host()) == "inprocess"
+    # OpenSSH reads a marker after blanks too; paramiko would skip the line and trust a revoked key.
+    (home / ".ssh" / "known_hosts").write_text("127.0.0.9 ssh-ed25519 AAAA\n\t @revoked 127.0.0.9 ssh-ed25519 AAAA\n")
+    assert client_for(host()) == "openssh"
 
 
 def test_in_process_settings_follow_openssh_precedence(home: Path) -> None:
