@@ -118,6 +118,28 @@ def has_markers(path: str) -> bool:
     return False
 
 
+patterned_files = ParsedFiles()
+
+
+def has_patterns(path: str) -> bool:
+    """Whether a known_hosts file names hosts by pattern (`*.example.com`, `10.0.0.?`, `!web-9`):
+    OpenSSH matches them, paramiko only compares names, so it would call such a host unknown.
+    False for a file that cannot be read. Each version of a file is scanned once."""
+
+    def scan() -> bool:
+        try:
+            with open(path, "rb") as file:
+                for line in file:
+                    names = line.lstrip(b" \t").split(None, 1)[:1]
+                    if names and not names[0].startswith((b"#", b"@", b"|")) and any(c in names[0] for c in b"*?!"):
+                        return True
+        except OSError:
+            return False
+        return False
+
+    return patterned_files.get((path,), scan)
+
+
 def add_known_keys(client: Any, hostname: str, port: int, paths: tuple[str, ...]) -> None:
     """Give the client the keys these known_hosts files list for the host, as if it had loaded them
     all (`load_system_host_keys`, in order) but without parsing any file again.

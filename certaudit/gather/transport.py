@@ -461,6 +461,9 @@ def inprocess_settings(target: Target) -> ParamikoSettings:
         # Markers paramiko does not read: a revoked key or a host CA must be judged by OpenSSH.
         if ssh_files.has_markers(path):
             raise NeedsOpenSSH(f"{path}: @revoked or @cert-authority lines")
+        # Host patterns paramiko does not match: it would call a host they list unknown (safe, but wrong).
+        if chosen and ssh_files.has_patterns(path):
+            raise NeedsOpenSSH(f"{path}: hosts named by pattern")
     host_keys = host_key_mode(target, _first(options.get("stricthostkeychecking"), config.get("stricthostkeychecking")))
     user_files = [os.path.expanduser(p) for p in (str(known).split() if known else USER_KNOWN_HOSTS)]
     identity = kwargs.get("ssh_identity_file")

@@ -124,6 +124,25 @@ def test_known_hosts_markers_paramiko_cannot_read(home: Path) -> None:
     assert client_for(host()) == "openssh"
 
 
+@pytest.mark.parametrize(
+    ("line", "client"),
+    [
+        ("*.example.com ssh-ed25519 AAAA\n", "openssh"),
+        ("web-1,10.0.0.? ssh-ed25519 AAAA\n", "openssh"),
+        ("  127.0.0.*,!127.0.0.10 ssh-ed25519 AAAA\n", "openssh"),
+        ("[127.0.0.9]:2222,web-1 ssh-ed25519 AAAA\n", "inprocess"),
+        ("|1|c2FsdA==|aGFzaA== ssh-ed25519 AAAA\n", "inprocess"),  # hashed: compared, never a pattern
+        ("# *.example.com is ours\n127.0.0.9 ssh-ed25519 AAAA\n", "inprocess"),
+    ],
+)
+def test_known_hosts_patterns_paramiko_cannot_match(home: Path, line: str, client: str) -> None:
+    """OpenSSH matches host patterns in known_hosts; paramiko compares names only and would refuse a
+    host a pattern lists as unknown, so certaudit leaves such a host to OpenSSH (unless told paramiko)."""
+    (home / ".ssh" / "known_hosts").write_text(line)
+    assert client_for(host()) == client
+    assert client_for(host(ansible_connection="paramiko")) == "inprocess"
+
+
 def test_in_process_settings_follow_openssh_precedence(home: Path) -> None:
     (home / ".ssh" / "config").write_text(
         "Host 127.0.0.9\n  HostName 127.0.0.10\n  User fromconfig\n  Port 2200\n  IdentityFile ~/.ssh/cfgkey\n"
