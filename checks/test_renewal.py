@@ -33,7 +33,7 @@ from certaudit.record import Evidence
 # the control that reads it: every run collects this module, the gate too, which judges none of them.
 if TYPE_CHECKING:
     from certaudit.host.cadence import RunGap
-    from certaudit.host.certbot.command_hooks import CommandHook
+    from certaudit.host.certbot.command_hooks import CliIni, CommandHook
     from certaudit.host.certbot.conf import RenewalConf
     from certaudit.host.certbot.hooks import HookFile
 
@@ -113,8 +113,12 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     Check: `renewal-hooks/deploy/` holds a hook certbot really runs (a regular, executable file
     whose name does not end in `~`), owned by root and not writable by group or others, whose
     commands reload or restart the configured service; or the renewal conf stores a
-    `renew_hook` (what `--deploy-hook` saves) that does; or, where RHEL/EPEL's
-    certbot-renew.timer runs, `/etc/sysconfig/certbot` passes one in DEPLOY_HOOK or RENEW_HOOK.
+    `renew_hook` (what `--deploy-hook` saves) that does; or certbot's config file
+    (`/etc/letsencrypt/cli.ini`, root's `~/.config/letsencrypt/cli.ini`) sets a `deploy-hook`, which
+    replaces the conf's renew_hook; or, where RHEL/EPEL's certbot-renew.timer runs,
+    `/etc/sysconfig/certbot` passes one in DEPLOY_HOOK or RENEW_HOOK. A `no-directory-hooks` in
+    cli.ini means certbot runs nothing in `renewal-hooks/`; a cli.ini certbot cannot parse means it
+    does not start at all; one the audit cannot read leaves the verdict unknown.
     A hook that names a script is judged by the script (it must be executable, root's and not
     group/world-writable). A `deploy_hook` line in `[renewalparams]` counts for nothing: certbot
     never reads it. Every hook certbot runs must be safe.
@@ -129,12 +133,17 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     listing = facts.listing(hooks_dir)
     hooks = [_hook_file(facts, f.path) for f in facts.files_in(hooks_dir)]
     renew_hook = _renew_hook(facts, policy)
+    cli_ini = _cli_ini(facts)
+    for problem in cli_ini.problems:
+        evidence.require(False, problem)
     observed_hooks = []
     skipped: list[str] = []
     reloading: list[str] = []
     problems: list[str] = []
     for hook in hooks:
         skip = reason_certbot_skips(hook)
+        if skip is None and cli_ini.no_directory_hooks is not None:
+            skip = f"{cli_ini.no_directory_hooks}: certbot runs nothing in renewal-hooks/"
         line = reloads_service(hook.content, policy.service) if hook.content is not None else None
         mode = "unknown" if hook.mode is None else f"{hook.mode:04o}"
         if skip is not None:
@@ -156,7 +165,7 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
             problems.append(f"{hook.path}: reloads no {policy.service} (no systemctl reload/restart of it)")
         elif not unsafe:
             reloading.append(hook.path)
-    command_hooks = _command_hooks(facts, policy, renew_hook, evidence)
+    command_hooks = _command_hooks(facts, policy, renew_hook, cli_ini, evidence)
     observed_commands = []
     for given in command_hooks:
         line, script, trouble = _judge_command_hook(facts, policy, given)
@@ -175,6 +184,7 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
         hooks=observed_hooks,
         skipped_by_certbot=len(skipped),
         renew_hook=renew_hook,
+        cli_ini={"deploy_hook": cli_ini.hook.source if cli_ini.hook else None, "no_directory_hooks": cli_ini.no_directory_hooks},
         command_hooks=observed_commands,
         reloading_hooks=reloading,
     )
@@ -184,7 +194,11 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     if not hooks and not command_hooks:
         where = hooks_dir if listing.exists else f"{hooks_dir} (missing)"
         elsewhere = f" nor a DEPLOY_HOOK/RENEW_HOOK in {SYSCONFIG}" if _sysconfig_read(facts) else ""
-        evidence.require(False, f"no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf}{elsewhere}")
+        evidence.require(
+            False,
+            f"no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf} nor a deploy-hook in "
+            f"certbot's cli.ini{elsewhere}",
+        )
     else:
         problems += skipped
         shown = problems[:MAX_LISTED] + ([f"and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
@@ -213,11 +227,40 @@ def _sysconfig_read(facts: HostFacts) -> bool:
     return facts.systemd and "certbot-renew.timer" in installed_timers(facts)
 
 
-def _command_hooks(facts: HostFacts, policy: Policy, renew_hook: str | None, evidence: Evidence) -> list[CommandHook]:
-    """The deploy hooks given as commands: the conf's renew_hook, and RHEL's sysconfig hooks."""
+def _cli_ini(facts: HostFacts) -> CliIni:
+    """What certbot's config files (cli.ini) say about its deploy hooks. One that could not be read
+    is undeterminable: it can replace the renew_hook or turn renewal-hooks/ off."""
+    from certaudit.host.certbot.command_hooks import CLI_INI_FILES, read_cli_ini
+
+    texts = []
+    for path in CLI_INI_FILES:
+        fact = facts.file(path)
+        try:
+            if fact.problem() is not None:
+                continue  # absent (or not a file): certbot reads no options from it
+            texts.append((path, fact.text()))
+        except Undeterminable as exc:
+            raise Undeterminable(
+                f"{exc}: certbot reads its options there, which can replace the deploy hook or turn renewal-hooks/ off"
+            ) from None
+    return read_cli_ini(texts)
+
+
+def _command_hooks(
+    facts: HostFacts, policy: Policy, renew_hook: str | None, cli_ini: CliIni, evidence: Evidence
+) -> list[CommandHook]:
+    """The deploy hooks given as commands: the conf's renew_hook (or cli.ini's hook, which replaces
+    it), and RHEL's sysconfig hooks."""
     from certaudit.host.certbot.command_hooks import SYSCONFIG, CommandHook, sysconfig_hooks
 
     hooks = [CommandHook(f"renew_hook in {policy.renewal_conf}", renew_hook)] if renew_hook is not None else []
+    if cli_ini.hook is not None:
+        if renew_hook is not None:
+            evidence.note(
+                f"renew_hook in {policy.renewal_conf} is not run: {cli_ini.hook.source} replaces it (certbot restores "
+                "a renewal conf's renew_hook only when neither the command line nor a config file sets one)"
+            )
+        hooks = [cli_ini.hook]
     conf = _renewal_conf(facts, policy)
     if conf is not None and conf.deploy_hook is not None:
         evidence.note(

@@ -9,7 +9,7 @@ certbot installations 127.77.9.x (tests/scenarios_distros.py), shorter lifetimes
 
 from __future__ import annotations
 
-from tests.fleet.scenario import RELOAD_HOOK, Scenario
+from tests.fleet.scenario import RELOAD_HOOK, HostFile, Scenario
 from tests.scenarios_catalog import SCENARIOS as CATALOG
 from tests.scenarios_custom import SCENARIOS as CUSTOM
 from tests.scenarios_distros import SCENARIOS as DISTROS
@@ -27,6 +27,7 @@ def _address(n: int) -> str:
 
 
 WORKING_CRON = "SHELL=/bin/sh\n0 */12 * * * root certbot -q renew --no-random-sleep-on-renew\n"
+CLI_INI = "/etc/letsencrypt/cli.ini"
 OTHER_SERVICE_HOOK = RELOAD_HOOK.replace("systemctl reload stemedb-api", "systemctl reload nginx")
 
 RUNBOOK: list[Scenario] = [
@@ -61,6 +62,28 @@ RUNBOOK: list[Scenario] = [
     Scenario("hook-not-executable", _address(14), "deploy hook mode 0644: certbot skips it", hook_mode=0o644, **logins()),
     Scenario("hook-world-writable", _address(15), "deploy hook mode 0777", hook_mode=0o777),
     Scenario("hook-other-service", _address(16), "deploy hook reloads nginx, not stemedb-api", hook=OTHER_SERVICE_HOOK),
+    # certbot's own config file (cli.ini) sets hooks too: certbot reads its options at every renewal.
+    Scenario(
+        "hook-in-cli-ini",
+        _address(30),
+        "no hook file: /etc/letsencrypt/cli.ini's deploy-hook reloads stemedb-api",
+        hook=None,
+        files=(HostFile(CLI_INI, data=b"# certbot's options\nagree-tos = true\ndeploy-hook = systemctl reload stemedb-api\n"),),
+    ),
+    Scenario(
+        "cli-ini-no-directory-hooks",
+        _address(32),
+        "the runbook's hook file, but cli.ini says no-directory-hooks: certbot never runs it",
+        files=(HostFile(CLI_INI, data=b"no-directory-hooks = true\n"),),
+    ),
+    Scenario(
+        "cli-ini-replaces-renew-hook",
+        _address(33),
+        "the conf's renew_hook reloads stemedb-api, but cli.ini's deploy-hook (reloading nginx) replaces it",
+        hook=None,
+        renew_hook="systemctl reload stemedb-api",
+        files=(HostFile(CLI_INI, data=b"deploy-hook = systemctl reload nginx\n"),),
+    ),
     Scenario("rbe-missing", _address(17), "renew_before_expiry only as certbot's comment", renew_before_expiry=None, **logins()),
     Scenario("rbe-10-days", _address(18), "renew_before_expiry = 10 days", renew_before_expiry="10 days"),
     Scenario(

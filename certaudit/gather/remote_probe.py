@@ -1067,6 +1067,7 @@ CERTBOT_SNAP_META = "/snap/certbot/current/meta/snap.yaml"
 SNAP_LAUNCHER = "/usr/bin/snap"  # the snap's renewal service runs `snap run ... certbot.renew`
 CERTBOT_DPKG_LISTS = ("/var/lib/dpkg/info/certbot.list", "/var/lib/dpkg/info/python3-certbot.list")
 CERTBOT_SYSCONFIG = "/etc/sysconfig/certbot"  # RHEL/EPEL: certbot-renew.service's hooks
+CERTBOT_CLI_INI = ("/etc/letsencrypt/cli.ini", "/root/.config/letsencrypt/cli.ini")  # certbot's config files, root's
 METADATA_LIMIT = 64 * 1024
 SITE_DIRS_LIMIT = 20
 
@@ -1129,6 +1130,8 @@ def gather_certbot_install(found):
         found.add(path)
     found.add(CERTBOT_SNAP_META, METADATA_LIMIT)
     found.add(CERTBOT_SYSCONFIG, READ_LIMIT)
+    for path in CERTBOT_CLI_INI:
+        found.add(path, READ_LIMIT)
     sites = {}
     for pattern in CERTBOT_SITE_DIRS + tuple(_venv_site_dirs(found)):
         for directory in sorted(site_dirs(pattern))[:SITE_DIRS_LIMIT]:
@@ -1138,6 +1141,7 @@ def gather_certbot_install(found):
 
 RENEW_HOOK_LINE = r"(?m)^\s*renew_hook\s*=\s*['\"]?(/[^'\"\s]+)"
 SYSCONFIG_HOOK = r"--(?:deploy|renew)-hook[= ]+['\"]?(/[^'\"\s]+)"
+CLI_INI_HOOK = r"(?m)^\s*(?:deploy|renew)-hook\s*[:=\s]\s*['\"]?(/[^'\"\s]+)"
 
 
 def hook_paths(pattern, literal, text):
@@ -1154,11 +1158,14 @@ def _text_of(found, path):
 
 
 def gather_hook_scripts(params, found):
-    """The scripts hooks name (certbot runs a hook with a shell): the renewal conf's renew_hook and
-    /etc/sysconfig/certbot's DEPLOY_HOOK / RENEW_HOOK, when they are a path; each is read."""
+    """The scripts hooks name (certbot runs a hook with a shell): the renewal conf's renew_hook,
+    /etc/sysconfig/certbot's DEPLOY_HOOK / RENEW_HOOK and cli.ini's deploy-hook / renew-hook, when
+    they are a path; each is read."""
     conf = os.path.join(params["letsencrypt_dir"], "renewal", params["domain"] + ".conf")
     paths = hook_paths(RENEW_HOOK_LINE, "renew_hook", _text_of(found, conf))
     paths += hook_paths(SYSCONFIG_HOOK, "-hook", _text_of(found, CERTBOT_SYSCONFIG))
+    for cli_ini in CERTBOT_CLI_INI:
+        paths += hook_paths(CLI_INI_HOOK, "-hook", _text_of(found, cli_ini))
     for path in paths[:10]:
         found.add(path, HOOK_READ_LIMIT)
 

@@ -53,6 +53,36 @@ def _hook_reloads(record: dict[str, Any]) -> None:
     assert hook["reload_line"] == "systemctl reload stemedb-api"
 
 
+def _cli_ini_hook_reloads(record: dict[str, Any]) -> None:
+    observed = record["observed"]
+    source = "deploy-hook in /etc/letsencrypt/cli.ini"
+    assert observed["reloading_hooks"] == [source] and observed["hooks"] == []
+    reload = "systemctl reload stemedb-api"
+    assert observed["command_hooks"] == [{"source": source, "command": reload, "script": None, "reload_line": reload}]
+    assert observed["cli_ini"] == {"deploy_hook": source, "no_directory_hooks": None}
+
+
+def _directory_hooks_off(record: dict[str, Any]) -> None:
+    observed = record["observed"]
+    assert observed["cli_ini"] == {"deploy_hook": None, "no_directory_hooks": "no-directory-hooks in /etc/letsencrypt/cli.ini"}
+    (hook,) = observed["hooks"]
+    assert (hook["path"], hook["certbot_runs_it"]) == ("/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh", False)
+    assert observed["reloading_hooks"] == []
+
+
+def _renew_hook_replaced(record: dict[str, Any]) -> None:
+    observed = record["observed"]
+    assert observed["renew_hook"] == "systemctl reload stemedb-api"  # in the conf, and not run
+    assert [c["source"] for c in observed["command_hooks"]] == ["deploy-hook in /etc/letsencrypt/cli.ini"]
+    assert any(
+        note.startswith(
+            "renew_hook in /etc/letsencrypt/renewal/stemedb.example.com.conf is not run: deploy-hook in "
+            "/etc/letsencrypt/cli.ini replaces it"
+        )
+        for note in record["notes"]
+    ), record["notes"]
+
+
 def _key_private(record: dict[str, Any]) -> None:
     key = record["observed"]["key"]
     assert (key["path"], key["mode"], key["owner"]) == ("/etc/stemedb/tls/key.pem", "0600", "stemedb:stemedb")
@@ -114,6 +144,24 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     "hook-not-executable": {"REN-02": Expect("fail", ("reload-stemedb.sh: not executable (mode 0644)", "certbot skips it"))},
     "hook-world-writable": {"REN-02": Expect("fail", ("writable by group or others (mode 0777)", "runs as root"))},
     "hook-other-service": {"REN-02": Expect("fail", ("reloads no stemedb-api",))},
+    "hook-in-cli-ini": {"REN-02": Expect("pass", evidence=_cli_ini_hook_reloads)},
+    "cli-ini-no-directory-hooks": {
+        "REN-02": Expect(
+            "fail",
+            (
+                "no deploy hook reloads stemedb-api: /etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh: "
+                "no-directory-hooks in /etc/letsencrypt/cli.ini: certbot runs nothing in renewal-hooks/",
+            ),
+            _directory_hooks_off,
+        )
+    },
+    "cli-ini-replaces-renew-hook": {
+        "REN-02": Expect(
+            "fail",
+            ("deploy-hook in /etc/letsencrypt/cli.ini `systemctl reload nginx` reloads no stemedb-api",),
+            _renew_hook_replaced,
+        )
+    },
     "rbe-missing": {
         "REN-03": Expect("fail", ("renew_before_expiry is not set", "commented default"), observed(renew_before_expiry=None))
     },

@@ -26,7 +26,10 @@ BROKEN = [s.name for s in SCENARIOS if s.name.endswith("-broken")]
 NOT_APPLICABLE = {"DRL-01", "MON-02"}  # no renewal drill asked for, no Prometheus server
 DEB = "/usr/lib/python3/dist-packages"
 CONF = "/etc/letsencrypt/renewal/stemedb.example.com.conf"
-NO_HOOK = f"no deploy hook: nothing in /etc/letsencrypt/renewal-hooks/deploy and no renew_hook in {CONF}"
+NO_HOOK = (
+    f"no deploy hook: nothing in /etc/letsencrypt/renewal-hooks/deploy and no renew_hook in {CONF} nor a deploy-hook "
+    "in certbot's cli.ini"
+)
 NOT_RECORDED = "has not run since boot and /var/log/letsencrypt holds no log of a certbot run"
 
 

@@ -296,6 +296,10 @@ def fails(*says: str) -> Expect:
     return Expect("fail", says)
 
 
+# root's cli.ini, behind /root (0700): it can replace the deploy hook, so REN-02 is unknown to another account.
+ROOT_CLI_INI_DENIED = "cannot lstat /root/.config/letsencrypt/cli.ini: Permission denied: certbot reads its options there"
+
+
 def errs(*says: str) -> Expect:
     return Expect("error", says)
 
@@ -372,10 +376,12 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         "KEY-02": errs("host denied-tls-dir: cannot lstat /etc/stemedb/tls/cert.pem: Permission denied"),
         "CRT-01": errs("host denied-tls-dir: cannot lstat /etc/stemedb/tls/cert.pem: Permission denied"),
         "LIVE-01": errs("host denied-tls-dir: cannot lstat /etc/stemedb/tls/cert.pem: Permission denied"),
+        "REN-02": errs(ROOT_CLI_INI_DENIED),
     },
     # One who may stat the certificate but not read it, nor list certbot's archive.
     "denied-cert-read": {
         "REN-01": PASS,
+        "REN-02": errs(ROOT_CLI_INI_DENIED),
         "KEY-01": errs("cannot list /etc/letsencrypt/archive/stemedb.example.com: Permission denied"),
         "CRT-01": errs(DENIED_CERT),
         "LIVE-01": errs(DENIED_CERT),
@@ -571,7 +577,8 @@ def test_no_payload_ran(hardened: HardenedRun) -> None:
 def test_unprivileged_auditor_logged_in_as_itself(hardened: HardenedRun) -> None:
     snapshot = hardened.evidence["snapshots"]["denied-tls-dir"]
     assert snapshot["euid"] != 0
-    assert hardened.result("REN-02", "denied-tls-dir")["outcome"] == "pass"  # what it may read, it judges
+    assert hardened.result("REN-01", "denied-tls-dir")["outcome"] == "pass"  # what it may read, it judges
+    assert ROOT_CLI_INI_DENIED in hardened.result("REN-02", "denied-tls-dir")["message"]  # and what it may not is unknown
     assert AUDITOR in hardened.inventory.read_text()
 
 

@@ -39,6 +39,8 @@ DENIED = "Permission denied"
 # From the auditing machine (the endpoint, its /metrics): what the login can read does not enter.
 SAME_AS_ROOT = ("CRT-03", "MON-01")
 NOT_APPLICABLE = "not applicable"
+# root's own cli.ini (behind /root, 0700) can replace the deploy hook or turn renewal-hooks/ off.
+ROOT_CLI_INI = ("error", f"cannot lstat /root/.config/letsencrypt/cli.ini: {DENIED}: certbot reads its options there")
 
 
 def _user_row(host: str) -> dict[str, tuple[str, str]]:
@@ -58,7 +60,7 @@ def _user_row(host: str) -> dict[str, tuple[str, str]]:
         "MON-02": (NOT_APPLICABLE, ""),
         # certbot.timer's state is open to any account: one effective schedule proves it.
         "REN-01": ("pass", ""),
-        "REN-02": ("pass", ""),
+        "REN-02": ROOT_CLI_INI,
         "REN-03": ("pass", ""),
         "REN-04": ("pass", ""),
         # /var/log/letsencrypt does not exist on the generated hosts (seen through /var/log, 0755): as root's verdict.
@@ -74,8 +76,6 @@ def _user_row(host: str) -> dict[str, tuple[str, str]]:
         row["REN-01"] = ("error", f"cannot list /var/spool/cron/crontabs: {DENIED}: whether renewal is scheduled is unknown")
     if host == "key-0644":
         row["KEY-03"] = ("pass", "")  # a 0644 key is open to any account: the public half is derived
-    if host == "hook-not-executable":
-        row["REN-02"] = ("fail", "reload-stemedb.sh: not executable (mode 0644): certbot skips it")
     if host == "rbe-missing":
         row["REN-03"] = ("fail", "renew_before_expiry is not set in")
     return row
@@ -92,7 +92,7 @@ def _plain_row() -> dict[str, tuple[str, str]]:
         "KEY-01": ("error", f"cannot lstat {KEY}: {DENIED}"),
         "MON-02": (NOT_APPLICABLE, ""),
         "REN-01": ("pass", ""),
-        "REN-02": ("pass", ""),
+        "REN-02": ROOT_CLI_INI,
         "REN-03": ("pass", ""),
         "REN-05": ("error", f"cannot read certbot's logs in /var/log/letsencrypt: {DENIED}"),
         "DRL-01": (NOT_APPLICABLE, ""),

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from certaudit.errors import Undeterminable
-from certaudit.host.certbot.command_hooks import CommandHook, script_of, sysconfig_hooks
+from certaudit.host.certbot.command_hooks import CliIni, CommandHook, read_cli_ini, script_of, sysconfig_hooks
 from certaudit.host.certbot.install import installation_of
 from certaudit.host.facts import HostFacts, facts_from_probe
 from certaudit.host.schedule import exec_argv
@@ -145,3 +145,38 @@ def test_sysconfig_hooks_as_systemd_splits_them() -> None:
 )
 def test_a_hook_names_a_script_only_when_it_is_one_path(command: str, script: str | None) -> None:
     assert script_of(command) == script
+
+
+ETC_INI, ROOT_INI = "/etc/letsencrypt/cli.ini", "/root/.config/letsencrypt/cli.ini"
+UNPARSED = "Unexpected line 0 in stream: === not an option"  # ConfigArgParse's words
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # ConfigArgParse's syntax: =, : or a blank; quotes; comments; sections ignored.
+        ([(ETC_INI, "# cli.ini\n[defaults]\nrsa-key-size = 4096\ndeploy-hook = systemctl reload stemedb-api\n")],
+         CliIni(CommandHook(f"deploy-hook in {ETC_INI}", "systemctl reload stemedb-api"))),
+        ([(ETC_INI, "deploy-hook: '/usr/local/sbin/reload x'  # ours\n")],
+         CliIni(CommandHook(f"deploy-hook in {ETC_INI}", "/usr/local/sbin/reload x"))),
+        ([(ETC_INI, "renew-hook systemctl restart stemedb-api\n")],
+         CliIni(CommandHook(f"renew-hook in {ETC_INI}", "systemctl restart stemedb-api"))),
+        # The later file's arguments come last: its hook is the one certbot runs.
+        ([(ETC_INI, "deploy-hook = systemctl reload nginx\n"), (ROOT_INI, "renew-hook = systemctl reload stemedb-api\n")],
+         CliIni(CommandHook(f"renew-hook in {ROOT_INI}", "systemctl reload stemedb-api"))),
+        # A flag: true turns renewal-hooks/ off, a later file's false turns it on again.
+        ([(ETC_INI, "no-directory-hooks = true\n")], CliIni(no_directory_hooks=f"no-directory-hooks in {ETC_INI}")),
+        ([(ETC_INI, "no-directory-hooks\n")], CliIni(no_directory_hooks=f"no-directory-hooks in {ETC_INI}")),
+        ([(ETC_INI, "no-directory-hooks = yes\n"), (ROOT_INI, "no-directory-hooks = false\n")], CliIni()),
+        ([(ETC_INI, "email = ops@example.com\nagree-tos = true\n")], CliIni()),
+        # What makes certbot refuse to start: it then renews nothing.
+        ([(ETC_INI, "=== not an option\n")],
+         CliIni(problems=(f"certbot cannot start: its config file {ETC_INI} does not parse ({UNPARSED})",))),
+        ([(ETC_INI, "no-directory-hooks = maybe\n")],
+         CliIni(problems=(f"certbot cannot start: no-directory-hooks = 'maybe' in {ETC_INI} is not true or false",))),
+        ([(ETC_INI, "deploy-hook = [a, b]\n")], CliIni(problems=(f"certbot cannot start: deploy-hook in {ETC_INI} is a list",))),
+        ([], CliIni()),
+    ],
+)  # fmt: skip
+def test_cli_ini_is_read_as_certbot_reads_it(files: list[tuple[str, str]], expected: CliIni) -> None:
+    assert read_cli_ini(files) == expected

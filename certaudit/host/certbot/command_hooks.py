@@ -6,6 +6,12 @@
 - `deploy_hook` in `[renewalparams]` is never read: certbot restores only the keys of
   `renewal.STR_CONFIG_ITEMS` (`renew_hook`, `pre_hook`, `post_hook`, ...; no `deploy_hook`, checked
   in 1.12 through 4.x), so a hand-written `deploy_hook = ...` there runs nothing.
+- certbot's own config files, `/etc/letsencrypt/cli.ini` then `~/.config/letsencrypt/cli.ini` (root's,
+  for the timer's and cron's certbot), give it options as `deploy-hook = <command>`: read with
+  ConfigArgParse's parser, as certbot reads them (values in the later file win). An option set there
+  counts as set by the user, so at renewal it replaces the renewal conf's `renew_hook`
+  (`renewal.restore_required_config_elements` restores only what the user did not set; certbot's
+  `VAR_MODIFIERS` makes `deploy_hook` set `renew_hook`).
 - RHEL/EPEL's `certbot-renew.service` runs `certbot renew ... $PRE_HOOK $POST_HOOK $RENEW_HOOK
   $DEPLOY_HOOK $CERTBOT_ARGS` with `EnvironmentFile=/etc/sysconfig/certbot`, which sets e.g.
   `DEPLOY_HOOK="--deploy-hook 'systemctl restart httpd'"`: systemd splits the value as a shell
@@ -14,12 +20,18 @@
 
 from __future__ import annotations
 
+import io
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["SYSCONFIG", "CommandHook", "script_of", "sysconfig_hooks"]
+__all__ = ["CLI_INI_FILES", "SYSCONFIG", "CliIni", "CommandHook", "read_cli_ini", "script_of", "sysconfig_hooks"]
 
 SYSCONFIG = "/etc/sysconfig/certbot"
+# certbot's default config files (constants.CLI_DEFAULTS["config_files"]) for root, as its timer and
+# cron run it (HOME=/root, no XDG_CONFIG_HOME): read in this order, the later one's values winning.
+CLI_INI_FILES = ("/etc/letsencrypt/cli.ini", "/root/.config/letsencrypt/cli.ini")
+_CLI_INI_HOOK_KEYS = ("deploy-hook", "renew-hook")  # both set renew_hook, the hook `certbot renew` runs
 _HOOK_VARIABLES = ("RENEW_HOOK", "DEPLOY_HOOK")
 _HOOK_FLAGS = ("--deploy-hook", "--renew-hook")
 
@@ -58,6 +70,54 @@ def sysconfig_hooks(text: str) -> tuple[list[CommandHook], list[str]]:
             continue
         hooks += _hook_arguments(args, where)
     return hooks, problems
+
+
+@dataclass(frozen=True)
+class CliIni:
+    """What certbot's config files change about its deploy hooks."""
+
+    hook: CommandHook | None = None  # the deploy-hook / renew-hook `certbot renew` runs instead of renew_hook
+    no_directory_hooks: str | None = None  # where `no-directory-hooks` turns renewal-hooks/ off
+    problems: tuple[str, ...] = ()  # what makes certbot refuse to start: it then renews nothing
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")  # ConfigArgParse's words for a flag
+
+
+def read_cli_ini(files: Sequence[tuple[str, str]]) -> CliIni:
+    """The deploy-hook settings certbot's config files give `certbot renew`.
+
+    `files` are (path, text) in certbot's order. Each is parsed by ConfigArgParse's default parser,
+    which certbot uses; its options become arguments in the order of the file's keys, the later file's
+    after the earlier's (an option both set is taken from the later), so the last `deploy-hook` or
+    `renew-hook` is the hook that runs.
+    """
+    import configargparse
+
+    hook: CommandHook | None = None
+    off: str | None = None
+    problems: list[str] = []
+    for path, text in files:
+        try:
+            items = configargparse.DefaultConfigFileParser().parse(io.StringIO(text))
+        except configargparse.ConfigFileParserException as exc:
+            problems.append(f"certbot cannot start: its config file {path} does not parse ({exc})")
+            continue
+        for key, value in items.items():
+            if key in _CLI_INI_HOOK_KEYS:
+                if isinstance(value, str):
+                    hook = CommandHook(f"{key} in {path}", value)
+                else:
+                    problems.append(f"certbot cannot start: {key} in {path} is a list")
+            elif key == "no-directory-hooks":
+                word = value.lower() if isinstance(value, str) else ""
+                if word in _TRUE:
+                    off = f"no-directory-hooks in {path}"
+                elif word in _FALSE:
+                    off = None  # a later file's false wins over an earlier one's true, as it does for certbot
+                else:
+                    problems.append(f"certbot cannot start: no-directory-hooks = {value!r} in {path} is not true or false")
+    return CliIni(hook, off, tuple(problems))
 
 
 def _hook_arguments(args: list[str], where: str) -> list[CommandHook]:
