@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from certaudit.errors import Undeterminable
-from certaudit.host.certbot.command_hooks import CliIni, CommandHook, read_cli_ini, script_of, sysconfig_hooks
+from certaudit.host.certbot.command_hooks import CLI_INI_FILES, CliIni, CommandHook, read_cli_ini, script_of, sysconfig_hooks
 from certaudit.host.certbot.install import installation_of
 from certaudit.host.facts import HostFacts, facts_from_probe
 from certaudit.host.schedule import exec_argv
@@ -180,3 +180,19 @@ UNPARSED = "Unexpected line 0 in stream: === not an option"  # ConfigArgParse's 
 )  # fmt: skip
 def test_cli_ini_is_read_as_certbot_reads_it(files: list[tuple[str, str]], expected: CliIni) -> None:
     assert read_cli_ini(files) == expected
+
+
+def test_the_probe_reads_the_config_files_and_hook_scripts_ren02_judges() -> None:
+    """The probe runs on the host without certaudit: its list of certbot's config files is its own copy,
+    held equal here; and a hook cli.ini names by path is read, in each syntax ConfigArgParse takes."""
+    import importlib
+    import re
+
+    remote_probe: Any = importlib.import_module("certaudit.gather.remote_probe")
+    assert remote_probe.CERTBOT_CLI_INI == CLI_INI_FILES
+    text = "deploy-hook = /usr/local/sbin/a\nrenew-hook: '/usr/local/sbin/b'\n  deploy-hook /usr/local/sbin/c  # x\n"
+    assert re.findall(remote_probe.CLI_INI_HOOK, text) == ["/usr/local/sbin/a", "/usr/local/sbin/b", "/usr/local/sbin/c"]
+    # ConfigArgParse keeps a key's last value at its first place: --deploy-hook c, then --renew-hook b,
+    # which certbot runs (both set renew_hook; the last wins). Its script is among those read.
+    hook = read_cli_ini([(CLI_INI_FILES[0], text)]).hook
+    assert hook == CommandHook(f"renew-hook in {CLI_INI_FILES[0]}", "/usr/local/sbin/b")
