@@ -249,8 +249,8 @@ def _cli_ini(facts: HostFacts) -> CliIni:
 def _command_hooks(
     facts: HostFacts, policy: Policy, renew_hook: str | None, cli_ini: CliIni, evidence: Evidence
 ) -> list[CommandHook]:
-    """The deploy hooks given as commands: the conf's renew_hook (or cli.ini's hook, which replaces
-    it), and RHEL's sysconfig hooks."""
+    """The deploy hooks given as commands, the one set last in certbot's order replacing the others:
+    RHEL's sysconfig hooks (on the command line), else cli.ini's hook, else the conf's renew_hook."""
     from certaudit.host.certbot.command_hooks import SYSCONFIG, CommandHook, sysconfig_hooks
 
     hooks = [CommandHook(f"renew_hook in {policy.renewal_conf}", renew_hook)] if renew_hook is not None else []
@@ -276,7 +276,15 @@ def _command_hooks(
     found, unreadable = sysconfig_hooks(sysconfig.text())
     for problem in unreadable:
         evidence.note(problem)
-    return hooks + found
+    if found:
+        # On certbot-renew.service's command line: set by the user, so neither cli.ini's hook nor the
+        # conf's renew_hook runs.
+        for replaced in hooks:
+            evidence.note(
+                f"{replaced.source} is not run: the hook {SYSCONFIG} passes on certbot-renew.service's command line replaces it"
+            )
+        return found
+    return hooks
 
 
 def _judge_command_hook(facts: HostFacts, policy: Policy, hook: CommandHook) -> tuple[str | None, str | None, str]:

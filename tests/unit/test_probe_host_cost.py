@@ -421,8 +421,14 @@ def test_the_command_fits_in_one_argument_with_room_to_spare() -> None:
 @pytest.mark.parametrize(
     "text",
     ["renew_hook = /usr/local/bin/reload\n", "\n  \nrenew_hook\n=\n'/x y'\nrenew_hook = /z", "# renew_hook = /a\n", "",
-     'CERTBOT_ARGS=""\nDEPLOY_HOOK="--deploy-hook /usr/local/bin/d"\nRENEW_HOOK="--renew-hook=\'/r\'"', "--pre-hook /p"],
+     'CERTBOT_ARGS=""\nDEPLOY_HOOK="--deploy-hook /usr/local/bin/d"\nRENEW_HOOK="--renew-hook=\'/r\'"', "--pre-hook /p",
+     "deploy-hook = /usr/local/bin/c\n  renew-hook: '/r'\n"],
 )  # fmt: skip
 def test_hook_lines_are_read_as_the_patterns_read_them(text: str) -> None:
-    for pattern, literal in ((remote_probe.RENEW_HOOK_LINE, "renew_hook"), (remote_probe.SYSCONFIG_HOOK, "-hook")):
+    patterns = (
+        (remote_probe.RENEW_HOOK_LINE, "renew_hook"),
+        (remote_probe.SYSCONFIG_HOOK, "-hook"),
+        (remote_probe.CLI_INI_HOOK, "-hook"),
+    )
+    for pattern, literal in patterns:
         assert remote_probe.hook_paths(pattern, literal, text) == re.findall(pattern, text)

@@ -99,8 +99,10 @@ class Passing:
         document: dict[str, Any] = {
             "time": NOW,
             "systemd": self.systemd,
-            # The probe always stats RHEL's sysconfig and asks for every installation's certbot units.
-            "files": {SYSCONFIG: {"path": SYSCONFIG, "lstat_error": {"errno": errno.ENOENT, "reason": "gone"}}} | self.files,
+            # The probe always stats RHEL's sysconfig and certbot's config files, and asks for every
+            # installation's certbot units.
+            "files": {p: {"path": p, "lstat_error": {"errno": errno.ENOENT, "reason": "gone"}} for p in ALWAYS_STATED}
+            | self.files,
             "listings": self.listings,
             "public_keys": self.public_keys,
             "units": NOT_INSTALLED | self.units if self.units else self.units,
@@ -112,6 +114,7 @@ class Passing:
 
 
 SYSCONFIG = "/etc/sysconfig/certbot"
+ALWAYS_STATED = (SYSCONFIG, "/etc/letsencrypt/cli.ini", "/root/.config/letsencrypt/cli.ini")
 
 ACCOUNTS = {
     "service_user": {"name": "stemedb", "uid": SERVICE, "gid": SERVICE},

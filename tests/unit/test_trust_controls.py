@@ -46,7 +46,8 @@ ACCOUNTS = {"service_user": {"uid": 0, "gid": 0}, "service_group": {"gid": 0}, "
 def snapshot_of(files: dict[str, dict[str, Any]], **sections: Any) -> HostFacts:
     """A snapshot whose file facts are given raw, as the probe writes them."""
     base = snapshot({}, **sections).raw
-    sysconfig = {"/etc/sysconfig/certbot": file_item("/etc/sysconfig/certbot", None, error=errno.ENOENT)}
+    always = ("/etc/sysconfig/certbot", "/etc/letsencrypt/cli.ini", "/root/.config/letsencrypt/cli.ini")  # the probe stats these
+    sysconfig = {path: file_item(path, None, error=errno.ENOENT) for path in always}
     return facts_from_probe("web-1", {**base, "files": {**sysconfig, **files}}, NOW, None)
 
 
@@ -112,12 +113,16 @@ def test_key01_accounts_not_resolved_is_an_error_not_a_missing_user() -> None:
 
 
 # --- REN-02: 10,000 files beside the hook ---------------------------------------------------------------
-def hooks_facts(data_files: int, *, cut_at: int | None = None, hook: dict[str, Any] | None = None) -> HostFacts:
+def hooks_facts(
+    data_files: int, *, cut_at: int | None = None, hook: dict[str, Any] | None = None, **files_given: dict[str, Any]
+) -> HostFacts:
     names = [f"00-note-{i:05d}.txt" for i in range(data_files)] + ["reload-stemedb.sh"]
     files = {f"{HOOKS}/{n}": stat_only(f"{HOOKS}/{n}", 0o644) for n in names[:cut_at]}
     files[HOOK] = hook or {**file_item(HOOK, RELOAD_HOOK.encode()), "mode": 0o755}
     files[CONF] = {"path": CONF, "lstat_error": {"errno": errno.ENOENT, "reason": "No such file or directory"}}
-    return snapshot_of(files, listings={HOOKS: listing(HOOKS, names, cut_at=cut_at)})
+    return snapshot_of(
+        {**files, **{item["path"]: item for item in files_given.values()}}, listings={HOOKS: listing(HOOKS, names, cut_at=cut_at)}
+    )
 
 
 def test_ren02_finds_the_reload_hook_beside_10000_data_files() -> None:
@@ -141,6 +146,71 @@ def test_ren02_a_hook_certbot_runs_but_not_read_is_an_error() -> None:
     }
     with pytest.raises(Undeterminable, match=rf"cannot read {HOOK}: file is 10485760 bytes"):
         judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(0, hook=big))
+
+
+# --- REN-02: certbot's own config files -------------------------------------------------------------
+ROOT_CLI_INI = "/root/.config/letsencrypt/cli.ini"
+ETC_CLI_INI = "/etc/letsencrypt/cli.ini"
+
+
+def test_ren02_root_s_cli_ini_it_cannot_read_is_an_error_never_a_pass() -> None:
+    """root's cli.ini could turn renewal-hooks/ off: the reload hook beside it proves nothing then."""
+    denied = {"path": ROOT_CLI_INI, "lstat_error": DENIED}
+    with pytest.raises(Undeterminable, match=rf"cannot lstat {ROOT_CLI_INI}: Permission denied: certbot reads its options"):
+        judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(0, ini=denied))
+    unread = {**file_item(ROOT_CLI_INI, None), "read_error": DENIED}
+    with pytest.raises(Undeterminable, match=rf"cannot read {ROOT_CLI_INI}: Permission denied"):
+        judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(0, ini=unread))
+
+
+def test_ren02_a_cli_ini_certbot_cannot_parse_is_a_finding() -> None:
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(0, ini=file_item(ETC_CLI_INI, b"=== x\n")))
+    assert evidence.findings[0].startswith(f"certbot cannot start: its config file {ETC_CLI_INI} does not parse")
+
+
+def test_ren02_no_directory_hooks_leaves_the_reload_hook_unrun() -> None:
+    ini = file_item(ROOT_CLI_INI, b"no-directory-hooks = True\n")
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(0, ini=ini))
+    assert evidence.findings == [
+        f"no deploy hook reloads stemedb-api: {HOOK}: no-directory-hooks in {ROOT_CLI_INI}: certbot runs nothing in "
+        "renewal-hooks/"
+    ]
+    assert evidence.observed["hooks"][0]["certbot_runs_it"] is False
+
+
+def test_ren02_the_hook_set_last_in_certbot_s_order_is_the_one_judged() -> None:
+    """The conf's renew_hook < cli.ini's deploy-hook < the hook RHEL's certbot-renew.service passes."""
+    conf = file_item(CONF, b"[renewalparams]\nrenew_hook = systemctl reload stemedb-api\n")
+    ini = file_item(ETC_CLI_INI, b"deploy-hook = systemctl reload nginx\n")
+    evidence = judge(
+        "REN-02", renewal.test_deploy_hook_reloads_service, hooks_facts(0, hook=stat_only(HOOK, 0o644), conf=conf, ini=ini)
+    )
+    assert [c["source"] for c in evidence.observed["command_hooks"]] == [f"deploy-hook in {ETC_CLI_INI}"]
+    assert any(n.startswith(f"renew_hook in {CONF} is not run: deploy-hook in {ETC_CLI_INI} replaces it") for n in evidence.notes)
+    assert evidence.findings[-1].startswith(
+        f"no deploy hook reloads stemedb-api: deploy-hook in {ETC_CLI_INI} `systemctl reload nginx` reloads no stemedb-api; "
+    )
+
+
+def test_ren02_rhel_s_command_line_hook_replaces_cli_ini_s() -> None:
+    """certbot-renew.service passes /etc/sysconfig/certbot's DEPLOY_HOOK on its command line: it wins."""
+    sysconfig = file_item("/etc/sysconfig/certbot", b"DEPLOY_HOOK=\"--deploy-hook 'systemctl reload httpd'\"\n")
+    ini = file_item(ETC_CLI_INI, b"deploy-hook = systemctl reload stemedb-api\n")
+    names = ["reload-stemedb.sh"]
+    files = {
+        HOOK: stat_only(HOOK, 0o644),
+        CONF: {"path": CONF, "lstat_error": {"errno": errno.ENOENT, "reason": "No such file or directory"}},
+        ROOT_CLI_INI: file_item(ROOT_CLI_INI, None, error=errno.ENOENT),
+        ETC_CLI_INI: ini,
+        "/etc/sysconfig/certbot": sysconfig,
+    }
+    rhel = {"certbot-renew.timer": {"LoadState": "loaded", "ActiveState": "active", "UnitFileState": "enabled"}}
+    base = snapshot({}, units=rhel, listings={HOOKS: listing(HOOKS, names)}).raw
+    facts = facts_from_probe("web-1", {**base, "files": files}, NOW, None)
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, facts)
+    assert [c["source"] for c in evidence.observed["command_hooks"]] == ["DEPLOY_HOOK in /etc/sysconfig/certbot:1"]
+    assert f"deploy-hook in {ETC_CLI_INI} is not run: the hook /etc/sysconfig/certbot passes" in " ".join(evidence.notes)
+    assert "`systemctl reload httpd` reloads no stemedb-api" in evidence.findings[-1]
 
 
 # --- CRT-02: a SAN with no DNS name -------------------------------------------------------------------
