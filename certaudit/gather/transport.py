@@ -10,9 +10,10 @@ Which client: an inventory that says `ansible_connection: ssh` gets the OpenSSH 
 honours everything the operator's ssh does (ProxyJump, certificates, Match blocks, algorithms);
 `paramiko` gets the in-process client. Without a choice (Ansible's `smart`), certaudit takes the
 in-process client when it can apply every ssh setting of the host (its ssh arguments, ssh_config,
-known_hosts) exactly as OpenSSH would, and OpenSSH otherwise. In-process, a host costs one thread
-and one socket, no process; on this project's 2-core bench an OpenSSH client cost about 60 ms of
-CPU a host against 5 ms (bench/README.md has the figures).
+known_hosts) exactly as OpenSSH would, and OpenSSH otherwise. Those files are parsed once per version
+of each (ssh_files), not at every login: a known_hosts listing the fleet made each login cost more.
+In-process, a host costs one thread and one socket, no process; on this project's 2-core bench an
+OpenSSH client cost about 60 ms of CPU a host against 5 ms (bench/README.md has the figures).
 
 Host keys: one rule on every path, OpenSSH's in batch mode. A host key that no known_hosts file
 lists, or one that differs from the listed key, is refused, and the error names the host, the key
