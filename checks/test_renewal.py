@@ -116,9 +116,12 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     `renew_hook` (what `--deploy-hook` saves) that does; or certbot's config file
     (`/etc/letsencrypt/cli.ini`, root's `~/.config/letsencrypt/cli.ini`) sets a `deploy-hook`, which
     replaces the conf's renew_hook; or, where RHEL/EPEL's certbot-renew.timer runs,
-    `/etc/sysconfig/certbot` passes one in DEPLOY_HOOK or RENEW_HOOK. A `no-directory-hooks` in
-    cli.ini means certbot runs nothing in `renewal-hooks/`; a cli.ini certbot cannot parse means it
-    does not start at all; one the audit cannot read leaves the verdict unknown.
+    `/etc/sysconfig/certbot` passes one in DEPLOY_HOOK or RENEW_HOOK; or the cron entry that renews
+    passes `--deploy-hook` itself. A `no-directory-hooks` in cli.ini, or `--no-directory-hooks` on a
+    command line that renews (a cron entry's, the timer's service's ExecStart), means certbot runs
+    nothing in `renewal-hooks/`; a cli.ini certbot cannot parse means it does not start at all; one
+    the audit cannot read, or a hook on a service's ExecStart (systemctl show loses its quoting),
+    leaves the verdict unknown.
     A hook that names a script is judged by the script (it must be executable, root's and not
     group/world-writable). A `deploy_hook` line in `[renewalparams]` counts for nothing: certbot
     never reads it. Every hook certbot runs must be safe.
@@ -136,14 +139,16 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     cli_ini = _cli_ini(facts)
     for problem in cli_ini.problems:
         evidence.require(False, problem)
+    directory_hooks_off, run_hooks = _scheduled_hook_options(facts)
+    directory_hooks_off = directory_hooks_off or cli_ini.no_directory_hooks
     observed_hooks = []
     skipped: list[str] = []
     reloading: list[str] = []
     problems: list[str] = []
     for hook in hooks:
         skip = reason_certbot_skips(hook)
-        if skip is None and cli_ini.no_directory_hooks is not None:
-            skip = f"{cli_ini.no_directory_hooks}: certbot runs nothing in renewal-hooks/"
+        if skip is None and directory_hooks_off is not None:
+            skip = f"{directory_hooks_off}: certbot runs nothing in renewal-hooks/"
         line = reloads_service(hook.content, policy.service) if hook.content is not None else None
         mode = "unknown" if hook.mode is None else f"{hook.mode:04o}"
         if skip is not None:
@@ -165,7 +170,7 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
             problems.append(f"{hook.path}: reloads no {policy.service} (no systemctl reload/restart of it)")
         elif not unsafe:
             reloading.append(hook.path)
-    command_hooks = _command_hooks(facts, policy, renew_hook, cli_ini, evidence)
+    command_hooks = _command_hooks(facts, policy, renew_hook, cli_ini, run_hooks, evidence)
     observed_commands = []
     for given in command_hooks:
         line, script, trouble = _judge_command_hook(facts, policy, given)
@@ -185,6 +190,7 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
         skipped_by_certbot=len(skipped),
         renew_hook=renew_hook,
         cli_ini={"deploy_hook": cli_ini.hook.source if cli_ini.hook else None, "no_directory_hooks": cli_ini.no_directory_hooks},
+        directory_hooks_off=directory_hooks_off,
         command_hooks=observed_commands,
         reloading_hooks=reloading,
     )
@@ -246,21 +252,52 @@ def _cli_ini(facts: HostFacts) -> CliIni:
     return read_cli_ini(texts)
 
 
+def _scheduled_hook_options(facts: HostFacts) -> tuple[str | None, list[CommandHook]]:
+    """What the command lines that renew here say of the deploy hooks: where one turns renewal-hooks/
+    off (--no-directory-hooks), and the hooks they pass (--deploy-hook, --renew-hook). A hook on a
+    service's ExecStart is undeterminable: systemctl show prints its words without their quoting."""
+    from certaudit.host.certbot.command_hooks import hook_arguments
+    from certaudit.host.schedule import scheduled_runs
+
+    off: str | None = None
+    hooks: list[CommandHook] = []
+    for run in scheduled_runs(facts, renewal_schedule(facts)):
+        args = list(run.argv[1:])
+        if "--no-directory-hooks" in args and off is None:
+            off = f"--no-directory-hooks on {run.where}"
+        passed = hook_arguments(args, f"the command line of {run.where}")
+        if passed and not run.exact:
+            raise Undeterminable(
+                f"host {facts.host}: {run.where} passes a deploy hook on its command line, which systemctl show "
+                "prints without its quoting: which hook certbot runs is unknown"
+            )
+        hooks += passed
+    return off, hooks
+
+
 def _command_hooks(
-    facts: HostFacts, policy: Policy, renew_hook: str | None, cli_ini: CliIni, evidence: Evidence
+    facts: HostFacts,
+    policy: Policy,
+    renew_hook: str | None,
+    cli_ini: CliIni,
+    run_hooks: list[CommandHook],
+    evidence: Evidence,
 ) -> list[CommandHook]:
     """The deploy hooks given as commands, the one set last in certbot's order replacing the others:
-    RHEL's sysconfig hooks (on the command line), else cli.ini's hook, else the conf's renew_hook."""
+    a hook on a command line (the cron entry's, RHEL's sysconfig), else cli.ini's, else the conf's renew_hook."""
     from certaudit.host.certbot.command_hooks import SYSCONFIG, CommandHook, sysconfig_hooks
 
     hooks = [CommandHook(f"renew_hook in {policy.renewal_conf}", renew_hook)] if renew_hook is not None else []
-    if cli_ini.hook is not None:
-        if renew_hook is not None:
+    for given in ([cli_ini.hook] if cli_ini.hook is not None else [], run_hooks):
+        if not given:
+            continue
+        for replaced in hooks:
             evidence.note(
-                f"renew_hook in {policy.renewal_conf} is not run: {cli_ini.hook.source} replaces it (certbot restores "
-                "a renewal conf's renew_hook only when neither the command line nor a config file sets one)"
+                f"{replaced.source} is not run: {given[0].source} replaces it (certbot restores a renewal conf's "
+                "renew_hook only when neither the command line nor a config file sets one, and a command line's "
+                "hook comes after a config file's)"
             )
-        hooks = [cli_ini.hook]
+        hooks = given
     conf = _renewal_conf(facts, policy)
     if conf is not None and conf.deploy_hook is not None:
         evidence.note(

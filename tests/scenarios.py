@@ -28,6 +28,9 @@ def _address(n: int) -> str:
 
 WORKING_CRON = "SHELL=/bin/sh\n0 */12 * * * root certbot -q renew --no-random-sleep-on-renew\n"
 CLI_INI = "/etc/letsencrypt/cli.ini"
+NO_DIRECTORY_HOOKS_UNIT = (
+    b"[Service]\nExecStart=\nExecStart=/usr/bin/certbot -q renew --no-random-sleep-on-renew --no-directory-hooks\n"
+)
 OTHER_SERVICE_HOOK = RELOAD_HOOK.replace("systemctl reload stemedb-api", "systemctl reload nginx")
 
 RUNBOOK: list[Scenario] = [
@@ -75,6 +78,20 @@ RUNBOOK: list[Scenario] = [
         _address(32),
         "the runbook's hook file, but cli.ini says no-directory-hooks: certbot never runs it",
         files=(HostFile(CLI_INI, data=b"no-directory-hooks = true\n"),),
+    ),
+    # So do the command lines that renew: the cron entry's, the timer's service's ExecStart.
+    Scenario(
+        "cron-no-directory-hooks",
+        _address(34),
+        "certbot.timer masked; the cron entry that renews passes --no-directory-hooks: the hook file never runs",
+        timer="masked",
+        cron_files=(("certbot-renew", WORKING_CRON.replace("--no-random-sleep-on-renew", "--no-directory-hooks")),),
+    ),
+    Scenario(
+        "timer-no-directory-hooks",
+        _address(35),
+        "a drop-in gives certbot.service an ExecStart with --no-directory-hooks: the hook file never runs",
+        files=(HostFile("/etc/systemd/system/certbot.service.d/override.conf", data=NO_DIRECTORY_HOOKS_UNIT),),
     ),
     Scenario(
         "cli-ini-replaces-renew-hook",

@@ -213,6 +213,11 @@ def runs_certbot_renew(entry: CronEntry) -> bool:
     return any(_certbot_renews(argv) for _, argv in iter_commands(cron_command(entry.command)))
 
 
+def certbot_renew_argvs(entry: CronEntry) -> list[list[str]]:
+    """Each `certbot renew` command line the entry runs, the executable first, as the shell splits it."""
+    return [argv for _, argv in iter_commands(cron_command(entry.command)) if _certbot_renews(argv)]
+
+
 def certbot_renew_executable(entry: CronEntry) -> str | None:
     """The certbot the entry runs to renew, as written (`certbot`, `/opt/certbot/bin/certbot`)."""
     return next((argv[0] for _, argv in iter_commands(cron_command(entry.command)) if _certbot_renews(argv)), None)

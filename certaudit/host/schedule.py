@@ -18,6 +18,7 @@ from certaudit.errors import Undeterminable
 from certaudit.host.certbot.install import Installation, installation_of
 from certaudit.host.cron import (
     CronEntry,
+    certbot_renew_argvs,
     certbot_renew_executable,
     cron_d_file_is_read,
     parse_crontab,
@@ -254,6 +255,30 @@ def exec_argv(exec_start: str) -> list[str]:
     """The command line of `systemctl show -p ExecStart`'s `{ path=... ; argv[]=... ; ... }`."""
     match = _ARGV.search(exec_start)
     return match.group(1).split() if match else []
+
+
+@dataclass(frozen=True)
+class CertbotRun:
+    """One command line an effective schedule runs certbot renew with."""
+
+    where: str  # "certbot.service's ExecStart", "/etc/cron.d/certbot-renew:2"
+    argv: tuple[str, ...]  # the executable first
+    exact: bool  # False: systemctl show prints ExecStart's words without their quoting
+
+
+def scheduled_runs(facts: HostFacts, schedule: RenewalSchedule) -> list[CertbotRun]:
+    """Every command line that renews here: the effective timer's service, each effective cron entry."""
+    runs = []
+    timer = schedule.timer
+    if timer is not None and timer.effective and timer.unit is not None:
+        service = TIMER_SERVICES[timer.unit]
+        argv = tuple(exec_argv(facts.unit(service).get("ExecStart", "")))
+        runs.append(CertbotRun(f"{service}'s ExecStart", argv, exact=False))
+    if schedule.cron.effective:
+        for entry in schedule.cron.entries:
+            for argv_list in certbot_renew_argvs(entry):
+                runs.append(CertbotRun(f"{entry.source}:{entry.line_number}", tuple(argv_list), exact=True))
+    return runs
 
 
 def scheduled_certbot(facts: HostFacts, schedule: RenewalSchedule) -> Installation:

@@ -155,6 +155,19 @@ EXPECTED: dict[str, dict[str, Expect]] = {
             _directory_hooks_off,
         )
     },
+    "cron-no-directory-hooks": {
+        "REN-01": Expect("pass", evidence=_cron_runs_renew),
+        "REN-02": Expect(
+            "fail",
+            ("reload-stemedb.sh: --no-directory-hooks on /etc/cron.d/certbot-renew:2: certbot runs nothing in renewal-hooks/",),
+        ),
+    },
+    "timer-no-directory-hooks": {
+        "REN-02": Expect(
+            "fail",
+            ("reload-stemedb.sh: --no-directory-hooks on certbot.service's ExecStart: certbot runs nothing in renewal-hooks/",),
+        )
+    },
     "cli-ini-replaces-renew-hook": {
         "REN-02": Expect(
             "fail",

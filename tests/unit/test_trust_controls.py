@@ -425,3 +425,63 @@ def test_ren03_judges_the_conf_s_bytes_as_certbot_reads_them() -> None:
     conf = b"renew_before_expiry = 30 days\n# caf\xe9\n"
     evidence = judge("REN-03", renewal.test_renewal_window_is_pinned, snapshot({CERT: ISSUED.fullchain_pem, CONF: conf}))
     assert len(evidence.findings) == 1 and "not UTF-8" in evidence.findings[0], evidence.findings
+
+
+# --- REN-02: what the command lines that renew say of the hooks ------------------------------------------
+def ren02_runs(units: dict[str, dict[str, str]], crontab: str = "SHELL=/bin/sh\n") -> HostFacts:
+    """A host whose reload hook is in renewal-hooks/deploy, renewed by the given timer or /etc/crontab."""
+    files = {
+        HOOK: {**file_item(HOOK, RELOAD_HOOK.encode()), "mode": 0o755},
+        CONF: file_item(CONF, None, error=errno.ENOENT),
+        "/etc/crontab": file_item("/etc/crontab", crontab.encode()),
+        **{p: file_item(p, None, error=errno.ENOENT) for p in ("/etc/sysconfig/certbot", ETC_CLI_INI, ROOT_CLI_INI)},
+    }
+    listings = {
+        HOOKS: listing(HOOKS, ["reload-stemedb.sh"]),
+        "/etc/cron.d": listing("/etc/cron.d", []),
+        CRONTABS: listing(CRONTABS, []),
+    }
+    base = snapshot({}, units=units, listings=listings).raw
+    return facts_from_probe("web-1", {**base, "files": files}, NOW, None)
+
+
+def exec_start(argv: str) -> dict[str, dict[str, str]]:
+    return {"certbot.service": {"ExecStart": f"{{ path=/usr/bin/certbot ; argv[]={argv} ; ignore_errors=no }}"}}
+
+
+@pytest.mark.parametrize(
+    ("units", "crontab", "where"),
+    [
+        ({**TIMER_ON, **exec_start("/usr/bin/certbot -q renew --no-directory-hooks")}, "", "certbot.service's ExecStart"),
+        (TIMER_OFF, "0 */12 * * * root test -x /usr/bin/certbot && certbot -q renew --no-directory-hooks\n", "/etc/crontab:1"),
+    ],
+)
+def test_ren02_a_renewing_command_line_with_no_directory_hooks_leaves_the_reload_hook_unrun(
+    units: dict[str, dict[str, str]], crontab: str, where: str
+) -> None:
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(units, crontab))
+    assert evidence.findings == [
+        f"no deploy hook reloads stemedb-api: {HOOK}: --no-directory-hooks on {where}: certbot runs nothing in renewal-hooks/"
+    ]
+    assert evidence.observed["directory_hooks_off"] == f"--no-directory-hooks on {where}"
+
+
+def test_ren02_a_cron_line_s_deploy_hook_replaces_the_conf_s_and_is_judged() -> None:
+    line = "0 */12 * * * root certbot -q renew --no-directory-hooks --deploy-hook 'systemctl reload stemedb-api'\n"
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(TIMER_OFF, line))
+    assert evidence.findings == []
+    assert evidence.observed["reloading_hooks"] == ["the command line of /etc/crontab:1"]
+    assert evidence.observed["command_hooks"][0]["command"] == "systemctl reload stemedb-api"
+
+
+def test_ren02_a_deploy_hook_on_a_service_s_exec_start_is_undeterminable() -> None:
+    units = {**TIMER_ON, **exec_start("/usr/bin/certbot -q renew --deploy-hook systemctl reload stemedb-api")}
+    with pytest.raises(Undeterminable, match=r"certbot\.service's ExecStart passes a deploy hook on its command line"):
+        judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(units))
+
+
+def test_ren02_the_timer_s_plain_exec_start_changes_nothing() -> None:
+    units = {**TIMER_ON, **exec_start("/usr/bin/certbot -q renew --no-random-sleep-on-renew")}
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(units))
+    assert evidence.findings == [] and evidence.observed["reloading_hooks"] == [HOOK]
+    assert evidence.observed["directory_hooks_off"] is None

@@ -25,7 +25,9 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["CLI_INI_FILES", "SYSCONFIG", "CliIni", "CommandHook", "read_cli_ini", "script_of", "sysconfig_hooks"]
+__all__ = [
+    "CLI_INI_FILES", "SYSCONFIG", "CliIni", "CommandHook", "hook_arguments", "read_cli_ini", "script_of", "sysconfig_hooks",
+]  # fmt: skip
 
 SYSCONFIG = "/etc/sysconfig/certbot"
 # certbot's default config files (constants.CLI_DEFAULTS["config_files"]) for root, as its timer and
@@ -68,7 +70,7 @@ def sysconfig_hooks(text: str) -> tuple[list[CommandHook], list[str]]:
         if args is None:
             problems.append(f"{where}: an unterminated quote")
             continue
-        hooks += _hook_arguments(args, where)
+        hooks += hook_arguments(args, where)
     return hooks, problems
 
 
@@ -120,7 +122,8 @@ def read_cli_ini(files: Sequence[tuple[str, str]]) -> CliIni:
     return CliIni(hook, off, tuple(problems))
 
 
-def _hook_arguments(args: list[str], where: str) -> list[CommandHook]:
+def hook_arguments(args: list[str], where: str) -> list[CommandHook]:
+    """The --deploy-hook / --renew-hook commands in a certbot command line's arguments."""
     found = []
     for i, arg in enumerate(args):
         flag, eq, inline = arg.partition("=")
