@@ -2,30 +2,29 @@
 
 The in-process client logs in to every host of a fleet with the same files. Parsing them again at
 each login made a fleet's audit quadratic: paramiko parses every line of a known_hosts file (a key
-object a line), 250 ms of CPU for 1,000 entries, so 1,000 hosts listed in one known_hosts cost
-4 minutes of CPU in parsing alone (bench/bench_logins.py). Each file is now parsed once, and parsed
-again only when its bytes change: a key that accept-new records, or an operator's edit during the
-run, is read at the next login. What a login concludes from the parsed files is paramiko's own (its HostKeys lookup, its key
-classes), so no rule of OpenSSH's is copied here.
+object a line, each checked against the lines before it), 152 ms of CPU a login for 1,000 entries,
+so 1,000 hosts listed in one known_hosts cost about 150 s of CPU in parsing alone
+(bench/bench_logins.py). Each file is now parsed once, and parsed again only when its bytes change:
+a key that accept-new records, or an operator's edit during the run, is read at the next login. What
+a login concludes from the parsed files is paramiko's own (its HostKeys lookup, its key classes), so
+no rule of OpenSSH's is copied here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shlex
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
 CACHED_FILES = 64  # files kept parsed: a run reads a handful; an inventory naming a file a host is bounded
+READ_CHUNK = 1 << 20  # what a file costs in memory at once, whatever its size or the length of its lines
 T = TypeVar("T")
-
-
-READ_CHUNK = 1 << 20
 
 
 def digest(path: str) -> str | None:
@@ -86,6 +85,7 @@ class ParsedFiles:
 
 
 known_hosts_files = ParsedFiles()
+known_hosts_traits = ParsedFiles()
 identity_files = ParsedFiles()
 
 
@@ -97,47 +97,48 @@ def known_host_keys(path: str) -> Any:
     return known_hosts_files.get((path,), lambda: paramiko.HostKeys(path))
 
 
-# A marker line as OpenSSH reads known_hosts (hostfile.c): blanks, then `@` (`@revoked`, `@cert-authority`).
-_MARKER_RE = re.compile(rb"\n[ \t]*@")
+@dataclass(frozen=True)
+class KnownHostsTraits:
+    """What in a known_hosts file paramiko would read otherwise than OpenSSH."""
+
+    markers: bool  # `@revoked` / `@cert-authority` lines (after any blanks, as OpenSSH reads them)
+    patterns: bool  # hosts named by pattern: `*.example.com`, `10.0.0.?`, `!web-9`
+
+
+def _traits(path: str) -> KnownHostsTraits:
+    """The file's traits, read a line at a time in pieces of at most READ_CHUNK bytes; only a piece
+    that starts a line (after blanks alone, for a marker) is looked at. A file that cannot be read has
+    none, as one that is absent."""
+    markers = patterns = False
+    try:
+        with open(path, "rb") as file:
+            at_start = True
+            while piece := file.readline(READ_CHUNK):
+                if at_start:
+                    stripped = piece.lstrip(b" \t")
+                    markers = markers or stripped.startswith(b"@")
+                    names = stripped.split(None, 1)[:1]
+                    if names and not names[0].startswith((b"#", b"@", b"|")) and any(c in names[0] for c in b"*?!"):
+                        patterns = True
+                # A line goes on past its piece unless the piece ended it; blanks alone keep its start open.
+                at_start = piece.endswith(b"\n") or (at_start and not piece.strip(b" \t"))
+    except OSError:
+        return KnownHostsTraits(False, False)
+    return KnownHostsTraits(markers, patterns)
 
 
 def has_markers(path: str) -> bool:
     """Whether a known_hosts file has `@revoked` or `@cert-authority` lines (which paramiko does not
     read: it would skip a revoked key's line and trust the key if listed elsewhere); False for a file
-    that cannot be read, as for one that is absent. Read in chunks, whatever the size of a line."""
-    try:
-        with open(path, "rb") as file:
-            head = b""  # the current line so far: b"" or blanks while it may still hold a marker, else b"x"
-            while chunk := file.read(READ_CHUNK):
-                if _MARKER_RE.search(b"\n" + head + chunk):
-                    return True
-                rest = (head + chunk).rsplit(b"\n", 1)[-1]
-                head = b"x" if rest.strip(b" \t") else rest[:1]
-    except OSError:
-        return False
-    return False
-
-
-patterned_files = ParsedFiles()
+    that cannot be read, as for one that is absent. Each version of a file is scanned once."""
+    return known_hosts_traits.get((path,), lambda: _traits(path)).markers
 
 
 def has_patterns(path: str) -> bool:
     """Whether a known_hosts file names hosts by pattern (`*.example.com`, `10.0.0.?`, `!web-9`):
     OpenSSH matches them, paramiko only compares names, so it would call such a host unknown.
     False for a file that cannot be read. Each version of a file is scanned once."""
-
-    def scan() -> bool:
-        try:
-            with open(path, "rb") as file:
-                for line in file:
-                    names = line.lstrip(b" \t").split(None, 1)[:1]
-                    if names and not names[0].startswith((b"#", b"@", b"|")) and any(c in names[0] for c in b"*?!"):
-                        return True
-        except OSError:
-            return False
-        return False
-
-    return patterned_files.get((path,), scan)
+    return known_hosts_traits.get((path,), lambda: _traits(path)).patterns
 
 
 def add_known_keys(client: Any, hostname: str, port: int, paths: tuple[str, ...]) -> None:
