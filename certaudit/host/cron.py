@@ -206,21 +206,22 @@ def _certbot_renews(argv: list[str]) -> bool:
     return verb == "renew"
 
 
-def runs_certbot_renew(entry: CronEntry) -> bool:
-    """Whether the entry's command really runs `certbot renew` (any path, any options, behind
-    `&&`, sudo, `sh -c`...). Commented-out text, `echo certbot renew`, `certbot certificates` and
-    `certbot renew --dry-run` (which renews nothing) do not count."""
-    return any(_certbot_renews(argv) for _, argv in iter_commands(cron_command(entry.command)))
-
-
 def certbot_renew_argvs(entry: CronEntry) -> list[list[str]]:
     """Each `certbot renew` command line the entry runs, the executable first, as the shell splits it."""
     return [argv for _, argv in iter_commands(cron_command(entry.command)) if _certbot_renews(argv)]
 
 
+def runs_certbot_renew(entry: CronEntry) -> bool:
+    """Whether the entry's command really runs `certbot renew` (any path, any options, behind
+    `&&`, sudo, `sh -c`...). Commented-out text, `echo certbot renew`, `certbot certificates` and
+    `certbot renew --dry-run` (which renews nothing) do not count."""
+    return bool(certbot_renew_argvs(entry))
+
+
 def certbot_renew_executable(entry: CronEntry) -> str | None:
     """The certbot the entry runs to renew, as written (`certbot`, `/opt/certbot/bin/certbot`)."""
-    return next((argv[0] for _, argv in iter_commands(cron_command(entry.command)) if _certbot_renews(argv)), None)
+    found = certbot_renew_argvs(entry)
+    return found[0][0] if found else None
 
 
 _SYSTEMD_DIRS = frozenset({"/run/systemd/system", "/run/systemd/system/", "/var/run/systemd/system"})
