@@ -110,18 +110,21 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     until it reloads. Without a deploy hook, every renewal still ends in an expired certificate
     on the wire. A hook runs as root, so one that others can write is a root shell for them.
 
-    Check: `renewal-hooks/deploy/` holds a hook certbot really runs (a regular, executable file
-    whose name does not end in `~`), owned by root and not writable by group or others, whose
-    commands reload or restart the configured service; or the renewal conf stores a
-    `renew_hook` (what `--deploy-hook` saves) that does; or certbot's config file
-    (`/etc/letsencrypt/cli.ini`, root's `~/.config/letsencrypt/cli.ini`) sets a `deploy-hook`, which
-    replaces the conf's renew_hook; or, where RHEL/EPEL's certbot-renew.timer runs,
-    `/etc/sysconfig/certbot` passes one in DEPLOY_HOOK or RENEW_HOOK; or the cron entry that renews
-    passes `--deploy-hook` itself. A `no-directory-hooks` in cli.ini, or `--no-directory-hooks` on a
-    command line that renews (a cron entry's, the timer's service's ExecStart), means certbot runs
-    nothing in `renewal-hooks/`; a cli.ini certbot cannot parse means it does not start at all; one
-    the audit cannot read, or a hook on a service's ExecStart (systemctl show loses its quoting),
-    leaves the verdict unknown.
+    Check: every command line that renews (the timer's service's ExecStart, each cron entry cron
+    runs; with none, the installed timer's service, else a plain `certbot renew`) runs a hook that
+    reloads or restarts the configured service: a file in `renewal-hooks/deploy/` certbot really
+    runs (regular, executable, a name not ending in `~`), owned by root and not writable by group
+    or others; or the one command hook the line runs, in certbot's order the last: the renewal
+    conf's `renew_hook` (what `--deploy-hook` saves), then a `deploy-hook` in certbot's config file
+    (`/etc/letsencrypt/cli.ini`, root's `~/.config/letsencrypt/cli.ini`), then the line's own
+    `--deploy-hook` (for RHEL/EPEL's certbot-renew.service, with the words of the variables its
+    ExecStart names from `/etc/sysconfig/certbot`: DEPLOY_HOOK, CERTBOT_ARGS, ...). A line is read
+    as certbot's argparse reads it (an unambiguous prefix of an option counts; of its hooks the
+    last runs). A `no-directory-hooks` in cli.ini, or `--no-directory-hooks` on the line, means
+    certbot runs nothing in `renewal-hooks/` for it; a cli.ini certbot cannot parse, or a line with
+    a `--renew-hook` and a `--deploy-hook` that differ, means it does not start at all; a cli.ini
+    the audit cannot read, a hook on a service's ExecStart (systemctl show loses its quoting), or a
+    variable of an environment it does not read leaves the verdict unknown.
     A hook that names a script is judged by the script (it must be executable, root's and not
     group/world-writable). A `deploy_hook` line in `[renewalparams]` counts for nothing: certbot
     never reads it. Every hook certbot runs must be safe.
@@ -129,8 +132,9 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     Fix: install the runbook's hook as `/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh`
     with `systemctl reload stemedb-api`, then `chown root:root` and `chmod 755` it.
     """
-    from certaudit.host.certbot.command_hooks import SYSCONFIG
+    from certaudit.host.certbot.command_hooks import SYSCONFIG, CommandHook
     from certaudit.host.certbot.hooks import reason_certbot_skips, reloads_service
+    from certaudit.host.renewal_runs import renewal_runs
 
     hooks_dir = policy.deploy_hooks_dir
     listing = facts.listing(hooks_dir)
@@ -139,25 +143,38 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     cli_ini = _cli_ini(facts)
     for problem in cli_ini.problems:
         evidence.require(False, problem)
-    directory_hooks_off, run_hooks = _scheduled_hook_options(facts)
-    directory_hooks_off = directory_hooks_off or cli_ini.no_directory_hooks
+    conf_hook = CommandHook(f"renew_hook in {policy.renewal_conf}", renew_hook) if renew_hook is not None else None
+    runs, sysconfig_problems = renewal_runs(facts, cli_ini, conf_hook)
+    for problem in sysconfig_problems:
+        evidence.note(problem)
+    for run in runs:
+        for problem in run.problems:
+            evidence.require(False, problem)
+    offs = list(dict.fromkeys(run.directory_hooks_off for run in runs if run.directory_hooks_off is not None))
+    directory_hooks_off = " and ".join(offs) or None
+    directory_hooks_run = any(run.directory_hooks_off is None for run in runs)
+
+    # The hook files, judged once: whether certbot runs each, whether it is safe, whether it reloads.
     observed_hooks = []
-    skipped: list[str] = []
-    reloading: list[str] = []
-    problems: list[str] = []
+    skipped: list[str] = []  # certbot's own reasons to skip a file
+    turned_off: list[str] = []  # files it would run, were renewal-hooks/ not turned off
+    reloading_files: list[str] = []
+    file_problems: list[str] = []
+    not_run = 0
     for hook in hooks:
         skip = reason_certbot_skips(hook)
-        if skip is None and directory_hooks_off is not None:
-            skip = f"{directory_hooks_off}: certbot runs nothing in renewal-hooks/"
-        line = reloads_service(hook.content, policy.service) if hook.content is not None else None
         mode = "unknown" if hook.mode is None else f"{hook.mode:04o}"
-        if skip is not None:
-            if len(skipped) < MAX_LISTED:  # a directory of 10,000 data files is counted, not listed
-                observed_hooks.append(
-                    {"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": False, "reload_line": None}
-                )
-            skipped.append(f"{hook.path}: {skip}")
+        if skip is None and offs:
+            turned_off.append(hook.path)
+        if skip is not None or not directory_hooks_run:
+            not_run += 1
+            if not_run <= MAX_LISTED:  # a directory of 10,000 data files is counted, not listed
+                listed = {"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": False, "reload_line": None}
+                observed_hooks.append(listed)
+            if skip is not None:
+                skipped.append(f"{hook.path}: {skip}")
             continue
+        line = reloads_service(hook.content, policy.service) if hook.content is not None else None
         observed_hooks.append({"path": hook.path, "mode": mode, "uid": hook.uid, "certbot_runs_it": True, "reload_line": line})
         unsafe = []
         if hook.uid != 0:
@@ -167,22 +184,81 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
         if unsafe:
             evidence.require(False, f"{hook.path} runs as root on every renewal but is " + " and ".join(unsafe))
         if line is None:
-            problems.append(f"{hook.path}: reloads no {policy.service} (no systemctl reload/restart of it)")
+            file_problems.append(f"{hook.path}: reloads no {policy.service} (no systemctl reload/restart of it)")
         elif not unsafe:
-            reloading.append(hook.path)
-    command_hooks = _command_hooks(facts, policy, renew_hook, cli_ini, run_hooks, evidence)
+            reloading_files.append(hook.path)
+
+    # The command hooks the runs execute, each judged once.
+    replacements: dict[str, None] = {}  # a set in the order found
+    for run in runs:
+        if run.hook is None:
+            continue
+        on = "" if len(runs) == 1 else f" on {run.where}"
+        for replaced in run.replaced:
+            replacements[f"{replaced.source} is not run{on}: {run.hook.source} replaces it"] = None
+    for replacement in replacements:
+        evidence.note(
+            f"{replacement} (certbot restores a renewal conf's renew_hook only when neither the command line nor a "
+            "config file sets one, and a command line's hook comes after a config file's)"
+        )
+    conf = _renewal_conf(facts, policy)
+    if conf is not None and conf.deploy_hook is not None:
+        evidence.note(
+            f"deploy_hook = {conf.deploy_hook} in [renewalparams] of {policy.renewal_conf} is ignored: certbot reads "
+            "renew_hook there (where --deploy-hook is saved), never deploy_hook"
+        )
+    if facts.file(SYSCONFIG).problem() is None and not any(run.reads_sysconfig for run in runs):
+        evidence.note(f"{SYSCONFIG} is not read: no command line that renews here is RHEL/EPEL's certbot-renew.service")
+    command_hooks = list(dict.fromkeys(run.hook for run in runs if run.hook is not None))
     observed_commands = []
+    hook_problem: dict[CommandHook, str] = {}
+    reloading = list(reloading_files)
     for given in command_hooks:
         line, script, trouble = _judge_command_hook(facts, policy, given)
         observed_commands.append({"source": given.source, "command": given.command, "script": script, "reload_line": line})
         if trouble.startswith("unsafe: "):
             evidence.require(False, trouble.removeprefix("unsafe: "))
+            hook_problem[given] = ""
         elif trouble:
-            problems.append(trouble)
+            hook_problem[given] = trouble
         elif line is not None:
             reloading.append(given.source)
         else:
-            problems.append(f"{given.source} `{given.command}` reloads no {policy.service}")
+            hook_problem[given] = f"{given.source} `{given.command}` reloads no {policy.service}"
+
+    # Each run must reload the service, through the hook files it runs or its command hook.
+    observed_runs = []
+    failures = []
+    for run in runs:
+        files_reload = run.directory_hooks_off is None and bool(reloading_files)
+        reloads = files_reload or (run.hook is not None and run.hook.source in reloading)
+        observed_runs.append(
+            {
+                "where": run.where,
+                "directory_hooks_off": run.directory_hooks_off,
+                "hook": run.hook.source if run.hook else None,
+                "reloads": reloads,
+            }
+        )
+        if reloads:
+            continue
+        prefix = "" if len(runs) == 1 else f"{run.where}: "
+        if not hooks and run.hook is None:
+            where = hooks_dir if listing.exists else f"{hooks_dir} (missing)"
+            elsewhere = f" nor a DEPLOY_HOOK/RENEW_HOOK in {SYSCONFIG}" if run.reads_sysconfig else ""
+            failures.append(
+                f"{prefix}no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf} nor a deploy-hook in "
+                f"certbot's cli.ini{elsewhere}"
+            )
+            continue
+        problems = [] if run.directory_hooks_off is not None else list(file_problems)
+        if run.hook is not None and hook_problem.get(run.hook):
+            problems.append(hook_problem[run.hook])
+        problems += skipped
+        if run.directory_hooks_off is not None:
+            problems += [f"{path}: {run.directory_hooks_off}: certbot runs nothing in renewal-hooks/" for path in turned_off]
+        shown = problems[:MAX_LISTED] + ([f"and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
+        failures.append(f"{prefix}no deploy hook reloads {policy.service}: " + "; ".join(shown))
     evidence.observe(
         hooks_dir=hooks_dir,
         hooks_dir_exists=listing.exists,
@@ -193,22 +269,15 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
         directory_hooks_off=directory_hooks_off,
         command_hooks=observed_commands,
         reloading_hooks=reloading,
+        runs=observed_runs,
     )
     evidence.expect(
-        hook=f"a root-owned, executable, not group/world-writable hook reloading {policy.service}", example=policy.deploy_hook
+        hook=f"a root-owned, executable, not group/world-writable hook reloading {policy.service}",
+        example=policy.deploy_hook,
+        runs="each command line that renews runs one",
     )
-    if not hooks and not command_hooks:
-        where = hooks_dir if listing.exists else f"{hooks_dir} (missing)"
-        elsewhere = f" nor a DEPLOY_HOOK/RENEW_HOOK in {SYSCONFIG}" if _sysconfig_read(facts) else ""
-        evidence.require(
-            False,
-            f"no deploy hook: nothing in {where} and no renew_hook in {policy.renewal_conf} nor a deploy-hook in "
-            f"certbot's cli.ini{elsewhere}",
-        )
-    else:
-        problems += skipped
-        shown = problems[:MAX_LISTED] + ([f"and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
-        evidence.require(bool(reloading), "no deploy hook reloads " + policy.service + ": " + "; ".join(shown))
+    for failure in failures:
+        evidence.require(False, failure)
 
 
 def _renewal_conf(facts: HostFacts, policy: Policy) -> RenewalConf | None:
@@ -228,11 +297,6 @@ def _renew_hook(facts: HostFacts, policy: Policy) -> str | None:
     return conf.renew_hook if conf is not None else None
 
 
-def _sysconfig_read(facts: HostFacts) -> bool:
-    """Whether certbot-renew.service (RHEL/EPEL) runs here, and so reads /etc/sysconfig/certbot."""
-    return facts.systemd and "certbot-renew.timer" in installed_timers(facts)
-
-
 def _cli_ini(facts: HostFacts) -> CliIni:
     """What certbot's config files (cli.ini) say about its deploy hooks. One that could not be read
     is undeterminable: it can replace the renew_hook or turn renewal-hooks/ off."""
@@ -250,78 +314,6 @@ def _cli_ini(facts: HostFacts) -> CliIni:
                 f"{exc}: certbot reads its options there, which can replace the deploy hook or turn renewal-hooks/ off"
             ) from None
     return read_cli_ini(texts)
-
-
-def _scheduled_hook_options(facts: HostFacts) -> tuple[str | None, list[CommandHook]]:
-    """What the command lines that renew here say of the deploy hooks: where one turns renewal-hooks/
-    off (--no-directory-hooks), and the hooks they pass (--deploy-hook, --renew-hook). A hook on a
-    service's ExecStart is undeterminable: systemctl show prints its words without their quoting."""
-    from certaudit.host.certbot.command_hooks import hook_arguments
-    from certaudit.host.schedule import scheduled_runs
-
-    off: str | None = None
-    hooks: list[CommandHook] = []
-    for run in scheduled_runs(facts, renewal_schedule(facts)):
-        args = list(run.argv[1:])
-        if "--no-directory-hooks" in args and off is None:
-            off = f"--no-directory-hooks on {run.where}"
-        passed = hook_arguments(args, f"the command line of {run.where}")
-        if passed and not run.exact:
-            raise Undeterminable(
-                f"host {facts.host}: {run.where} passes a deploy hook on its command line, which systemctl show "
-                "prints without its quoting: which hook certbot runs is unknown"
-            )
-        hooks += passed
-    return off, hooks
-
-
-def _command_hooks(
-    facts: HostFacts,
-    policy: Policy,
-    renew_hook: str | None,
-    cli_ini: CliIni,
-    run_hooks: list[CommandHook],
-    evidence: Evidence,
-) -> list[CommandHook]:
-    """The deploy hooks given as commands, the one set last in certbot's order replacing the others:
-    a hook on a command line (the cron entry's, RHEL's sysconfig), else cli.ini's, else the conf's renew_hook."""
-    from certaudit.host.certbot.command_hooks import SYSCONFIG, CommandHook, sysconfig_hooks
-
-    hooks = [CommandHook(f"renew_hook in {policy.renewal_conf}", renew_hook)] if renew_hook is not None else []
-    for given in ([cli_ini.hook] if cli_ini.hook is not None else [], run_hooks):
-        if not given:
-            continue
-        for replaced in hooks:
-            evidence.note(
-                f"{replaced.source} is not run: {given[0].source} replaces it (certbot restores a renewal conf's "
-                "renew_hook only when neither the command line nor a config file sets one, and a command line's "
-                "hook comes after a config file's)"
-            )
-        hooks = given
-    conf = _renewal_conf(facts, policy)
-    if conf is not None and conf.deploy_hook is not None:
-        evidence.note(
-            f"deploy_hook = {conf.deploy_hook} in [renewalparams] of {policy.renewal_conf} is ignored: certbot reads "
-            "renew_hook there (where --deploy-hook is saved), never deploy_hook"
-        )
-    sysconfig = facts.file(SYSCONFIG)
-    if sysconfig.problem() is not None:
-        return hooks
-    if not _sysconfig_read(facts):
-        evidence.note(f"{SYSCONFIG} is not read: certbot-renew.timer (RHEL/EPEL), whose service reads it, is not installed")
-        return hooks
-    found, unreadable = sysconfig_hooks(sysconfig.text())
-    for problem in unreadable:
-        evidence.note(problem)
-    if found:
-        # On certbot-renew.service's command line: set by the user, so neither cli.ini's hook nor the
-        # conf's renew_hook runs.
-        for replaced in hooks:
-            evidence.note(
-                f"{replaced.source} is not run: the hook {SYSCONFIG} passes on certbot-renew.service's command line replaces it"
-            )
-        return found
-    return hooks
 
 
 def _judge_command_hook(facts: HostFacts, policy: Policy, hook: CommandHook) -> tuple[str | None, str | None, str]:

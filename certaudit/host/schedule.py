@@ -264,6 +264,7 @@ class CertbotRun:
     where: str  # "certbot.service's ExecStart", "/etc/cron.d/certbot-renew:2"
     argv: tuple[str, ...]  # the executable first
     exact: bool  # False: systemctl show prints ExecStart's words without their quoting
+    service: str | None = None  # the timer's service whose ExecStart this is; None for a cron entry
 
 
 def scheduled_runs(facts: HostFacts, schedule: RenewalSchedule) -> list[CertbotRun]:
@@ -273,7 +274,7 @@ def scheduled_runs(facts: HostFacts, schedule: RenewalSchedule) -> list[CertbotR
     if timer is not None and timer.effective and timer.unit is not None:
         service = TIMER_SERVICES[timer.unit]
         argv = tuple(exec_argv(facts.unit(service).get("ExecStart", "")))
-        runs.append(CertbotRun(f"{service}'s ExecStart", argv, exact=False))
+        runs.append(CertbotRun(f"{service}'s ExecStart", argv, exact=False, service=service))
     if schedule.cron.effective:
         for entry in schedule.cron.entries:
             for argv_list in certbot_renew_argvs(entry):

@@ -9,7 +9,18 @@ from typing import Any
 import pytest
 
 from certaudit.errors import Undeterminable
-from certaudit.host.certbot.command_hooks import CLI_INI_FILES, CliIni, CommandHook, read_cli_ini, script_of, sysconfig_hooks
+from certaudit.host.certbot.command_hooks import (
+    CLI_INI_FILES,
+    CliIni,
+    CommandHook,
+    CommandLineHooks,
+    Word,
+    certbot_option,
+    command_line_hooks,
+    read_cli_ini,
+    script_of,
+    sysconfig_variables,
+)
 from certaudit.host.certbot.install import installation_of
 from certaudit.host.facts import HostFacts, facts_from_probe
 from certaudit.host.schedule import exec_argv
@@ -119,24 +130,89 @@ def test_exec_start_as_systemctl_shows_it() -> None:
     assert exec_argv("") == []
 
 
-def test_sysconfig_hooks_as_systemd_splits_them() -> None:
+def test_sysconfig_variables_as_systemd_splits_them() -> None:
     text = (
         'PRE_HOOK=""\n'
         "# DEPLOY_HOOK=\"--deploy-hook 'systemctl restart httpd'\"\n"
         "DEPLOY_HOOK=\"--deploy-hook '/usr/local/libexec/reload.sh'\"\n"
         "RENEW_HOOK=--renew-hook='systemctl reload stemedb-api'\n"
-        "CERTBOT_ARGS=\"--deploy-hook 'systemctl reload x'\"\n"
+        "CERTBOT_ARGS=\"--no-dir --deploy-hook 'systemctl reload x'\"\n"
+        "OTHER=--no-directory-hooks\n"
+        "PRE_HOOK=--pre-hook true\n"
     )
-    hooks, problems = sysconfig_hooks(text)
-    assert hooks == [
-        CommandHook("DEPLOY_HOOK in /etc/sysconfig/certbot:3", "/usr/local/libexec/reload.sh"),
-        CommandHook("RENEW_HOOK in /etc/sysconfig/certbot:4", "systemctl reload stemedb-api"),
-    ]
+    variables, problems = sysconfig_variables(text)
+    assert variables == {
+        "PRE_HOOK": ("PRE_HOOK in /etc/sysconfig/certbot:7", ["--pre-hook", "true"]),  # the later value wins
+        "DEPLOY_HOOK": ("DEPLOY_HOOK in /etc/sysconfig/certbot:3", ["--deploy-hook", "/usr/local/libexec/reload.sh"]),
+        "RENEW_HOOK": ("RENEW_HOOK in /etc/sysconfig/certbot:4", ["--renew-hook=systemctl reload stemedb-api"]),
+        "CERTBOT_ARGS": ("CERTBOT_ARGS in /etc/sysconfig/certbot:5", ["--no-dir", "--deploy-hook", "systemctl reload x"]),
+    }
     assert problems == []
-    assert sysconfig_hooks('DEPLOY_HOOK="--deploy-hook \'unterminated"\n') == (
-        [],
+    assert sysconfig_variables('DEPLOY_HOOK="--deploy-hook \'unterminated"\n') == (
+        {},
         ["DEPLOY_HOOK in /etc/sysconfig/certbot:1: an unterminated quote"],
     )
+
+
+@pytest.mark.parametrize(
+    ("word", "option"),
+    [
+        ("--no-directory-hooks", ("--no-directory-hooks", None)),
+        ("--no-di", ("--no-directory-hooks", None)),  # argparse takes an unambiguous prefix, as certbot showed
+        ("--no-d", None),  # ambiguous with --no-delete-after-revoke: certbot refuses it
+        ("--no-directory-hooks=1", ("--no-directory-hooks", "1")),
+        ("--dep", ("--deploy-hook", None)),
+        ("--deploy=systemctl reload x", ("--deploy-hook", "systemctl reload x")),
+        ("--de", None),  # --debug, --delete-after-revoke
+        ("--renew-h", ("--renew-hook", None)),
+        ("--renew", None),  # --renew-by-default, --renew-with-new-domains
+        ("--deploy-hooks", None),
+        ("-q", None),
+        ("renew", None),
+    ],
+)
+def test_certbot_option_as_its_argparse_reads_it(word: str, option: tuple[str, str | None] | None) -> None:
+    assert certbot_option(word) == option
+
+
+def words(*texts: str) -> list[Word]:
+    return [Word(text, "/etc/crontab:1", "the command line of /etc/crontab:1") for text in texts]
+
+
+CRON_HOOK = "the command line of /etc/crontab:1"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (words("-q", "renew"), CommandLineHooks()),
+        (words("renew", "--no-dir"), CommandLineHooks(no_directory_hooks="--no-directory-hooks on /etc/crontab:1")),
+        (words("renew", "--no-directory-hooks=1"), CommandLineHooks()),  # certbot refuses the value; REN-01's run fails
+        (words("renew", "--deploy-hook", "a", "--deploy-hook", "b"), CommandLineHooks(hook=CommandHook(CRON_HOOK, "b"))),
+        (words("renew", "--renew-hook=a", "--dep", "a"), CommandLineHooks(hook=CommandHook(CRON_HOOK, "a"))),
+        (
+            words("renew", "--renew-hook", "a", "--deploy-hook", "b"),
+            CommandLineHooks(
+                hook=CommandHook(CRON_HOOK, "b"),
+                problems=("certbot cannot start: --deploy-hook on /etc/crontab:1 conflicts with the --renew-hook before it",),
+            ),
+        ),
+        (
+            words("renew", "--deploy-hook", "a", "--renew-h", "b"),
+            CommandLineHooks(
+                hook=CommandHook(CRON_HOOK, "b"),
+                problems=("certbot cannot start: --renew-h on /etc/crontab:1 conflicts with the --deploy-hook before it",),
+            ),
+        ),
+        (
+            words("renew", "--deploy-hook"),
+            CommandLineHooks(problems=("certbot cannot start: --deploy-hook on /etc/crontab:1 has no command",)),
+        ),
+        (words("renew", "--", "--no-directory-hooks"), CommandLineHooks()),  # after --, a positional argument
+    ],
+)
+def test_a_command_line_s_hooks_as_certbot_reads_them(line: list[Word], expected: CommandLineHooks) -> None:
+    assert command_line_hooks(line) == expected
 
 
 @pytest.mark.parametrize(

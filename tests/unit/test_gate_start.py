@@ -59,6 +59,7 @@ def test_the_gate_decides_alike_without_pytest_html(pytester: pytest.Pytester) -
         "certaudit.host.metrics",
         "certaudit.host.certbot.hooks",
         "certaudit.host.certbot.command_hooks",
+        "certaudit.host.renewal_runs",
         "certaudit.host.certbot.log",
         "configobj",
         "configargparse",

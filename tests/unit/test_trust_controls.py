@@ -192,6 +192,15 @@ def test_ren02_the_hook_set_last_in_certbot_s_order_is_the_one_judged() -> None:
     )
 
 
+# EPEL's certbot-renew.service, as systemctl show prints its ExecStart (the variables unexpanded).
+RHEL_EXEC_START = "/usr/bin/certbot renew --noninteractive --no-random-sleep-on-renew " + " ".join(
+    f"${name}" for name in ("PRE_HOOK", "POST_HOOK", "RENEW_HOOK", "DEPLOY_HOOK", "CERTBOT_ARGS")
+)
+RHEL_SERVICE = {
+    "certbot-renew.service": {"ExecStart": f"{{ path=/usr/bin/certbot ; argv[]={RHEL_EXEC_START} ; ignore_errors=no }}"}
+}
+
+
 def test_ren02_rhel_s_command_line_hook_replaces_cli_ini_s() -> None:
     """certbot-renew.service passes /etc/sysconfig/certbot's DEPLOY_HOOK on its command line: it wins."""
     sysconfig = file_item("/etc/sysconfig/certbot", b"DEPLOY_HOOK=\"--deploy-hook 'systemctl reload httpd'\"\n")
@@ -204,12 +213,13 @@ def test_ren02_rhel_s_command_line_hook_replaces_cli_ini_s() -> None:
         ETC_CLI_INI: ini,
         "/etc/sysconfig/certbot": sysconfig,
     }
-    rhel = {"certbot-renew.timer": {"LoadState": "loaded", "ActiveState": "active", "UnitFileState": "enabled"}}
+    rhel = {"certbot-renew.timer": {"LoadState": "loaded", "ActiveState": "active", "UnitFileState": "enabled"}, **RHEL_SERVICE}
     base = snapshot({}, units=rhel, listings={HOOKS: listing(HOOKS, names)}).raw
     facts = facts_from_probe("web-1", {**base, "files": files}, NOW, None)
     evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, facts)
     assert [c["source"] for c in evidence.observed["command_hooks"]] == ["DEPLOY_HOOK in /etc/sysconfig/certbot:1"]
-    assert f"deploy-hook in {ETC_CLI_INI} is not run: the hook /etc/sysconfig/certbot passes" in " ".join(evidence.notes)
+    replaced = f"deploy-hook in {ETC_CLI_INI} is not run: DEPLOY_HOOK in /etc/sysconfig/certbot:1 replaces it"
+    assert any(note.startswith(replaced) for note in evidence.notes), evidence.notes
     assert "`systemctl reload httpd` reloads no stemedb-api" in evidence.findings[-1]
 
 
@@ -428,14 +438,19 @@ def test_ren03_judges_the_conf_s_bytes_as_certbot_reads_them() -> None:
 
 
 # --- REN-02: what the command lines that renew say of the hooks ------------------------------------------
-def ren02_runs(units: dict[str, dict[str, str]], crontab: str = "SHELL=/bin/sh\n") -> HostFacts:
-    """A host whose reload hook is in renewal-hooks/deploy, renewed by the given timer or /etc/crontab."""
+def ren02_runs(
+    units: dict[str, dict[str, str]], crontab: str = "SHELL=/bin/sh\n", *, hook: str = RELOAD_HOOK, sysconfig: str | None = None
+) -> HostFacts:
+    """A host whose hook is in renewal-hooks/deploy (the runbook's, reloading), renewed by the given
+    timer or /etc/crontab; `sysconfig`, /etc/sysconfig/certbot's text."""
     files = {
-        HOOK: {**file_item(HOOK, RELOAD_HOOK.encode()), "mode": 0o755},
+        HOOK: {**file_item(HOOK, hook.encode()), "mode": 0o755},
         CONF: file_item(CONF, None, error=errno.ENOENT),
         "/etc/crontab": file_item("/etc/crontab", crontab.encode()),
         **{p: file_item(p, None, error=errno.ENOENT) for p in ("/etc/sysconfig/certbot", ETC_CLI_INI, ROOT_CLI_INI)},
     }
+    if sysconfig is not None:
+        files["/etc/sysconfig/certbot"] = file_item("/etc/sysconfig/certbot", sysconfig.encode())
     listings = {
         HOOKS: listing(HOOKS, ["reload-stemedb.sh"]),
         "/etc/cron.d": listing("/etc/cron.d", []),
@@ -485,3 +500,105 @@ def test_ren02_the_timer_s_plain_exec_start_changes_nothing() -> None:
     evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(units))
     assert evidence.findings == [] and evidence.observed["reloading_hooks"] == [HOOK]
     assert evidence.observed["directory_hooks_off"] is None
+
+
+# --- REN-02: each command line that renews must reload -----------------------------------------------------
+NO_RELOAD = RELOAD_HOOK.replace("systemctl reload stemedb-api", "logger renewed")
+RHEL_TIMER_ON = {"certbot-renew.timer": TIMER_ON["certbot.timer"], **RHEL_SERVICE, "cron.service": {"ActiveState": "active"}}
+RELOADING_CRON = "0 */12 * * * root certbot -q renew --deploy-hook 'systemctl reload stemedb-api'\n"
+
+
+def test_ren02_a_timer_that_runs_no_reloading_hook_fails_beside_a_cron_entry_that_does() -> None:
+    """The cron entry's hook reloads; the timer's renewals run the hook file, which does not."""
+    units = {**TIMER_ON, **exec_start("/usr/bin/certbot -q renew")}
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(units, RELOADING_CRON, hook=NO_RELOAD))
+    assert evidence.findings == [
+        "certbot.service's ExecStart: no deploy hook reloads stemedb-api: "
+        f"{HOOK}: reloads no stemedb-api (no systemctl reload/restart of it)"
+    ]
+    assert [(run["where"], run["hook"], run["reloads"]) for run in evidence.observed["runs"]] == [
+        ("certbot.service's ExecStart", None, False),
+        ("/etc/crontab:1", "the command line of /etc/crontab:1", True),
+    ]
+
+
+def test_ren02_passes_when_every_command_line_that_renews_reloads() -> None:
+    units = {**TIMER_ON, **exec_start("/usr/bin/certbot -q renew")}
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(units, RELOADING_CRON))
+    assert evidence.findings == []
+    assert [run["reloads"] for run in evidence.observed["runs"]] == [True, True]
+    assert evidence.observed["reloading_hooks"] == [HOOK, "the command line of /etc/crontab:1"]
+
+
+@pytest.mark.parametrize(
+    ("line", "finding"),
+    [
+        # argparse takes an unambiguous prefix: certbot reads --no-dir as --no-directory-hooks.
+        (
+            "certbot -q renew --no-dir",
+            f"no deploy hook reloads stemedb-api: {HOOK}: --no-directory-hooks on /etc/crontab:1: certbot runs nothing in "
+            "renewal-hooks/",
+        ),
+        # Of a line's hooks, the last runs.
+        (
+            "certbot -q renew --no-directory-hooks --deploy-hook 'systemctl reload stemedb-api' --deploy-hook true",
+            "no deploy hook reloads stemedb-api: the command line of /etc/crontab:1 `true` reloads no stemedb-api; "
+            f"{HOOK}: --no-directory-hooks on /etc/crontab:1: certbot runs nothing in renewal-hooks/",
+        ),
+        # A --renew-hook and a --deploy-hook that differ: certbot refuses the line.
+        (
+            "certbot -q renew --renew-hook 'systemctl reload stemedb-api' --dep true",
+            "certbot cannot start: --dep on /etc/crontab:1 conflicts with the --renew-hook before it",
+        ),
+    ],
+)
+def test_ren02_reads_a_cron_line_as_certbot_s_parser_does(line: str, finding: str) -> None:
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(TIMER_OFF, f"0 */12 * * * root {line}\n"))
+    assert finding in evidence.findings, evidence.findings
+
+
+@pytest.mark.parametrize(
+    ("sysconfig", "finding"),
+    [
+        (
+            'CERTBOT_ARGS="--no-directory-hooks"\n',
+            f"no deploy hook reloads stemedb-api: {HOOK}: --no-directory-hooks on CERTBOT_ARGS in /etc/sysconfig/certbot:1: "
+            "certbot runs nothing in renewal-hooks/",
+        ),
+        (
+            "DEPLOY_HOOK=\"--deploy-hook 'systemctl reload stemedb-api'\"\nCERTBOT_ARGS='--deploy-hook true'\n",
+            f"no deploy hook reloads stemedb-api: {HOOK}: reloads no stemedb-api (no systemctl reload/restart of it); "
+            "CERTBOT_ARGS in /etc/sysconfig/certbot:2 `true` reloads no stemedb-api",
+        ),
+    ],
+)
+def test_ren02_reads_every_variable_certbot_renew_service_puts_on_its_command_line(sysconfig: str, finding: str) -> None:
+    facts = ren02_runs(RHEL_TIMER_ON, "", hook=NO_RELOAD, sysconfig=sysconfig)
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, facts)
+    assert evidence.findings == [finding]
+
+
+def test_ren02_a_variable_the_service_does_not_use_changes_nothing() -> None:
+    exec_start_without_args = RHEL_EXEC_START.replace(" $CERTBOT_ARGS", "")
+    units = {**RHEL_TIMER_ON, "certbot-renew.service": {"ExecStart": f"{{ argv[]={exec_start_without_args} ; }}"}}
+    facts = ren02_runs(units, "", sysconfig='CERTBOT_ARGS="--no-directory-hooks"\n')
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, facts)
+    assert evidence.findings == [] and evidence.observed["directory_hooks_off"] is None
+
+
+def test_ren02_an_exec_start_variable_the_audit_does_not_read_is_undeterminable() -> None:
+    units = {**TIMER_ON, **exec_start("/usr/bin/certbot -q renew $EXTRA")}
+    with pytest.raises(Undeterminable, match=r"certbot\.service's ExecStart passes '\$EXTRA', which systemd expands"):
+        judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(units))
+
+
+def test_ren02_with_nothing_scheduled_judges_the_installed_timer_s_service() -> None:
+    """The timer is off (REN-01's finding); its service is what renews once it is on."""
+    units = {
+        **RHEL_TIMER_ON,
+        "certbot-renew.timer": {"LoadState": "loaded", "UnitFileState": "disabled", "ActiveState": "inactive"},
+    }
+    facts = ren02_runs(units, "", sysconfig="CERTBOT_ARGS=--no-di\n")
+    evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, facts)
+    assert [run["where"] for run in evidence.observed["runs"]] == ["certbot-renew.service's ExecStart"]
+    assert evidence.observed["directory_hooks_off"] == "--no-directory-hooks on CERTBOT_ARGS in /etc/sysconfig/certbot:1"

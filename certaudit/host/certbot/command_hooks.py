@@ -16,6 +16,11 @@
   $DEPLOY_HOOK $CERTBOT_ARGS` with `EnvironmentFile=/etc/sysconfig/certbot`, which sets e.g.
   `DEPLOY_HOOK="--deploy-hook 'systemctl restart httpd'"`: systemd splits the value as a shell
   would, so `--deploy-hook` / `--renew-hook` (or `--deploy-hook=...`) and their command follow.
+  `$CERTBOT_ARGS` (and any of the five) may carry `--no-directory-hooks` or a hook as well.
+- certbot parses a command line with argparse, which takes any unambiguous prefix of a long option:
+  `--no-dir` is `--no-directory-hooks`, `--dep` is `--deploy-hook`. Of one command line's hooks the
+  last wins; a `--renew-hook` and a `--deploy-hook` that differ make certbot refuse to start
+  (`cli_utils._DeployHookAction`, `_RenewHookAction`).
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ import io
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
-    "CLI_INI_FILES", "SYSCONFIG", "CliIni", "CommandHook", "hook_arguments", "read_cli_ini", "script_of", "sysconfig_hooks",
+    "CLI_INI_FILES", "DEPLOY_HOOK", "NO_DIRECTORY_HOOKS", "RENEW_HOOK", "SERVICE_VARIABLES", "SYSCONFIG", "CliIni",
+    "CommandHook", "CommandLineHooks", "Word", "certbot_option", "command_line_hooks", "read_cli_ini", "script_of",
+    "sysconfig_variables",
 ]  # fmt: skip
 
 SYSCONFIG = "/etc/sysconfig/certbot"
@@ -34,8 +42,14 @@ SYSCONFIG = "/etc/sysconfig/certbot"
 # cron run it (HOME=/root, no XDG_CONFIG_HOME): read in this order, the later one's values winning.
 CLI_INI_FILES = ("/etc/letsencrypt/cli.ini", "/root/.config/letsencrypt/cli.ini")
 _CLI_INI_HOOK_KEYS = ("deploy-hook", "renew-hook")  # both set renew_hook, the hook `certbot renew` runs
-_HOOK_VARIABLES = ("RENEW_HOOK", "DEPLOY_HOOK")
-_HOOK_FLAGS = ("--deploy-hook", "--renew-hook")
+# The variables RHEL/EPEL's certbot-renew.service puts on certbot's command line, in its order.
+SERVICE_VARIABLES = ("PRE_HOOK", "POST_HOOK", "RENEW_HOOK", "DEPLOY_HOOK", "CERTBOT_ARGS")
+NO_DIRECTORY_HOOKS, DEPLOY_HOOK, RENEW_HOOK = "--no-directory-hooks", "--deploy-hook", "--renew-hook"
+_HOOK_FLAGS = (DEPLOY_HOOK, RENEW_HOOK)
+# The shortest prefix argparse takes for each option judged here: a shorter one is ambiguous among
+# certbot's options (`--no-d`: --no-delete-after-revoke; `--de`: --debug; `--renew`:
+# --renew-by-default), so certbot refuses it. Checked against certbot 1.12's and 4.0's parsers.
+_SHORTEST_PREFIX = {NO_DIRECTORY_HOOKS: "--no-di", DEPLOY_HOOK: "--dep", RENEW_HOOK: "--renew-h"}
 
 
 @dataclass(frozen=True)
@@ -51,16 +65,19 @@ def _words(text: str) -> list[str] | None:
         return None  # an unterminated quote: systemd or the shell would refuse it too
 
 
-def sysconfig_hooks(text: str) -> tuple[list[CommandHook], list[str]]:
-    """The deploy hooks /etc/sysconfig/certbot gives certbot-renew.service, and what could not be read."""
-    hooks: list[CommandHook] = []
+def sysconfig_variables(text: str) -> tuple[dict[str, tuple[str, list[str]]], list[str]]:
+    """The variables /etc/sysconfig/certbot sets for certbot-renew.service's command line: for each set,
+    where (`DEPLOY_HOOK in /etc/sysconfig/certbot:7`) and the words `$NAME` becomes; and what could not
+    be read. A name set twice takes its later value, as systemd's EnvironmentFile does."""
+    values: dict[str, tuple[str, list[str]]] = {}
     problems: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         name, sep, value = line.partition("=")
-        if line.startswith("#") or not sep or name.strip() not in _HOOK_VARIABLES:
+        name = name.strip()
+        if line.startswith("#") or not sep or name not in SERVICE_VARIABLES:
             continue
-        where = f"{name.strip()} in {SYSCONFIG}:{number}"
+        where = f"{name} in {SYSCONFIG}:{number}"
         value = value.strip()
         # systemd's EnvironmentFile takes the rest of the line, one pair of quotes removed; the
         # unit's `$DEPLOY_HOOK` then splits it into words, quotes honoured.
@@ -69,9 +86,10 @@ def sysconfig_hooks(text: str) -> tuple[list[CommandHook], list[str]]:
         args = _words(value)
         if args is None:
             problems.append(f"{where}: an unterminated quote")
+            values.pop(name, None)
             continue
-        hooks += hook_arguments(args, where)
-    return hooks, problems
+        values[name] = (where, args)
+    return values, problems
 
 
 @dataclass(frozen=True)
@@ -122,16 +140,70 @@ def read_cli_ini(files: Sequence[tuple[str, str]]) -> CliIni:
     return CliIni(hook, off, tuple(problems))
 
 
-def hook_arguments(args: list[str], where: str) -> list[CommandHook]:
-    """The --deploy-hook / --renew-hook commands in a certbot command line's arguments."""
-    found = []
-    for i, arg in enumerate(args):
-        flag, eq, inline = arg.partition("=")
-        if flag in _HOOK_FLAGS and eq:
-            found.append(CommandHook(where, inline))
-        elif arg in _HOOK_FLAGS and i + 1 < len(args):
-            found.append(CommandHook(where, args[i + 1]))
-    return found
+def certbot_option(word: str) -> tuple[str, str | None] | None:
+    """The option judged here a command-line word is, as certbot's argparse reads it, with its
+    `=value`; None for any other word. `--no-dir` is `--no-directory-hooks`, `--dep=x` a deploy hook."""
+    if not word.startswith("--"):
+        return None
+    name, eq, value = word.partition("=")
+    for option, shortest in _SHORTEST_PREFIX.items():
+        if name.startswith(shortest) and option.startswith(name):
+            return option, (value if eq else None)
+    return None
+
+
+class Word(NamedTuple):
+    """One word of a certbot command line, and where it comes from."""
+
+    text: str
+    where: str  # "/etc/crontab:3", "certbot.service's ExecStart", "CERTBOT_ARGS in /etc/sysconfig/certbot:6"
+    source: str  # how a hook it gives is named: "the command line of /etc/crontab:3", "DEPLOY_HOOK in ..."
+
+
+@dataclass(frozen=True)
+class CommandLineHooks:
+    """What one certbot command line says of the deploy hooks."""
+
+    no_directory_hooks: str | None = None  # where --no-directory-hooks turns renewal-hooks/ off
+    hook: CommandHook | None = None  # the hook it runs after a renewal (the last given), if it gives one
+    problems: tuple[str, ...] = ()  # what makes certbot refuse the command line: it then renews nothing
+
+
+def command_line_hooks(words: Sequence[Word]) -> CommandLineHooks:
+    """Read a command line's words as certbot's parser does: the last hook given wins; a --renew-hook
+    and a --deploy-hook that differ make certbot refuse to start."""
+    off: str | None = None
+    deploy: str | None = None
+    renew: CommandHook | None = None
+    problems: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word.text == "--":
+            break  # the rest are positional arguments
+        option = certbot_option(word.text)
+        if option is None:
+            continue
+        name, inline = option
+        if name == NO_DIRECTORY_HOOKS:
+            if inline is None and off is None:
+                off = f"{NO_DIRECTORY_HOOKS} on {word.where}"
+            continue
+        if inline is None:
+            if i >= len(words):
+                problems.append(f"certbot cannot start: {word.text} on {word.where} has no command")
+                break
+            inline, i = words[i].text, i + 1
+        current = renew.command if renew is not None else None
+        if name == DEPLOY_HOOK:
+            if deploy != current and current != inline:  # a --renew-hook was given, with another command
+                problems.append(f"certbot cannot start: {word.text} on {word.where} conflicts with the --renew-hook before it")
+            deploy = inline
+        elif deploy is not None and deploy != inline:
+            problems.append(f"certbot cannot start: {word.text} on {word.where} conflicts with the --deploy-hook before it")
+        renew = CommandHook(word.source, inline)
+    return CommandLineHooks(off, renew, tuple(problems))
 
 
 def script_of(command: str) -> str | None:
