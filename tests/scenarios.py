@@ -28,6 +28,7 @@ def _address(n: int) -> str:
 
 WORKING_CRON = "SHELL=/bin/sh\n0 */12 * * * root certbot -q renew --no-random-sleep-on-renew\n"
 CLI_INI = "/etc/letsencrypt/cli.ini"
+RELOADING_CRON = "SHELL=/bin/sh\n0 */12 * * * root certbot -q renew --deploy-hook 'systemctl reload stemedb-api'\n"
 NO_DIRECTORY_HOOKS_UNIT = (
     b"[Service]\nExecStart=\nExecStart=/usr/bin/certbot -q renew --no-random-sleep-on-renew --no-directory-hooks\n"
 )
@@ -92,6 +93,14 @@ RUNBOOK: list[Scenario] = [
         _address(35),
         "a drop-in gives certbot.service an ExecStart with --no-directory-hooks: the hook file never runs",
         files=(HostFile("/etc/systemd/system/certbot.service.d/override.conf", data=NO_DIRECTORY_HOOKS_UNIT),),
+    ),
+    Scenario(
+        "cron-hook-beside-timer",
+        _address(36),
+        "the hook file reloads nginx; a cron entry renews too, with a --deploy-hook reloading stemedb-api: the timer's "
+        "renewals never reload it",
+        hook=OTHER_SERVICE_HOOK,
+        cron_files=(("certbot-renew", RELOADING_CRON),),
     ),
     Scenario(
         "cli-ini-replaces-renew-hook",

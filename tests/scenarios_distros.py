@@ -58,23 +58,23 @@ RHEL_SERVICE = (
 )
 
 
-def sysconfig(deploy_hook: str) -> bytes:
-    """/etc/sysconfig/certbot as EPEL ships it, with DEPLOY_HOOK set to `deploy_hook`."""
+def sysconfig(deploy_hook: str, certbot_args: str = '""') -> bytes:
+    """/etc/sysconfig/certbot as EPEL ships it, with DEPLOY_HOOK and CERTBOT_ARGS set."""
     return (
         "# Options for certbot-renew.service\n"
         'PRE_HOOK=""\nPOST_HOOK=""\nRENEW_HOOK=""\n'
         "# An example to restart httpd would be:\n"
         "# DEPLOY_HOOK=\"--deploy-hook 'systemctl restart httpd'\"\n"
         f"DEPLOY_HOOK={deploy_hook}\n"
-        'CERTBOT_ARGS=""\n'
+        f"CERTBOT_ARGS={certbot_args}\n"
     ).encode()
 
 
-def rhel_files(timer_enabled: bool, deploy_hook: str) -> tuple[HostFile, ...]:
+def rhel_files(timer_enabled: bool, deploy_hook: str, certbot_args: str = '""') -> tuple[HostFile, ...]:
     files = [
         HostFile("/usr/lib/systemd/system/certbot-renew.timer", data=RHEL_TIMER.encode()),
         HostFile("/usr/lib/systemd/system/certbot-renew.service", data=RHEL_SERVICE.encode()),
-        HostFile("/etc/sysconfig/certbot", data=sysconfig(deploy_hook)),
+        HostFile("/etc/sysconfig/certbot", data=sysconfig(deploy_hook, certbot_args)),
     ]
     if timer_enabled:
         files.append(
@@ -208,6 +208,14 @@ SCENARIOS: list[Scenario] = [
         renew_before_expiry="10 days",
         removed=DEBIAN_UNITS,
         files=rhel_files(False, '""'),
+    ),
+    Scenario(
+        "rhel-no-directory-hooks",
+        f"{BLOCK}.20",
+        "RHEL/EPEL layout, the runbook's hook file in renewal-hooks/deploy, but CERTBOT_ARGS passes "
+        "--no-directory-hooks on certbot-renew.service's command line: certbot never runs the hook",
+        removed=DEBIAN_UNITS,
+        files=rhel_files(True, '""', '"--no-directory-hooks"'),
     ),
     # The snap: snap.certbot.renew.timer and /snap/bin/certbot.
     Scenario(

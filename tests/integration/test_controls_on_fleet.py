@@ -83,6 +83,18 @@ def _renew_hook_replaced(record: dict[str, Any]) -> None:
     ), record["notes"]
 
 
+def _each_run_judged(record: dict[str, Any]) -> None:
+    assert record["observed"]["runs"] == [
+        {"where": "certbot.service's ExecStart", "directory_hooks_off": None, "hook": None, "reloads": False},
+        {
+            "where": "/etc/cron.d/certbot-renew:2",
+            "directory_hooks_off": None,
+            "hook": "the command line of /etc/cron.d/certbot-renew:2",
+            "reloads": True,
+        },
+    ]
+
+
 def _key_private(record: dict[str, Any]) -> None:
     key = record["observed"]["key"]
     assert (key["path"], key["mode"], key["owner"]) == ("/etc/stemedb/tls/key.pem", "0600", "stemedb:stemedb")
@@ -161,6 +173,16 @@ EXPECTED: dict[str, dict[str, Expect]] = {
             "fail",
             ("reload-stemedb.sh: --no-directory-hooks on /etc/cron.d/certbot-renew:2: certbot runs nothing in renewal-hooks/",),
         ),
+    },
+    "cron-hook-beside-timer": {
+        "REN-02": Expect(
+            "fail",
+            (
+                "certbot.service's ExecStart: no deploy hook reloads stemedb-api: "
+                "/etc/letsencrypt/renewal-hooks/deploy/reload-stemedb.sh: reloads no stemedb-api",
+            ),
+            _each_run_judged,
+        )
     },
     "timer-no-directory-hooks": {
         "REN-02": Expect(

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.fleet
 
 COMPLIANT = ["compliant", *(s.name for s in SCENARIOS if s.name.endswith("-compliant"))]
 BROKEN = [s.name for s in SCENARIOS if s.name.endswith("-broken")]
+OTHERS = [s.name for s in SCENARIOS if s.name not in (*COMPLIANT, *BROKEN)]  # one way of breaking a control each
 NOT_APPLICABLE = {"DRL-01", "MON-02"}  # no renewal drill asked for, no Prometheus server
 DEB = "/usr/lib/python3/dist-packages"
 CONF = "/etc/letsencrypt/renewal/stemedb.example.com.conf"
@@ -126,6 +127,14 @@ EXPECTED: dict[tuple[str, str], Expect] = {
         ),
     ),
     ("rhel-broken", "REN-02"): Expect("fail", (f"{NO_HOOK} nor a DEPLOY_HOOK/RENEW_HOOK in /etc/sysconfig/certbot",)),
+    ("rhel-no-directory-hooks", "REN-01"): Expect("pass", evidence=timer("certbot-renew.timer")),
+    ("rhel-no-directory-hooks", "REN-02"): Expect(
+        "fail",
+        (
+            "reload-stemedb.sh: --no-directory-hooks on CERTBOT_ARGS in /etc/sysconfig/certbot:8: certbot runs nothing in "
+            "renewal-hooks/",
+        ),
+    ),
     ("snap-broken", "REN-02"): Expect("fail", (NO_HOOK,), deploy_hook_ignored),
     # REN-03: the certbot the scheduler runs, and its release's rules.
     ("compliant", "REN-03"): Expect("pass", evidence=certbot("2.1.0", "debian package", *DEBIAN_12, f"certbot 2.1.0: {PINNED}")),
@@ -180,7 +189,7 @@ def distros_audit(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Aud
     bundle = out / "trusted-roots.pem"
     bundle.write_bytes(pki.ca_pem("letsencrypt-like") + pebble_root(fleet))
     inventory = fleet.write_inventory(
-        out / "inventory.yml", hosts=[*COMPLIANT, *BROKEN], extra_vars={"certaudit_ca_bundle": str(bundle)}
+        out / "inventory.yml", hosts=[*COMPLIANT, *BROKEN, *OTHERS], extra_vars={"certaudit_ca_bundle": str(bundle)}
     )
     return run_audit(inventory, out, "--connect-timeout", "10")
 
