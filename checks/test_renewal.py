@@ -123,8 +123,9 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     last runs). A `no-directory-hooks` in cli.ini, or `--no-directory-hooks` on the line, means
     certbot runs nothing in `renewal-hooks/` for it; a cli.ini certbot cannot parse, or a line with
     a `--renew-hook` and a `--deploy-hook` that differ, means it does not start at all; a cli.ini
-    the audit cannot read, a hook on a service's ExecStart (systemctl show loses its quoting), or a
-    variable of an environment it does not read leaves the verdict unknown.
+    the audit cannot read, a hook on a service's ExecStart (systemctl show loses its quoting), a
+    variable of an environment it does not read, or a crontab or timer state it could not read (a
+    line that renews from there is not judged) leaves the verdict unknown.
     A hook that names a script is judged by the script (it must be executable, root's and not
     group/world-writable). A `deploy_hook` line in `[renewalparams]` counts for nothing: certbot
     never reads it. Every hook certbot runs must be safe.
@@ -144,8 +145,9 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     for problem in cli_ini.problems:
         evidence.require(False, problem)
     conf_hook = CommandHook(f"renew_hook in {policy.renewal_conf}", renew_hook) if renew_hook is not None else None
-    runs, sysconfig_problems = renewal_runs(facts, cli_ini, conf_hook)
-    for problem in sysconfig_problems:
+    found = renewal_runs(facts, cli_ini, conf_hook)
+    runs = found.runs
+    for problem in found.sysconfig_problems:
         evidence.note(problem)
     for run in runs:
         for problem in run.problems:
@@ -278,6 +280,12 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     )
     for failure in failures:
         evidence.require(False, failure)
+    if found.unread and not evidence.findings:
+        # What was read reloads; a command line that renews from what was not could run other hooks.
+        raise Undeterminable(
+            f"host {facts.host}: {found.unread[0]}: a command line that renews from there could run hooks that do not reload "
+            f"{policy.service}"
+        )
 
 
 def _renewal_conf(facts: HostFacts, policy: Policy) -> RenewalConf | None:

@@ -28,9 +28,17 @@ from certaudit.host.certbot.command_hooks import (
     sysconfig_variables,
 )
 from certaudit.host.facts import HostFacts
-from certaudit.host.schedule import TIMER_SERVICES, CertbotRun, RenewalSchedule, exec_argv, renewal_schedule, scheduled_runs
+from certaudit.host.schedule import (
+    TIMER_SERVICES,
+    CertbotRun,
+    RenewalSchedule,
+    cron_daemon_runs,
+    exec_argv,
+    renewal_schedule,
+    scheduled_runs,
+)
 
-__all__ = ["RenewalRun", "renewal_runs"]
+__all__ = ["RenewalRun", "RenewalRuns", "renewal_runs"]
 
 RHEL_SERVICE = "certbot-renew.service"  # reads /etc/sysconfig/certbot (EnvironmentFile=)
 PLAIN_RUN = "a plain `certbot renew`"
@@ -56,16 +64,36 @@ class _Sysconfig:
     problems: list[str]
 
 
-def renewal_runs(facts: HostFacts, cli_ini: CliIni, renew_hook: CommandHook | None) -> tuple[list[RenewalRun], list[str]]:
-    """Every command line that renews here with the hooks it runs, and what /etc/sysconfig/certbot
-    could not give (an unterminated quote). Raises Undeterminable where a line's hooks cannot be known."""
+@dataclass(frozen=True)
+class RenewalRuns:
+    runs: list[RenewalRun]
+    sysconfig_problems: list[str]  # what /etc/sysconfig/certbot could not give (an unterminated quote)
+    unread: list[str]  # where a command line that renews could be, not read: those runs are not judged
+
+
+def renewal_runs(facts: HostFacts, cli_ini: CliIni, renew_hook: CommandHook | None) -> RenewalRuns:
+    """Every command line that renews here, with the hooks it runs. Raises Undeterminable where a
+    line's hooks cannot be known."""
     schedule = renewal_schedule(facts)
     runs = scheduled_runs(facts, schedule) or [_unscheduled_run(facts, schedule)]
     sysconfig: _Sysconfig | None = None
     if any(run.service == RHEL_SERVICE for run in runs):
         sysconfig = _read_sysconfig(facts)
     judged = [_judge(facts, run, sysconfig, cli_ini, renew_hook) for run in runs]
-    return judged, sysconfig.problems if sysconfig is not None else []
+    return RenewalRuns(judged, sysconfig.problems if sysconfig is not None else [], _unread(facts, schedule))
+
+
+def _unread(facts: HostFacts, schedule: RenewalSchedule) -> list[str]:
+    """The timer's state if unknown, and the crontabs not read where cron runs (or may)."""
+    unread = [reason for reason in schedule.unknown if reason not in schedule.cron.unknown]
+    if schedule.cron.unknown:
+        try:
+            cron_runs, _ = cron_daemon_runs(facts)
+        except Undeterminable:
+            cron_runs = True
+        if cron_runs:
+            unread += schedule.cron.unknown
+    return unread
 
 
 def _unscheduled_run(facts: HostFacts, schedule: RenewalSchedule) -> CertbotRun:

@@ -410,11 +410,16 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         "REN-03": fails(f"/srv/nowhere {PAYLOAD}/renewal/stemedb.example.com.conf does not exist"),
     },
     # Its active timer proves renewal is scheduled; the cron.d file it could not read is noted, not judged.
+    # But every line that renews must reload, and one could be in that file: REN-02 cannot prove it.
     CRON: {
         "REN-01": Expect(
             "pass",
             evidence=lambda r: _noted(r, f"not read, not needed for this verdict: cannot read /etc/cron.d/junk-10mb: {TEN_MB}"),
-        )
+        ),
+        "REN-02": errs(
+            f"cannot read /etc/cron.d/junk-10mb: {TEN_MB}: a command line that renews from there could run hooks that do not "
+            "reload stemedb-api"
+        ),
     },
     DIES: dict.fromkeys(CONTROLS, errs("host dies-mid-probe ({address}): the connection was lost before the probe finished")),
 }

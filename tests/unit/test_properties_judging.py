@@ -187,9 +187,15 @@ def _ren01_cron() -> Passing:
 
 def _ren02() -> Passing:
     hook = f"{HOOKS}/reload-stemedb.sh"
+    # certbot.timer renews with Debian's command line; cron does not run, so no crontab is read.
     return Passing(
         files={hook: _file(hook, RELOAD_HOOK.encode(), mode=0o755), CONF: _absent(CONF)},
         listings={HOOKS: _listing(HOOKS, "reload-stemedb.sh")},
+        units={
+            "certbot.timer": TIMER,
+            "certbot.service": {"ExecStart": "{ path=/usr/bin/certbot ; argv[]=/usr/bin/certbot -q renew ; ignore_errors=no }"},
+            "cron.service": {"ActiveState": "inactive"},
+        },
     )
 
 

@@ -121,8 +121,23 @@ def hooks_facts(
     files[HOOK] = hook or {**file_item(HOOK, RELOAD_HOOK.encode()), "mode": 0o755}
     files[CONF] = {"path": CONF, "lstat_error": {"errno": errno.ENOENT, "reason": "No such file or directory"}}
     return snapshot_of(
-        {**files, **{item["path"]: item for item in files_given.values()}}, listings={HOOKS: listing(HOOKS, names, cut_at=cut_at)}
+        {**files, **{item["path"]: item for item in files_given.values()}},
+        listings={HOOKS: listing(HOOKS, names, cut_at=cut_at)},
+        units=HOOKS_UNITS,
     )
+
+
+# certbot.timer renews (Debian's certbot.service); cron does not run, so no crontab needs reading.
+HOOKS_UNITS = {
+    "certbot.timer": {
+        "LoadState": "loaded",
+        "UnitFileState": "enabled",
+        "ActiveState": "active",
+        "NextElapseUSecRealtime": f"@{int(NOW + 3600)}",
+    },
+    "certbot.service": {"ExecStart": "{ path=/usr/bin/certbot ; argv[]=/usr/bin/certbot -q renew ; ignore_errors=no }"},
+    "cron.service": {"ActiveState": "inactive"},
+}
 
 
 def test_ren02_finds_the_reload_hook_beside_10000_data_files() -> None:
@@ -602,3 +617,19 @@ def test_ren02_with_nothing_scheduled_judges_the_installed_timer_s_service() -> 
     evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, facts)
     assert [run["where"] for run in evidence.observed["runs"]] == ["certbot-renew.service's ExecStart"]
     assert evidence.observed["directory_hooks_off"] == "--no-directory-hooks on CERTBOT_ARGS in /etc/sysconfig/certbot:1"
+
+
+@pytest.mark.parametrize(("hook", "outcome"), [(RELOAD_HOOK, "error"), (NO_RELOAD, "fail")])
+def test_ren02_a_crontab_not_read_leaves_a_pass_unproven_but_not_a_finding(hook: str, outcome: str) -> None:
+    """The timer's renewals reload; a crontab the audit could not read may hold a line that renews without reloading."""
+    facts = ren02_runs({**TIMER_ON, **exec_start("/usr/bin/certbot -q renew")}, hook=hook)
+    unread = {"path": CRONTABS, "names": ["root"], "truncated": True, "total": 2, "limit": 1}
+    facts = facts_from_probe("web-1", {**facts.raw, "listings": {**facts.raw["listings"], CRONTABS: unread}}, NOW, None)
+    if outcome == "error":
+        with pytest.raises(Undeterminable, match=rf"{CRONTABS}.*a command line that renews from there could run hooks"):
+            judge("REN-02", renewal.test_deploy_hook_reloads_service, facts)
+    else:
+        evidence = judge("REN-02", renewal.test_deploy_hook_reloads_service, facts)
+        assert evidence.findings == [
+            f"no deploy hook reloads stemedb-api: {HOOK}: reloads no stemedb-api (no systemctl reload/restart of it)"
+        ]
