@@ -39,7 +39,8 @@ __all__ = [
 
 SYSCONFIG = "/etc/sysconfig/certbot"
 # certbot's default config files (constants.CLI_DEFAULTS["config_files"]) for root, as its timer and
-# cron run it (HOME=/root, no XDG_CONFIG_HOME): read in this order, the later one's values winning.
+# cron run it (HOME=/root, no XDG_CONFIG_HOME; the snap's certbot too: snapd keeps the real HOME for a
+# classic snap): read in this order, the later one's values winning.
 CLI_INI_FILES = ("/etc/letsencrypt/cli.ini", "/root/.config/letsencrypt/cli.ini")
 _CLI_INI_HOOK_KEYS = ("deploy-hook", "renew-hook")  # both set renew_hook, the hook `certbot renew` runs
 # The variables RHEL/EPEL's certbot-renew.service puts on certbot's command line, in its order.
