@@ -145,6 +145,11 @@ def _judge(
     facts: HostFacts, run: CertbotRun, sysconfig: _Sysconfig | None, cli_ini: CliIni, renew_hook: CommandHook | None
 ) -> RenewalRun:
     line = command_line_hooks(_words(facts, run, sysconfig))
+    if line.config_files:
+        raise Undeterminable(
+            f"host {facts.host}: {run.where} gives certbot the config file {line.config_files[0]}, which the audit does not "
+            "read: its options can replace the deploy hook or turn renewal-hooks/ off"
+        )
     # certbot's order, lowest first: the conf's renew_hook, cli.ini's deploy-hook, the command line's.
     given = [hook for hook in (renew_hook, cli_ini.hook, line.hook) if hook is not None]
     hook = given[-1] if given else None

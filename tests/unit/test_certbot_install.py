@@ -209,6 +209,10 @@ CRON_HOOK = "the command line of /etc/crontab:1"
             CommandLineHooks(problems=("certbot cannot start: --deploy-hook on /etc/crontab:1 has no command",)),
         ),
         (words("renew", "--", "--no-directory-hooks"), CommandLineHooks()),  # after --, a positional argument
+        (
+            words("renew", "-c", "/etc/le.ini", "--config=/etc/b.ini", "--config", "/etc/c.ini", "--config-dir", "/etc/le"),
+            CommandLineHooks(config_files=tuple(f"/etc/{n} (/etc/crontab:1)" for n in ("le.ini", "b.ini", "c.ini"))),
+        ),
     ],
 )
 def test_a_command_line_s_hooks_as_certbot_reads_them(line: list[Word], expected: CommandLineHooks) -> None:

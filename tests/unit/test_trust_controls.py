@@ -633,3 +633,10 @@ def test_ren02_a_crontab_not_read_leaves_a_pass_unproven_but_not_a_finding(hook:
         assert evidence.findings == [
             f"no deploy hook reloads stemedb-api: {HOOK}: reloads no stemedb-api (no systemctl reload/restart of it)"
         ]
+
+
+def test_ren02_a_config_file_given_on_a_renewing_line_is_undeterminable() -> None:
+    """certbot reads options from `-c FILE` too; the audit does not read that file."""
+    line = "0 */12 * * * root certbot -q renew -c /etc/letsencrypt/custom.ini\n"
+    with pytest.raises(Undeterminable, match=r"/etc/crontab:1 gives certbot the config file /etc/letsencrypt/custom\.ini"):
+        judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(TIMER_OFF, line))

@@ -47,6 +47,9 @@ _CLI_INI_HOOK_KEYS = ("deploy-hook", "renew-hook")  # both set renew_hook, the h
 SERVICE_VARIABLES = ("PRE_HOOK", "POST_HOOK", "RENEW_HOOK", "DEPLOY_HOOK", "CERTBOT_ARGS")
 NO_DIRECTORY_HOOKS, DEPLOY_HOOK, RENEW_HOOK = "--no-directory-hooks", "--deploy-hook", "--renew-hook"
 _HOOK_FLAGS = (DEPLOY_HOOK, RENEW_HOOK)
+# ConfigArgParse's args_for_setting_config_path in certbot's parser; `-cFILE` and `-qc FILE` make
+# ConfigArgParse fail, and a prefix of --config is ambiguous with --config-dir.
+_CONFIG_FLAGS = ("-c", "--config")
 # The shortest prefix argparse takes for each option judged here: a shorter one is ambiguous among
 # certbot's options (`--no-d`: --no-delete-after-revoke; `--de`: --debug; `--renew`:
 # --renew-by-default), so certbot refuses it. Checked against certbot 1.12's and 4.0's parsers.
@@ -168,6 +171,7 @@ class CommandLineHooks:
     no_directory_hooks: str | None = None  # where --no-directory-hooks turns renewal-hooks/ off
     hook: CommandHook | None = None  # the hook it runs after a renewal (the last given), if it gives one
     problems: tuple[str, ...] = ()  # what makes certbot refuse the command line: it then renews nothing
+    config_files: tuple[str, ...] = ()  # `-c FILE` / `--config FILE`: certbot reads options there too
 
 
 def command_line_hooks(words: Sequence[Word]) -> CommandLineHooks:
@@ -177,12 +181,21 @@ def command_line_hooks(words: Sequence[Word]) -> CommandLineHooks:
     deploy: str | None = None
     renew: CommandHook | None = None
     problems: list[str] = []
+    config_files: list[str] = []
     i = 0
     while i < len(words):
         word = words[i]
         i += 1
         if word.text == "--":
             break  # the rest are positional arguments
+        if word.text.startswith("--config="):
+            config_files.append(f"{word.text.removeprefix('--config=')} ({word.where})")
+            continue
+        if word.text in _CONFIG_FLAGS:
+            if i < len(words):
+                config_files.append(f"{words[i].text} ({word.where})")
+            i += 1
+            continue
         option = certbot_option(word.text)
         if option is None:
             continue
@@ -204,7 +217,7 @@ def command_line_hooks(words: Sequence[Word]) -> CommandLineHooks:
         elif deploy is not None and deploy != inline:
             problems.append(f"certbot cannot start: {word.text} on {word.where} conflicts with the --deploy-hook before it")
         renew = CommandHook(word.source, inline)
-    return CommandLineHooks(off, renew, tuple(problems))
+    return CommandLineHooks(off, renew, tuple(problems), tuple(config_files))
 
 
 def script_of(command: str) -> str | None:
