@@ -124,8 +124,9 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     certbot runs nothing in `renewal-hooks/` for it; a cli.ini certbot cannot parse, or a line with
     a `--renew-hook` and a `--deploy-hook` that differ, means it does not start at all; a cli.ini
     the audit cannot read, a hook on a service's ExecStart (systemctl show loses its quoting), a
-    variable of an environment it does not read, a config file given on the line (`-c`), or a crontab or timer state it could not read (a
-    line that renews from there is not judged) leaves the verdict unknown.
+    variable of an environment it does not read, a config file given on the line (`-c`), or a
+    crontab or timer state it could not read (a line that renews from there is not judged) leaves
+    the verdict unknown.
     A hook that names a script is judged by the script (it must be executable, root's and not
     group/world-writable). A `deploy_hook` line in `[renewalparams]` counts for nothing: certbot
     never reads it. Every hook certbot runs must be safe.
