@@ -50,10 +50,12 @@ def test_renewal_is_scheduled(facts: HostFacts, policy: Policy, evidence: Eviden
 
     Check: the installation's timer (Debian's certbot.timer, RHEL/EPEL's certbot-renew.timer or the
     snap's snap.certbot.renew.timer) is loaded, enabled and active, with its next run at most 24 h
-    away; or the cron daemon runs and an entry it really reads runs `certbot renew` (the EFF's pip
-    install puts one in /etc/crontab). Debian's
-    /etc/cron.d/certbot does nothing on a host that runs systemd, and a timer that is enabled
-    but not active schedules nothing, so neither counts. Every source is judged: the timer's
+    away, and the service it starts runs `certbot renew` (not a `--dry-run`, which saves nothing;
+    the snap's `certbot.renew`; RHEL's with its sysconfig's variables; a service that runs another
+    program, a wrapper the audit does not read, leaves it unknown); or the cron daemon runs and an
+    entry it really reads runs `certbot renew` (the EFF's pip install puts one in /etc/crontab).
+    Debian's /etc/cron.d/certbot does nothing on a host that runs systemd, and a timer that is
+    enabled but not active schedules nothing, so neither counts. Every source is judged: the timer's
     state, /etc/crontab, /etc/cron.d and the users' crontabs. One effective schedule passes; with
     none, a source that could not be read (a directory the audit's login may not list, a crontab
     over the read limit) makes it an error, never a failure.

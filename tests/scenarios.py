@@ -32,6 +32,7 @@ RELOADING_CRON = "SHELL=/bin/sh\n0 */12 * * * root certbot -q renew --deploy-hoo
 NO_DIRECTORY_HOOKS_UNIT = (
     b"[Service]\nExecStart=\nExecStart=/usr/bin/certbot -q renew --no-random-sleep-on-renew --no-directory-hooks\n"
 )
+DRY_RUN_UNIT = b"[Service]\nExecStart=\nExecStart=/usr/bin/certbot -q renew --no-random-sleep-on-renew --dry-run\n"
 OTHER_SERVICE_HOOK = RELOAD_HOOK.replace("systemctl reload stemedb-api", "systemctl reload nginx")
 
 RUNBOOK: list[Scenario] = [
@@ -55,6 +56,12 @@ RUNBOOK: list[Scenario] = [
         "certbot.timer masked, but a working cron entry runs certbot renew",
         timer="masked",
         cron_files=(("certbot-renew", WORKING_CRON),),
+    ),
+    Scenario(
+        "timer-dry-run",
+        _address(37),
+        "certbot.timer active, but a drop-in left certbot.service running `certbot renew --dry-run`: it renews nothing",
+        files=(HostFile("/etc/systemd/system/certbot.service.d/override.conf", data=DRY_RUN_UNIT),),
     ),
     Scenario(
         "timer-stopped",

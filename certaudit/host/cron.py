@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from certaudit.errors import PathError
 from certaudit.host.shell import ShellCommand, iter_commands, shell_commands, unwrap_command
 
 __all__ = [
+    "CERTBOT_NAMES",
     "CronEntry",
     "CronError",
+    "certbot_renews",
     "cron_command",
     "cron_d_file_is_read",
     "parse_crontab",
@@ -187,7 +190,7 @@ def cron_command(command: str) -> str:
     return "".join(out)
 
 
-_CERTBOT_NAMES = frozenset({"certbot", "certbot-auto", "letsencrypt", "letsencrypt-auto"})
+CERTBOT_NAMES = frozenset({"certbot", "certbot-auto", "letsencrypt", "letsencrypt-auto"})
 # certbot's cli VERBS; its determine_verb takes the first argument that is one of them.
 _CERTBOT_VERBS = frozenset({
     "auth", "certonly", "run", "everything", "install", "rollback", "config_changes", "plugins",
@@ -196,19 +199,23 @@ _CERTBOT_VERBS = frozenset({
 })  # fmt: skip
 
 
-def _certbot_renews(argv: list[str]) -> bool:
-    if not argv or posixpath.basename(argv[0]) not in _CERTBOT_NAMES:
+def certbot_renews(argv: Sequence[str]) -> bool:
+    """Whether a certbot command line (the executable first) renews: the `renew` verb, and neither
+    help nor a rehearsal that saves nothing (`--dry-run`, or a prefix argparse takes for it)."""
+    from certaudit.host.certbot.command_hooks import DRY_RUN, HELP, certbot_option
+
+    if not argv or posixpath.basename(argv[0]) not in CERTBOT_NAMES:
         return False
     args = argv[1:]
-    if "-h" in args or "--help" in args or "--dry-run" in args:
-        return False  # help, or a rehearsal that saves nothing
+    if "-h" in args or any((certbot_option(a) or ("",))[0] in (DRY_RUN, HELP) for a in args):
+        return False
     verb = next((a for a in args if a in _CERTBOT_VERBS), "run")
     return verb == "renew"
 
 
 def certbot_renew_argvs(entry: CronEntry) -> list[list[str]]:
     """Each `certbot renew` command line the entry runs, the executable first, as the shell splits it."""
-    return [argv for _, argv in iter_commands(cron_command(entry.command)) if _certbot_renews(argv)]
+    return [argv for _, argv in iter_commands(cron_command(entry.command)) if certbot_renews(argv)]
 
 
 def runs_certbot_renew(entry: CronEntry) -> bool:
@@ -267,7 +274,7 @@ def skipped_under_systemd(entry: CronEntry) -> bool:
     commands: list[ShellCommand] = shell_commands(cron_command(entry.command))
     argvs = [unwrap_command(c.words)[0] for c in commands]
     for k, argv in enumerate(argvs):
-        if not _certbot_renews(argv):
+        if not certbot_renews(argv):
             continue
         for t in range(k - 1, -1, -1):
             connector = commands[t + 1].connector

@@ -13,37 +13,32 @@ reports the schedule): the installed timer's service, else a plain `certbot rene
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from certaudit.errors import Undeterminable
 from certaudit.host.certbot.command_hooks import (
-    NO_DIRECTORY_HOOKS,
-    SYSCONFIG,
+    DEPLOY_HOOK,
+    RENEW_HOOK,
     CliIni,
     CommandHook,
     Word,
     certbot_option,
     command_line_hooks,
-    sysconfig_variables,
 )
+from certaudit.host.certbot.exec_start import RHEL_SERVICE, service_line
 from certaudit.host.facts import HostFacts
 from certaudit.host.schedule import (
     TIMER_SERVICES,
     CertbotRun,
     RenewalSchedule,
     cron_daemon_runs,
-    exec_argv,
     renewal_schedule,
     scheduled_runs,
 )
 
 __all__ = ["RenewalRun", "RenewalRuns", "renewal_runs"]
 
-RHEL_SERVICE = "certbot-renew.service"  # reads /etc/sysconfig/certbot (EnvironmentFile=)
 PLAIN_RUN = "a plain `certbot renew`"
-# systemd's `$NAME` (split into words) and `${NAME}` (one word) on an ExecStart line.
-_VARIABLE = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 
 
 @dataclass(frozen=True)
@@ -59,12 +54,6 @@ class RenewalRun:
 
 
 @dataclass(frozen=True)
-class _Sysconfig:
-    variables: dict[str, tuple[str, list[str]]]
-    problems: list[str]
-
-
-@dataclass(frozen=True)
 class RenewalRuns:
     runs: list[RenewalRun]
     sysconfig_problems: list[str]  # what /etc/sysconfig/certbot could not give (an unterminated quote)
@@ -75,12 +64,14 @@ def renewal_runs(facts: HostFacts, cli_ini: CliIni, renew_hook: CommandHook | No
     """Every command line that renews here, with the hooks it runs. Raises Undeterminable where a
     line's hooks cannot be known."""
     schedule = renewal_schedule(facts)
-    runs = scheduled_runs(facts, schedule) or [_unscheduled_run(facts, schedule)]
-    sysconfig: _Sysconfig | None = None
-    if any(run.service == RHEL_SERVICE for run in runs):
-        sysconfig = _read_sysconfig(facts)
-    judged = [_judge(facts, run, sysconfig, cli_ini, renew_hook) for run in runs]
-    return RenewalRuns(judged, sysconfig.problems if sysconfig is not None else [], _unread(facts, schedule))
+    runs = scheduled_runs(facts, schedule) or [_unscheduled_run(schedule)]
+    judged = []
+    problems: list[str] = []
+    for run in runs:
+        words, sysconfig_problems = _words(facts, run)
+        problems += [p for p in sysconfig_problems if p not in problems]
+        judged.append(_judge(facts, run, words, cli_ini, renew_hook))
+    return RenewalRuns(judged, problems, _unread(facts, schedule))
 
 
 def _unread(facts: HostFacts, schedule: RenewalSchedule) -> list[str]:
@@ -96,55 +87,31 @@ def _unread(facts: HostFacts, schedule: RenewalSchedule) -> list[str]:
     return unread
 
 
-def _unscheduled_run(facts: HostFacts, schedule: RenewalSchedule) -> CertbotRun:
+def _unscheduled_run(schedule: RenewalSchedule) -> CertbotRun:
     timer = schedule.timer  # with none effective, the first installed (certbot_timer_schedule)
     if timer is not None and timer.unit is not None and timer.observed.get("LoadState") not in (None, "", "not-found"):
         service = TIMER_SERVICES[timer.unit]
-        return CertbotRun(f"{service}'s ExecStart", tuple(exec_argv(facts.unit(service).get("ExecStart", ""))), False, service)
+        return CertbotRun(f"{service}'s ExecStart", (), exact=False, service=service)
     return CertbotRun(PLAIN_RUN, ("certbot", "renew"), exact=True)
 
 
-def _read_sysconfig(facts: HostFacts) -> _Sysconfig:
-    fact = facts.file(SYSCONFIG)
-    if fact.problem() is not None:
-        return _Sysconfig({}, [])  # absent: the service has no such variables (systemd then refuses to start it)
-    variables, problems = sysconfig_variables(fact.text())
-    return _Sysconfig(variables, problems)
-
-
-def _words(facts: HostFacts, run: CertbotRun, sysconfig: _Sysconfig | None) -> list[Word]:
-    if run.exact:
-        return [Word(text, run.where, f"the command line of {run.where}") for text in run.argv[1:]]
-    if not run.argv:
-        raise Undeterminable(f"host {facts.host}: {run.service} shows no ExecStart: which hooks its renewals run is unknown")
-    words = []
-    for text in run.argv[1:]:
-        variable = _VARIABLE.fullmatch(text)
-        if variable is not None and run.service == RHEL_SERVICE and sysconfig is not None:
-            name = variable.group(1) or variable.group(2)
-            where, values = sysconfig.variables.get(name, ("", []))
-            values = values if variable.group(1) else [" ".join(values)] if values else []
-            words += [Word(value, where, where) for value in values]
-            continue
-        if "$" in text:
-            raise Undeterminable(
-                f"host {facts.host}: {run.where} passes {text!r}, which systemd expands from an environment the audit "
-                "does not read: which hooks certbot runs is unknown"
-            )
-        option = certbot_option(text)
-        if option is not None and option[0] != NO_DIRECTORY_HOOKS:
+def _words(facts: HostFacts, run: CertbotRun) -> tuple[list[Word], tuple[str, ...]]:
+    """The words certbot receives after its executable, and what RHEL's sysconfig could not give."""
+    if run.service is None:
+        return [Word(text, run.where, f"the command line of {run.where}") for text in run.argv[1:]], ()
+    line = service_line(facts, run.service)
+    for word in line.words:
+        option = certbot_option(word.text)
+        if not word.exact and option is not None and option[0] in (DEPLOY_HOOK, RENEW_HOOK):
             raise Undeterminable(
                 f"host {facts.host}: {run.where} passes a deploy hook on its command line, which systemctl show "
                 "prints without its quoting: which hook certbot runs is unknown"
             )
-        words.append(Word(text, run.where, run.where))
-    return words
+    return list(line.words), line.sysconfig_problems
 
 
-def _judge(
-    facts: HostFacts, run: CertbotRun, sysconfig: _Sysconfig | None, cli_ini: CliIni, renew_hook: CommandHook | None
-) -> RenewalRun:
-    line = command_line_hooks(_words(facts, run, sysconfig))
+def _judge(facts: HostFacts, run: CertbotRun, words: list[Word], cli_ini: CliIni, renew_hook: CommandHook | None) -> RenewalRun:
+    line = command_line_hooks(words)
     if line.config_files:
         raise Undeterminable(
             f"host {facts.host}: {run.where} gives certbot the config file {line.config_files[0]}, which the audit does not "

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import posixpath
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from certaudit.errors import Undeterminable
+from certaudit.host.certbot.exec_start import exec_argv, service_line
 from certaudit.host.certbot.install import Installation, installation_of
 from certaudit.host.cron import (
     CronEntry,
     certbot_renew_argvs,
     certbot_renew_executable,
+    certbot_renews,
     cron_d_file_is_read,
     parse_crontab,
     runs_certbot_renew,
@@ -106,6 +107,16 @@ def timer_schedule(facts: HostFacts, name: str = TIMER) -> Schedule:
         return judged(False, f"{name} is active but has no next run")
     if next_run - now > NEXT_RUN_WITHIN:
         return judged(False, f"{name}'s next run is {next_run.isoformat()}, over 24 h away")
+    # It fires; what it starts must renew. A drop-in's `certbot renew --dry-run` renews nothing.
+    line = service_line(facts, TIMER_SERVICES[name])
+    runs = line.runs()
+    if runs == "other":
+        raise Undeterminable(
+            f"host {facts.host}: {name} starts {line.where} `{line.shown()}`, which runs {line.program}, not certbot: "
+            "whether it renews is unknown"
+        )
+    if runs == "certbot" and not certbot_renews([line.program, *(word.text for word in line.words)]):
+        return judged(False, f"{name} is active, but {line.where} `{line.shown()}` renews nothing")
     return judged(True, f"{name} is active, next run {next_run.isoformat()}")
 
 
@@ -246,15 +257,6 @@ def _read_renewal_schedule(facts: HostFacts) -> RenewalSchedule:
         unknown.append(str(exc).removeprefix(f"host {facts.host}: "))
     cron = cron_schedule(facts)
     return RenewalSchedule(timer, cron, [*unknown, *cron.unknown])
-
-
-_ARGV = re.compile(r"argv\[\]=([^;]*)")
-
-
-def exec_argv(exec_start: str) -> list[str]:
-    """The command line of `systemctl show -p ExecStart`'s `{ path=... ; argv[]=... ; ... }`."""
-    match = _ARGV.search(exec_start)
-    return match.group(1).split() if match else []
 
 
 @dataclass(frozen=True)

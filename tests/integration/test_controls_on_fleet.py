@@ -174,6 +174,15 @@ EXPECTED: dict[str, dict[str, Expect]] = {
             ("reload-stemedb.sh: --no-directory-hooks on /etc/cron.d/certbot-renew:2: certbot runs nothing in renewal-hooks/",),
         ),
     },
+    "timer-dry-run": {
+        "REN-01": Expect(
+            "fail",
+            (
+                "certbot.timer is active, but certbot.service's ExecStart `/usr/bin/certbot -q renew "
+                "--no-random-sleep-on-renew --dry-run` renews nothing",
+            ),
+        )
+    },
     "cron-hook-beside-timer": {
         "REN-02": Expect(
             "fail",

@@ -21,9 +21,9 @@ from certaudit.host.certbot.command_hooks import (
     script_of,
     sysconfig_variables,
 )
+from certaudit.host.certbot.exec_start import exec_argv
 from certaudit.host.certbot.install import installation_of
 from certaudit.host.facts import HostFacts, facts_from_probe
-from certaudit.host.schedule import exec_argv
 from tests.unit.test_catalog_controls import NOW, file_item, snapshot
 
 DEB_SITE = "/usr/lib/python3/dist-packages"

@@ -146,7 +146,8 @@ TIMER_UNIT = {
         "NextElapseUSecRealtime": f"@{int(NOW + 3600)}",
         "TimersCalendar": "{ OnCalendar=*-*-* 00,12:00:00 ; next_elapse=@1 }",
         "RandomizedDelayUSec": "12h",
-    }
+    },
+    "certbot.service": {"ExecStart": "{ path=/usr/bin/certbot ; argv[]=/usr/bin/certbot -q renew ; ignore_errors=no }"},
 }
 
 

@@ -20,6 +20,7 @@ from certaudit.inventory import target_for
 from certaudit.jobs.fleet import Domain, FleetView
 from certaudit.record import Evidence
 from tests.unit.test_properties_judging import (
+    DEBIAN_SERVICE,
     DOMAIN,
     NOW,
     RENEWAL_ROOT,
@@ -39,7 +40,10 @@ DOMAIN_OF_TWO = Domain(DOMAIN, tuple(TARGETS.values()), TARGETS["renewer"].polic
 
 def _flt01() -> dict[str, Passing]:
     return {
-        "renewer": Passing(listings={RENEWAL_ROOT: _listing(RENEWAL_ROOT, f"{DOMAIN}.conf")}, units={"certbot.timer": TIMER}),
+        "renewer": Passing(
+            listings={RENEWAL_ROOT: _listing(RENEWAL_ROOT, f"{DOMAIN}.conf")},
+            units={"certbot.timer": TIMER, "certbot.service": DEBIAN_SERVICE},
+        ),
         "receiver": Passing(listings={RENEWAL_ROOT: _listing(RENEWAL_ROOT)}),  # no lineage: nothing else is read
     }
 

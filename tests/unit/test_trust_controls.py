@@ -123,21 +123,9 @@ def hooks_facts(
     return snapshot_of(
         {**files, **{item["path"]: item for item in files_given.values()}},
         listings={HOOKS: listing(HOOKS, names, cut_at=cut_at)},
-        units=HOOKS_UNITS,
+        # certbot.timer renews (Debian's certbot.service); cron does not run, so no crontab needs reading.
+        units={**TIMER_ON, "cron.service": {"ActiveState": "inactive"}},
     )
-
-
-# certbot.timer renews (Debian's certbot.service); cron does not run, so no crontab needs reading.
-HOOKS_UNITS = {
-    "certbot.timer": {
-        "LoadState": "loaded",
-        "UnitFileState": "enabled",
-        "ActiveState": "active",
-        "NextElapseUSecRealtime": f"@{int(NOW + 3600)}",
-    },
-    "certbot.service": {"ExecStart": "{ path=/usr/bin/certbot ; argv[]=/usr/bin/certbot -q renew ; ignore_errors=no }"},
-    "cron.service": {"ActiveState": "inactive"},
-}
 
 
 def test_ren02_finds_the_reload_hook_beside_10000_data_files() -> None:
@@ -307,6 +295,7 @@ TIMER_ON = {
         "ActiveState": "active",
         "NextElapseUSecRealtime": f"@{int(NOW + 3600)}",
     },
+    "certbot.service": {"ExecStart": "{ path=/usr/bin/certbot ; argv[]=/usr/bin/certbot -q renew ; ignore_errors=no }"},
     "cron.service": {"ActiveState": "active"},
 }
 CRON_LISTINGS = {"/etc/cron.d": listing("/etc/cron.d", []), CRONTABS: {"path": CRONTABS, "error": DENIED}}
@@ -640,3 +629,54 @@ def test_ren02_a_config_file_given_on_a_renewing_line_is_undeterminable() -> Non
     line = "0 */12 * * * root certbot -q renew -c /etc/letsencrypt/custom.ini\n"
     with pytest.raises(Undeterminable, match=r"/etc/crontab:1 gives certbot the config file /etc/letsencrypt/custom\.ini"):
         judge("REN-02", renewal.test_deploy_hook_reloads_service, ren02_runs(TIMER_OFF, line))
+
+
+# --- REN-01: what the timer starts must renew ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "line",
+    [
+        "/usr/bin/certbot -q renew --dry-run",  # a rehearsal left in a drop-in: it saves nothing
+        "/usr/bin/certbot -q renew --dr",  # argparse takes the prefix
+        "/usr/bin/certbot certificates",
+        "/usr/bin/certbot -q renew --help",
+    ],
+)
+def test_ren01_a_timer_whose_service_renews_nothing_schedules_nothing(line: str) -> None:
+    units = {**TIMER_ON, **exec_start(line)}
+    evidence = judge("REN-01", renewal.test_renewal_is_scheduled, ren02_runs(units))
+    assert evidence.findings == [
+        f"renewal is not scheduled: certbot.timer is active, but certbot.service's ExecStart `{line}` renews nothing; "
+        "no cron entry that cron runs here runs certbot renew"
+    ]
+
+
+def test_ren01_rhel_s_certbot_args_can_make_the_timer_a_dry_run() -> None:
+    facts = ren02_runs(RHEL_TIMER_ON, "", sysconfig='CERTBOT_ARGS="--dry-run"\n')
+    evidence = judge("REN-01", renewal.test_renewal_is_scheduled, facts)
+    assert evidence.findings[0].startswith("renewal is not scheduled: certbot-renew.timer is active, but certbot-renew.service's")
+    assert "--no-random-sleep-on-renew --dry-run` renews nothing" in evidence.findings[0]
+
+
+def test_ren01_a_timer_that_starts_a_wrapper_is_undeterminable() -> None:
+    units = {**TIMER_ON, **exec_start("/usr/local/sbin/renew-all --quiet")}
+    with pytest.raises(Undeterminable, match=r"runs /usr/local/sbin/renew-all, not certbot: whether it renews is unknown"):
+        judge("REN-01", renewal.test_renewal_is_scheduled, ren02_runs(units))
+
+
+def test_ren01_the_snap_s_timer_runs_its_renew_app() -> None:
+    snap_timer = {**TIMER_ON["certbot.timer"]}
+    units = {
+        "snap.certbot.renew.timer": snap_timer,
+        "snap.certbot.renew.service": {
+            "ExecStart": '{ path=/usr/bin/snap ; argv[]=/usr/bin/snap run --timer="00:00~24:00/2" certbot.renew ; }'
+        },
+        "cron.service": {"ActiveState": "active"},
+    }
+    evidence = judge("REN-01", renewal.test_renewal_is_scheduled, ren02_runs(units))
+    assert evidence.findings == [] and evidence.observed["timer"]["unit"] == "snap.certbot.renew.timer"
+
+
+def test_ren01_a_cron_line_s_abbreviated_dry_run_renews_nothing() -> None:
+    facts = ren02_runs(TIMER_OFF, "0 */12 * * * root certbot -q renew --dr\n")
+    evidence = judge("REN-01", renewal.test_renewal_is_scheduled, facts)
+    assert evidence.findings and evidence.findings[0].startswith("renewal is not scheduled:")

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
-    "CLI_INI_FILES", "DEPLOY_HOOK", "NO_DIRECTORY_HOOKS", "RENEW_HOOK", "SERVICE_VARIABLES", "SYSCONFIG", "CliIni",
-    "CommandHook", "CommandLineHooks", "Word", "certbot_option", "command_line_hooks", "read_cli_ini", "script_of",
-    "sysconfig_variables",
+    "CLI_INI_FILES", "DEPLOY_HOOK", "DRY_RUN", "HELP", "NO_DIRECTORY_HOOKS", "RENEW_HOOK", "SERVICE_VARIABLES",
+    "SYSCONFIG", "CliIni", "CommandHook", "CommandLineHooks", "Word", "certbot_option", "command_line_hooks",
+    "read_cli_ini", "script_of", "sysconfig_variables",
 ]  # fmt: skip
 
 SYSCONFIG = "/etc/sysconfig/certbot"
@@ -46,14 +46,17 @@ _CLI_INI_HOOK_KEYS = ("deploy-hook", "renew-hook")  # both set renew_hook, the h
 # The variables RHEL/EPEL's certbot-renew.service puts on certbot's command line, in its order.
 SERVICE_VARIABLES = ("PRE_HOOK", "POST_HOOK", "RENEW_HOOK", "DEPLOY_HOOK", "CERTBOT_ARGS")
 NO_DIRECTORY_HOOKS, DEPLOY_HOOK, RENEW_HOOK = "--no-directory-hooks", "--deploy-hook", "--renew-hook"
+DRY_RUN, HELP = "--dry-run", "--help"  # a run that renews nothing
 _HOOK_FLAGS = (DEPLOY_HOOK, RENEW_HOOK)
 # ConfigArgParse's args_for_setting_config_path in certbot's parser; `-cFILE` and `-qc FILE` make
 # ConfigArgParse fail, and a prefix of --config is ambiguous with --config-dir.
 _CONFIG_FLAGS = ("-c", "--config")
 # The shortest prefix argparse takes for each option judged here: a shorter one is ambiguous among
 # certbot's options (`--no-d`: --no-delete-after-revoke; `--de`: --debug; `--renew`:
-# --renew-by-default), so certbot refuses it. Checked against certbot 1.12's and 4.0's parsers.
-_SHORTEST_PREFIX = {NO_DIRECTORY_HOOKS: "--no-di", DEPLOY_HOOK: "--dep", RENEW_HOOK: "--renew-h"}
+# --renew-by-default; `--d`: --domains), so certbot refuses it. Checked against certbot 1.12's and 4.0's parsers.
+_SHORTEST_PREFIX = {
+    NO_DIRECTORY_HOOKS: "--no-di", DEPLOY_HOOK: "--dep", RENEW_HOOK: "--renew-h", DRY_RUN: "--dr", HELP: "--he",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ class Word(NamedTuple):
     text: str
     where: str  # "/etc/crontab:3", "certbot.service's ExecStart", "CERTBOT_ARGS in /etc/sysconfig/certbot:6"
     source: str  # how a hook it gives is named: "the command line of /etc/crontab:3", "DEPLOY_HOOK in ..."
+    exact: bool = True  # False: systemctl show's word, printed without its quoting
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,8 @@ def command_line_hooks(words: Sequence[Word]) -> CommandLineHooks:
         if option is None:
             continue
         name, inline = option
+        if name not in (NO_DIRECTORY_HOOKS, *_HOOK_FLAGS):
+            continue
         if name == NO_DIRECTORY_HOOKS:
             if inline is None and off is None:
                 off = f"{NO_DIRECTORY_HOOKS} on {word.where}"
