@@ -130,8 +130,19 @@ def certbot_timer_schedule(facts: HostFacts) -> Schedule:
     first one installed (Debian's certbot.timer when none is), judged as it stands."""
     if not facts.systemd:
         return timer_schedule(facts, TIMER)
-    schedules = [timer_schedule(facts, t) for t in installed_timers(facts) or [TIMER]]
-    return next((s for s in schedules if s.effective), schedules[0])
+    schedules: list[Schedule] = []
+    unknown: Undeterminable | None = None
+    for name in installed_timers(facts) or [TIMER]:
+        try:
+            schedules.append(timer_schedule(facts, name))
+        except Undeterminable as exc:  # one timer's service not judged: another may still prove renewal
+            unknown = unknown or exc
+    effective = next((s for s in schedules if s.effective), None)
+    if effective is not None:
+        return effective
+    if unknown is not None:
+        raise unknown
+    return schedules[0]
 
 
 def _cron_sources(facts: HostFacts) -> tuple[list[tuple[str, bool]], list[str]]:

@@ -680,3 +680,14 @@ def test_ren01_a_cron_line_s_abbreviated_dry_run_renews_nothing() -> None:
     facts = ren02_runs(TIMER_OFF, "0 */12 * * * root certbot -q renew --dr\n")
     evidence = judge("REN-01", renewal.test_renewal_is_scheduled, facts)
     assert evidence.findings and evidence.findings[0].startswith("renewal is not scheduled:")
+
+
+def test_ren01_another_timer_proves_renewal_beside_one_whose_service_is_not_read() -> None:
+    units = {
+        **TIMER_ON,
+        **exec_start("/usr/local/sbin/renew-all"),
+        "snap.certbot.renew.timer": {**TIMER_ON["certbot.timer"]},
+        "snap.certbot.renew.service": {"ExecStart": "{ path=/usr/bin/snap ; argv[]=/usr/bin/snap run certbot.renew ; }"},
+    }
+    evidence = judge("REN-01", renewal.test_renewal_is_scheduled, ren02_runs(units))
+    assert evidence.findings == [] and evidence.observed["timer"]["unit"] == "snap.certbot.renew.timer"
