@@ -91,8 +91,8 @@ def _unscheduled_run(schedule: RenewalSchedule) -> CertbotRun:
     timer = schedule.timer  # with none effective, the first installed (certbot_timer_schedule)
     if timer is not None and timer.unit is not None and timer.observed.get("LoadState") not in (None, "", "not-found"):
         service = TIMER_SERVICES[timer.unit]
-        return CertbotRun(f"{service}'s ExecStart", (), exact=False, service=service)
-    return CertbotRun(PLAIN_RUN, ("certbot", "renew"), exact=True)
+        return CertbotRun(f"{service}'s ExecStart", service=service)
+    return CertbotRun(PLAIN_RUN, ("certbot", "renew"))
 
 
 def _words(facts: HostFacts, run: CertbotRun) -> tuple[list[Word], tuple[str, ...]]:

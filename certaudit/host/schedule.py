@@ -272,11 +272,11 @@ def _read_renewal_schedule(facts: HostFacts) -> RenewalSchedule:
 
 @dataclass(frozen=True)
 class CertbotRun:
-    """One command line an effective schedule runs certbot renew with."""
+    """One command line an effective schedule runs certbot renew with: a cron entry's words, or a
+    timer's service (whose ExecStart `certbot.exec_start.service_line` reads)."""
 
     where: str  # "certbot.service's ExecStart", "/etc/cron.d/certbot-renew:2"
-    argv: tuple[str, ...]  # the executable first
-    exact: bool  # False: systemctl show prints ExecStart's words without their quoting
+    argv: tuple[str, ...] = ()  # a cron entry's, as the shell splits it, the executable first
     service: str | None = None  # the timer's service whose ExecStart this is; None for a cron entry
 
 
@@ -286,12 +286,11 @@ def scheduled_runs(facts: HostFacts, schedule: RenewalSchedule) -> list[CertbotR
     timer = schedule.timer
     if timer is not None and timer.effective and timer.unit is not None:
         service = TIMER_SERVICES[timer.unit]
-        argv = tuple(exec_argv(facts.unit(service).get("ExecStart", "")))
-        runs.append(CertbotRun(f"{service}'s ExecStart", argv, exact=False, service=service))
+        runs.append(CertbotRun(f"{service}'s ExecStart", service=service))
     if schedule.cron.effective:
         for entry in schedule.cron.entries:
             for argv_list in certbot_renew_argvs(entry):
-                runs.append(CertbotRun(f"{entry.source}:{entry.line_number}", tuple(argv_list), exact=True))
+                runs.append(CertbotRun(f"{entry.source}:{entry.line_number}", tuple(argv_list)))
     return runs
 
 
