@@ -116,6 +116,12 @@ def timer_schedule(facts: HostFacts, name: str = TIMER) -> Schedule:
             "whether it renews is unknown"
         )
     if runs == "certbot" and not certbot_renews([line.program, *(word.text for word in line.words)]):
+        if any(not word.exact and word.text.startswith("--") and "-hook" in word.text for word in line.words):
+            # A hook's command (`--pre-hook "x -h"`) may hold the words that seemed to stop it.
+            raise Undeterminable(
+                f"host {facts.host}: {line.where} `{line.shown()}` passes a hook command, which systemctl show prints "
+                "without its quoting: whether it renews is unknown"
+            )
         return judged(False, f"{name} is active, but {line.where} `{line.shown()}` renews nothing")
     return judged(True, f"{name} is active, next run {next_run.isoformat()}")
 

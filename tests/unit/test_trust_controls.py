@@ -691,3 +691,10 @@ def test_ren01_another_timer_proves_renewal_beside_one_whose_service_is_not_read
     }
     evidence = judge("REN-01", renewal.test_renewal_is_scheduled, ren02_runs(units))
     assert evidence.findings == [] and evidence.observed["timer"]["unit"] == "snap.certbot.renew.timer"
+
+
+def test_ren01_a_hook_command_on_the_timer_s_line_leaves_its_words_unknown() -> None:
+    """`--pre-hook "logger -h x"` shows as words: the `-h` may be the hook's, not certbot's."""
+    units = {**TIMER_ON, **exec_start("/usr/bin/certbot -q renew --pre-hook logger -h x")}
+    with pytest.raises(Undeterminable, match=r"passes a hook command, which systemctl show prints without its quoting"):
+        judge("REN-01", renewal.test_renewal_is_scheduled, ren02_runs(units))
