@@ -47,10 +47,6 @@ class ServiceLine:
     def where(self) -> str:
         return f"{self.service}'s ExecStart"
 
-    @property
-    def reads_sysconfig(self) -> bool:
-        return self.service == RHEL_SERVICE
-
     def shown(self) -> str:
         return " ".join([self.program, *(word.text for word in self.words)])
 
@@ -66,8 +62,13 @@ class ServiceLine:
 
 
 def service_line(facts: HostFacts, service: str) -> ServiceLine:
-    """The ExecStart of `service` with RHEL's sysconfig variables read. Raises Undeterminable when
-    systemd shows none, or when a word is an environment variable the audit does not read."""
+    """The ExecStart of `service` with RHEL's sysconfig variables read, once a host (REN-01's timer and
+    REN-02's runs both ask). Raises Undeterminable when systemd shows none, or when a word is an
+    environment variable the audit does not read."""
+    return facts.derived(f"service_line {service}", lambda: _read_service_line(facts, service))
+
+
+def _read_service_line(facts: HostFacts, service: str) -> ServiceLine:
     from certaudit.host.certbot.command_hooks import SYSCONFIG, Word, sysconfig_variables
 
     argv = exec_argv(facts.unit(service).get("ExecStart", ""))
