@@ -143,7 +143,8 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
     hooks_dir = policy.deploy_hooks_dir
     listing = facts.listing(hooks_dir)
     hooks = [_hook_file(facts, f.path) for f in facts.files_in(hooks_dir)]
-    renew_hook = _renew_hook(facts, policy)
+    conf = _renewal_conf(facts, policy)
+    renew_hook = conf.renew_hook if conf is not None else None
     cli_ini = _cli_ini(facts)
     for problem in cli_ini.problems:
         evidence.require(False, problem)
@@ -206,7 +207,6 @@ def test_deploy_hook_reloads_service(facts: HostFacts, policy: Policy, evidence:
             f"{replacement} (certbot restores a renewal conf's renew_hook only when neither the command line nor a "
             "config file sets one, and a command line's hook comes after a config file's)"
         )
-    conf = _renewal_conf(facts, policy)
     if conf is not None and conf.deploy_hook is not None:
         evidence.note(
             f"deploy_hook = {conf.deploy_hook} in [renewalparams] of {policy.renewal_conf} is ignored: certbot reads "
@@ -301,11 +301,6 @@ def _renewal_conf(facts: HostFacts, policy: Policy) -> RenewalConf | None:
         return parse_renewal_conf(conf.read(), conf.path)
     except CertbotConfError:
         return None  # REN-03 reports an unreadable renewal conf
-
-
-def _renew_hook(facts: HostFacts, policy: Policy) -> str | None:
-    conf = _renewal_conf(facts, policy)
-    return conf.renew_hook if conf is not None else None
 
 
 def _cli_ini(facts: HostFacts) -> CliIni:
